@@ -1,0 +1,205 @@
+"""Typed, strict configuration: ``params.yaml`` is parsed once, here, at the stage entry point.
+
+Every section is a frozen pydantic model with ``extra="forbid"``, so a misspelled key
+(``mpl_ratio``) is an error naming the key instead of a silently ignored option. Code
+below the entry point receives explicit arguments, never the raw dict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file is malformed; the message names the file and the offending key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- base
+class BaseParams(Strict):
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- synth
+class SynthParams(Strict):
+    """Size of the built-in synthetic corpus (see ``unisurg.synth``)."""
+
+    size: int = Field(128, ge=32, le=512, description="frame side in pixels (square frames)")
+    pretrain_videos_per_source: int = Field(3, ge=1)
+    pretrain_seconds: float = Field(20.0, gt=0)
+    # Videos per split of each video benchmark mini version (train, val, test).
+    videos_per_split: tuple[int, int, int] = (3, 1, 2)
+    benchmark_seconds: float = Field(28.0, gt=0, description="length of one labelled benchmark video")
+    images_per_split: tuple[int, int, int] = (24, 8, 12)
+    benchmarks: list[str] | None = Field(None, description="subset of benchmark names; null = all 17")
+
+
+# --------------------------------------------------------------------------- curate
+class CurateParams(Strict):
+    sources: str = "sources.yaml"
+    clip_frames: int = Field(16, ge=2)
+    frame_step: int = Field(2, ge=1, description="native frames between two sampled frames")
+    clip_stride_s: float = Field(1.0, gt=0, description="seconds between consecutive clip starts")
+    workers: int = Field(2, ge=1)
+    min_seconds: float = Field(1.0, ge=0, description="shorter videos are quarantined")
+
+
+# --------------------------------------------------------------------------- pretrain
+class MaskGenParams(Strict):
+    """One multiblock 3D mask generator (V-JEPA 2: short-range 8×0.15, long-range 2×0.7)."""
+
+    num_blocks: int = Field(ge=1)
+    spatial_scale: tuple[float, float]
+    temporal_scale: tuple[float, float] = (1.0, 1.0)
+    aspect_ratio: tuple[float, float] = (0.75, 1.5)
+
+
+class PredictorParams(Strict):
+    embed_dim: int = 96
+    depth: int = 2
+    num_heads: int = 4
+
+
+class ClipParams(Strict):
+    frames: int = Field(16, ge=2)
+    size: int = Field(64, ge=16)
+
+
+class OptimParams(Strict):
+    lr: float = Field(5e-4, gt=0)
+    start_lr: float = Field(1e-4, ge=0)
+    final_lr: float = Field(1e-6, ge=0)
+    weight_decay: float = Field(0.04, ge=0)
+    warmup_steps: int = Field(10, ge=0)
+    schedule: Literal["constant", "cosine"] = "cosine"
+    clip_grad: float | None = Field(1.0, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class PretrainParams(Strict):
+    objective: Literal["vjepa", "pixel"] = "vjepa"
+    arch: str = "vit_micro"
+    predictor: PredictorParams = PredictorParams()
+    clip: ClipParams = ClipParams()
+    masks: list[MaskGenParams] = Field(
+        default_factory=lambda: [
+            MaskGenParams(num_blocks=8, spatial_scale=(0.15, 0.15)),
+            MaskGenParams(num_blocks=2, spatial_scale=(0.7, 0.7)),
+        ]
+    )
+    steps: int = Field(100, ge=1)
+    batch_size: int = Field(8, ge=1)
+    optim: OptimParams = OptimParams()
+    ema: tuple[float, float] = (0.996, 1.0)
+    num_workers: int = Field(0, ge=0)
+    checkpoint_every: int = Field(50, ge=1)
+    log_every: int = Field(5, ge=1)
+
+
+# --------------------------------------------------------------------------- distill
+class DistillParams(Strict):
+    student_arch: str = "vit_nano"
+    steps: int = Field(60, ge=1)
+    batch_size: int = Field(8, ge=1)
+    optim: OptimParams = OptimParams(lr=1e-3, warmup_steps=5)
+    cosine_weight: float = Field(1.0, ge=0)
+    smooth_l1_weight: float = Field(1.0, ge=0)
+    num_workers: int = Field(0, ge=0)
+    checkpoint_every: int = Field(50, ge=1)
+    log_every: int = Field(5, ge=1)
+
+
+# --------------------------------------------------------------------------- evaluate
+class ProbeParams(Strict):
+    """Attentive probe grid (V-JEPA 2 trains a head per (lr, wd) pair in parallel)."""
+
+    lrs: list[float] = Field(default_factory=lambda: [3e-3, 1e-3])
+    weight_decays: list[float] = Field(default_factory=lambda: [0.01, 0.1])
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    depth: int = Field(1, ge=1, description="1 = one cross-attention block; >1 adds self-attention blocks")
+    num_heads: int = Field(4, ge=1)
+
+
+class EvalClipParams(Strict):
+    frames: int = Field(16, ge=2)
+    fps: float = Field(8.0, gt=0, description="clips sampled at this rate, ending at the labelled frame")
+    size: int = Field(64, ge=16)
+
+
+class EvaluateParams(Strict):
+    models: dict[str, str] = Field(
+        default_factory=lambda: {
+            "unisurg": "data/pretrain/encoder.pt",
+            "student": "data/distill/student.pt",
+        },
+        description="model name -> checkpoint path; 'random:<arch>' evaluates an untrained encoder",
+    )
+    clip: EvalClipParams = EvalClipParams()
+    probe: ProbeParams = ProbeParams()
+    bootstrap: int = Field(1000, ge=0)
+    max_samples_per_split: int | None = Field(None, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+
+class ReportParams(Strict):
+    title: str = "UniSurg benchmark report"
+
+
+class Params(Strict):
+    base: BaseParams = BaseParams()
+    synth: SynthParams = SynthParams()
+    curate: CurateParams = CurateParams()
+    pretrain: PretrainParams = PretrainParams()
+    distill: DistillParams = DistillParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    report: ReportParams = ReportParams()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Params":
+        if self.evaluate.clip.size % 16 or self.pretrain.clip.size % 16:
+            raise ValueError("clip sizes must be multiples of the patch size 16")
+        return self
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        lines.append(f"  {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_params(data: dict, source: str = "<dict>") -> Params:
+    """Validate a params mapping; raises ConfigError that names the file and every bad key."""
+    try:
+        return Params.model_validate(data or {})
+    except ValidationError as err:
+        raise ConfigError(f"invalid parameters in {source}:\n{_format_errors(err)}") from None
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    return parse_params(load_yaml(path), source=str(path))
