@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -84,7 +84,7 @@ class OptimParams(Strict):
 
 
 class PretrainParams(Strict):
-    objective: Literal["vjepa", "pixel"] = "vjepa"
+    objective: Literal["vjepa"] = "vjepa"
     arch: str = "vit_micro"
     predictor: PredictorParams = PredictorParams()
     clip: ClipParams = ClipParams()
@@ -122,7 +122,7 @@ class ProbeParams(Strict):
 
     lrs: list[float] = Field(default_factory=lambda: [3e-3, 1e-3])
     weight_decays: list[float] = Field(default_factory=lambda: [0.01, 0.1])
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
     depth: int = Field(1, ge=1, description="1 = one cross-attention block; >1 adds self-attention blocks")
     num_heads: int = Field(4, ge=1)
@@ -135,6 +135,9 @@ class EvalClipParams(Strict):
 
 
 class EvaluateParams(Strict):
+    benchmarks: dict[str, str] = Field(
+        default_factory=dict, description="benchmark name -> dataset root (the real download or the mini version)"
+    )
     models: dict[str, str] = Field(
         default_factory=lambda: {
             "unisurg": "data/pretrain/encoder.pt",
@@ -144,9 +147,10 @@ class EvaluateParams(Strict):
     )
     clip: EvalClipParams = EvalClipParams()
     probe: ProbeParams = ProbeParams()
+    label_fps: float = Field(1.0, gt=0, description="labelled instants probed per second of video")
     bootstrap: int = Field(1000, ge=0)
-    max_samples_per_split: int | None = Field(None, ge=1)
     batch_size: int = Field(16, ge=1)
+    cache_dir: str = "data/cache/features"
 
 
 class ReportParams(Strict):

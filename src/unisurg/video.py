@@ -9,11 +9,14 @@ in where decord has no wheel).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # Files below this size cannot hold a decodable frame; decord may crash on them (V-JEPA skips <1 KB).
 MIN_VIDEO_BYTES = 1024
@@ -59,19 +62,49 @@ class VideoReader:
         except Exception as err:  # decord raises DECORDError / RuntimeError with C++ messages
             raise VideoError(f"{self.path}: cannot decode ({type(err).__name__}: {err})") from None
         self.meta = VideoMeta(num_frames=n, fps=fps, width=int(w), height=int(h))
+        self._use_pyav = False
 
     def __len__(self) -> int:
         return self.meta.num_frames
 
     def get_frames(self, indices: np.ndarray | list[int]) -> np.ndarray:
-        """Decode frames at ``indices`` in one batched call -> uint8 array (T, H, W, 3), RGB."""
+        """Decode frames at ``indices`` in one batched call -> uint8 array (T, H, W, 3), RGB.
+
+        If decord fails on a file it opened (it cannot copy frames whose width needs row
+        padding, e.g. 48 or 17 pixels wide), PyAV decodes the same frames instead.
+        """
         idx = np.clip(np.asarray(indices, dtype=np.int64), 0, max(len(self) - 1, 0))
-        try:
-            frames = self._vr.get_batch(idx.tolist()).asnumpy()
-            self._vr.seek(0)  # releases decoder state; limits decord's known memory growth
-        except Exception as err:
-            raise VideoError(f"{self.path}: decode failed at frames {idx[:4].tolist()}...: {err}") from None
-        return frames
+        if not self._use_pyav:
+            try:
+                frames = self._vr.get_batch(idx.tolist()).asnumpy()
+                self._vr.seek(0)  # releases decoder state; limits decord's known memory growth
+                return frames
+            except Exception as err:  # decord raises DECORDError with C++ messages
+                log.warning("%s: decord failed (%s); decoding with PyAV", self.path, str(err).splitlines()[-1][:120])
+                self._use_pyav = True
+        return pyav_frames(self.path, idx)
+
+
+def pyav_frames(path: str | os.PathLike[str], indices: np.ndarray) -> np.ndarray:
+    """Decode the frames at ``indices`` (sorted or not) sequentially with PyAV -> (T, H, W, 3) RGB."""
+    import av
+
+    wanted = {int(i) for i in indices}
+    last = max(wanted)
+    got: dict[int, np.ndarray] = {}
+    try:
+        with av.open(str(path)) as container:
+            for k, frame in enumerate(container.decode(video=0)):
+                if k in wanted:
+                    got[k] = frame.to_ndarray(format="rgb24")
+                if k >= last:
+                    break
+    except (OSError, ValueError) as err:  # av.error.FFmpegError derives from OSError/ValueError
+        raise VideoError(f"{path}: PyAV decode failed: {err}") from None
+    if not got:
+        raise VideoError(f"{path}: PyAV decoded no frames")
+    fallback = got[max(got)]  # frames past a truncated end repeat the last decodable one
+    return np.stack([got.get(int(i), fallback) for i in indices])
 
 
 def open_video(path: str | os.PathLike[str], num_threads: int = 1) -> VideoReader:
@@ -110,17 +143,26 @@ class VideoWriter:
         rate = Fraction(fps).limit_denominator(1001)
         self._stream = self._out.add_stream(codec, rate=rate)
         self._stream.width, self._stream.height = width, height
+        self._stream.codec_context.time_base = 1 / rate
+        self._next_pts = 0
         self._stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            self._stream.options = {"crf": str(crf), "preset": "veryfast"}
-        # One thread: multi-threaded x264 is deterministic too, but one thread also keeps the
-        # renderer (which owns the other core) from being starved.
+        # DVC needs byte-identical files for identical inputs. x264's macroblock-tree rate
+        # control with lookahead produced run-to-run different bitstreams here (same frames,
+        # same process); single-threaded x264 without mbtree/lookahead is reproducible
+        # (tests/test_video.py checks it).
         self._stream.thread_count = 1
+        if codec == "libx264":
+            self._stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1",
+                                    "x264-params": "threads=1:lookahead-threads=1:sync-lookahead=0:mbtree=0:rc-lookahead=0"}
 
     def write(self, frame_rgb: np.ndarray) -> None:
         import av
 
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
+        # Explicit timestamps (x264's rate control reads them).
+        frame.pts = self._next_pts
+        frame.time_base = self._stream.codec_context.time_base
+        self._next_pts += 1
         for packet in self._stream.encode(frame):
             self._out.mux(packet)
 

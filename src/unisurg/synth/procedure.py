@@ -116,7 +116,10 @@ def make_track(
         goal = np.array(target.center, np.float32) + rng.uniform(-0.4, 0.4, 2).astype(np.float32) * target.axes
     else:
         goal = np.array([s, s], np.float32) + rng.uniform(-0.25, 0.25, 2).astype(np.float32) * s
-    ang = float(rng.uniform(0, 2 * np.pi))
+    # Ports are fixed in a procedure: each instrument type comes from its own side of the
+    # view (a stable angle per (procedure, tool)), with a little per-case jitter.
+    port = stable_seed("port", plan.layout_key, tool) % 360
+    ang = float(np.deg2rad(port) + rng.uniform(-0.3, 0.3))
     d = np.array([np.cos(ang), np.sin(ang)], np.float32)  # from the tip towards the trocar
     entry = goal + d * s * 1.3
     u = -d  # shaft direction towards the tip
@@ -148,14 +151,18 @@ def make_track(
 # --------------------------------------------------------------------------- scenes
 
 
-def place_targets(names: list[str], size: int, rng: np.random.Generator) -> list[Target]:
-    """Spread the named targets over the part of the world the camera keeps in view."""
+def place_targets(names: list[str], size: int, rng: np.random.Generator, layout_key: str) -> list[Target]:
+    """Spread the named targets over the part of the world the camera keeps in view.
+
+    The arrangement (which structure sits where) is the procedure's anatomy, fixed by
+    ``layout_key``; sizes and exact positions vary per case.
+    """
     real = [nm for nm in names if not nm.startswith("null")]
     k = len(real)
     cols = int(np.ceil(np.sqrt(max(k, 1))))
     span = 0.62 * size
     cell = span / cols
-    order = rng.permutation(k)
+    order = np.random.default_rng(stable_seed("anatomy", layout_key)).permutation(k)
     out = []
     for i, idx in enumerate(order):
         r, c = divmod(i, cols)
@@ -180,10 +187,13 @@ def add_nuisance(plan: ScenePlan, rng: np.random.Generator) -> None:
     plan.fluid = bool(rng.random() < plan.look.fluid)
 
 
-def new_plan(look: Look, size: int, fps: float, num_frames: int, seed: int, target_names: list[str]) -> ScenePlan:
+def new_plan(look: Look, size: int, fps: float, num_frames: int, seed: int, target_names: list[str],
+             layout_key: str = "") -> ScenePlan:
+    """A scene of one case: ``layout_key`` (the procedure) fixes anatomy and ports, ``seed`` the case."""
     rng = np.random.default_rng(seed)
+    key = layout_key or look.name
     plan = ScenePlan(look=look, size=size, fps=fps, num_frames=num_frames, seed=seed,
-                     targets=place_targets(target_names, size, rng))
+                     targets=place_targets(target_names, size, rng, key), layout_key=key)
     add_nuisance(plan, rng)
     return plan
 
@@ -257,27 +267,27 @@ def workflow_segments(
 def class_signatures(
     key: str, num_classes: int, tools: list[str], targets: list[str], per_class: int = 2
 ) -> dict[int, list[Action]]:
-    """Deterministic, mutually distinct (tool, verb) pairs for each class of a benchmark.
+    """Deterministic, mutually distinct signatures for the classes of a benchmark or source.
 
-    The first action of every class is a (tool, verb) pair no other class uses as its first
-    action, so each class is identifiable from what the instruments do.
+    Class c is performed by tool ``tools[c mod T]`` (after a seeded shuffle): with no more
+    classes than tools every class has its own instrument, as phases in real procedures
+    largely do; beyond that, classes sharing an instrument differ by verb (motion). Each
+    class performs ``per_class`` verbs with its instrument on one target.
     """
     rng = np.random.default_rng(stable_seed("signature", key))
     verbs = [v for v in VERBS if v != "null_verb"]
-    combos = [(t, v) for t in tools for v in verbs]
-    if len(combos) < num_classes:
-        raise ValueError(f"{key}: {num_classes} classes need more than {len(combos)} tool/verb pairs")
-    order = rng.permutation(len(combos))
+    T, V = len(tools), len(verbs)
+    if num_classes > T * V:
+        raise ValueError(f"{key}: {num_classes} classes need more than {T * V} tool/verb pairs")
+    tool_order = [tools[i] for i in rng.permutation(T)]
+    verb_order = [verbs[i] for i in rng.permutation(V)]
     real_targets = [t for t in targets if not t.startswith("null")]
     out: dict[int, list[Action]] = {}
     for c in range(num_classes):
-        acts: list[Action] = []
-        t0, v0 = combos[order[c]]
-        acts.append((t0, v0, real_targets[int(rng.integers(len(real_targets)))]))
-        for _ in range(per_class - 1):
-            t1, v1 = combos[order[int(rng.integers(num_classes, len(combos)))]] if len(combos) > num_classes else (t0, v0)
-            acts.append((t1, v1, real_targets[int(rng.integers(len(real_targets)))]))
-        out[c] = acts
+        tool = tool_order[c % T]
+        first = (c // T + c % T) % V  # distinct verbs for classes sharing a tool
+        target = real_targets[int(rng.integers(len(real_targets)))]
+        out[c] = [(tool, verb_order[(first + k * (num_classes // T + 1)) % V], target) for k in range(per_class)]
     return out
 
 

@@ -107,6 +107,7 @@ class ScenePlan:
     num_frames: int
     seed: int
     targets: list[Target] = field(default_factory=list)
+    layout_key: str = ""  # the procedure: fixes anatomy layout and instrument ports across cases
     tracks: list[Track] = field(default_factory=list)
     smoke: list[tuple[int, int]] = field(default_factory=list)  # (start, end) frames of smoke events
     shake: list[tuple[int, int]] = field(default_factory=list)  # (start, end) frames of camera shake
@@ -204,7 +205,7 @@ class SceneRenderer:
 
         # Nuisance fields.
         # Smoke drifts upwards: a field twice the world's height, read at a moving row offset.
-        self.smoke_field = np.concatenate([fractal_noise(rng, w, 6), fractal_noise(rng, w, 6)], axis=0)
+        self.smoke_field = fractal_noise(rng, 2 * w, 12)[:, :w]  # (2W, W), seamless
         self.smoke_alpha = np.zeros(plan.num_frames, np.float32)
         for a, b in plan.smoke:
             k = np.arange(a, b)
@@ -270,11 +271,14 @@ class SceneRenderer:
         u /= max(float(np.linalg.norm(u)), 1e-6)  # unit vector along the shaft, towards the tip
         nrm = np.array([-u[1], u[0]], np.float32)
         s = self.plan.size
-        width = max(int(s / 22), 2)
-        base = tip - u * (s * 0.09)
+        width = max(int(s / 16), 2)
+        L = s * 0.14  # tip length
+        base = tip - u * L
         cv2.line(img, _pt(entry), _pt(base), (110, 112, 118), width + 2, cv2.LINE_AA)
         cv2.line(img, _pt(entry), _pt(base), SHAFT_RGB, width, cv2.LINE_AA)
-        L = s * 0.09
+        # a coloured band near the tip identifies the instrument even when the jaws are closed
+        band = base - u * (s * 0.06)
+        cv2.line(img, _pt(band), _pt(base), rgb, width, cv2.LINE_AA)
         jaw = float(tr.jaw[k])
         if kind in ("jaw", "blade"):
             spread = (0.15 + 0.55 * jaw) if kind == "jaw" else (0.05 + 0.35 * jaw)

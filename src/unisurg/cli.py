@@ -1,0 +1,206 @@
+"""The ``unisurg`` command line: one sub-command per pipeline stage, plus benchmark tools.
+
+Each stage command parses ``params.yaml`` once (strictly), calls the library, and writes
+its outputs and the resolved parameters it used into its output folder. ``stages/*.py``
+(the DVC stages) are thin wrappers around these commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .config import ConfigError, Params, load_params
+from .io import write_json
+
+log = logging.getLogger("unisurg")
+
+
+def _params(args: argparse.Namespace) -> Params:
+    return load_params(args.params)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synth.corpus import CorpusSpec, build_corpus
+    from .synth.layouts import WRITERS, SynthSpec
+
+    p = _params(args)
+    s = p.synth
+    spec = SynthSpec(size=s.size, seconds=s.benchmark_seconds, videos_per_split=s.videos_per_split,
+                     images_per_split=s.images_per_split)
+    names = tuple(s.benchmarks) if s.benchmarks is not None else tuple(WRITERS)
+    m = build_corpus(Path(args.out), CorpusSpec(spec, s.pretrain_videos_per_source, s.pretrain_seconds, names,
+                                                p.base.seed), workers=args.workers)
+    log.info("synth: %d files written to %s", len(m["files"]), args.out)
+    return 0
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    from .curate import curate
+    from .sources import load_sources
+
+    p = _params(args)
+    c = p.curate
+    sources = load_sources(args.sources or c.sources)
+    out = Path(args.out)
+    metrics = curate(sources, out, c.clip_frames, c.frame_step, c.clip_stride_s, c.min_seconds, c.workers)
+    write_json(out / "params.json", c.model_dump(mode="json"))
+    log.info("curate: %d videos kept, %d clips, %d quarantined", metrics["videos_kept"], metrics["clips"],
+             metrics["quarantined"])
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from .pretrain import run_pretrain
+
+    p = _params(args)
+    out = Path(args.out)
+    metrics = run_pretrain(Path(args.clips), out, p.pretrain, p.base.seed, progress=not args.quiet)
+    write_json(out / "params.json", {"seed": p.base.seed, **p.pretrain.model_dump(mode="json")})
+    log.info("pretrain: %s", metrics)
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from .distill import run_distill
+
+    p = _params(args)
+    out = Path(args.out)
+    metrics = run_distill(Path(args.clips), Path(args.teacher), out, p.distill, p.pretrain.clip.frames,
+                          p.pretrain.clip.size, p.base.seed, progress=not args.quiet)
+    write_json(out / "params.json", {"seed": p.base.seed, **p.distill.model_dump(mode="json")})
+    log.info("distill: %s", metrics)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .benchmarks import get_benchmark
+    from .checkpoint import load_encoder
+    from .evaluation.harness import ProbeGrid, Protocol, run_benchmark
+    from .io import sha256_file
+    from .models import create_model
+
+    p = _params(args)
+    e = p.evaluate
+    bench = get_benchmark(args.benchmark)
+    root = args.root or e.benchmarks.get(bench.name)
+    if root is None:
+        raise ConfigError(f"no dataset root for {bench.name}: pass --root or set evaluate.benchmarks.{bench.name}")
+    encoders = {}
+    for name, spec in e.models.items():
+        if spec.startswith("random:"):
+            torch.manual_seed(p.base.seed)
+            encoders[name] = (create_model(spec.split(":", 1)[1]), f"{spec}@seed{p.base.seed}")
+        else:
+            encoders[name] = (load_encoder(spec), sha256_file(spec))
+    grid = ProbeGrid(tuple(e.probe.lrs), tuple(e.probe.weight_decays), e.probe.epochs, e.probe.batch_size,
+                     e.probe.depth, e.probe.num_heads)
+    protocol = Protocol(e.clip.frames, e.clip.fps, e.clip.size, e.label_fps)
+    result = run_benchmark(bench, Path(root), encoders, grid, protocol, e.bootstrap, p.base.seed, Path(e.cache_dir),
+                           e.batch_size)
+    out = Path(args.out)
+    write_json(out / "results.json", result)
+    summary = {m: d["value"] for m, d in result["models"].items()}
+    log.info("evaluate %s (%s): %s", bench.title, bench.metric, summary)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    p = _params(args)
+    logs = {"pretrain": Path(args.pretrain_log), "distill": Path(args.distill_log)}
+    info = build_report(Path(args.eval_dir), Path(args.out), logs, Path(args.curation), p.report.title)
+    log.info("report: %d benchmarks, models %s -> %s", info["benchmarks"], info["models"], args.out)
+    return 0
+
+
+def cmd_benchmarks(args: argparse.Namespace) -> int:
+    from .benchmarks import get_benchmark, list_benchmarks
+
+    if args.action == "list":
+        rows = [{"name": b.name, "title": b.title, "task": b.task, "classes": b.num_classes, "metric": b.metric,
+                 "folds": b.folds, "description": b.description} for b in list_benchmarks()]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                print(f"{r['name']:<20} {r['title']:<20} {r['task']:<13} {r['classes']:>4}  {r['metric']:<13} {r['description']}")
+        return 0
+    if not args.name or not args.root:
+        raise SystemExit("usage: unisurg benchmarks validate NAME --root DIR [--json]")
+    rep = get_benchmark(args.name).validate(args.root)
+    if args.json:
+        print(json.dumps({"benchmark": rep.benchmark, "ok": rep.ok, "counts": rep.counts, "videos": rep.groups,
+                          "classes": rep.class_counts, "problems": rep.problems}, indent=2))
+    else:
+        print(f"{rep.benchmark}: {'OK' if rep.ok else f'{len(rep.problems)} problem(s)'}")
+        print("  records: " + ", ".join(f"{k} {v}" for k, v in rep.counts.items()))
+        print("  videos:  " + ", ".join(f"{k} {v}" for k, v in rep.groups.items()))
+        for prob in rep.problems:
+            print(f"  - {prob}")
+    return 0 if rep.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="unisurg", description=__doc__.splitlines()[0])
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def stage(name: str, fn, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--params", default="params.yaml")
+        sp.add_argument("--quiet", action="store_true", help="no progress bar")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = stage("synth", cmd_synth, "render the built-in synthetic corpus")
+    sp.add_argument("--out", default="data/synth")
+    sp.add_argument("--workers", type=int, default=2)
+    sp = stage("curate", cmd_curate, "probe sources into the Parquet/DuckDB index")
+    sp.add_argument("--sources", default=None, help="source registry (default: curate.sources in params)")
+    sp.add_argument("--out", default="data/curate")
+    sp = stage("pretrain", cmd_pretrain, "pretrain the encoder")
+    sp.add_argument("--clips", default="data/curate/clips.parquet")
+    sp.add_argument("--out", default="data/pretrain")
+    sp = stage("distill", cmd_distill, "distill a small student")
+    sp.add_argument("--clips", default="data/curate/clips.parquet")
+    sp.add_argument("--teacher", default="data/pretrain/encoder.pt")
+    sp.add_argument("--out", default="data/distill")
+    sp = stage("evaluate", cmd_evaluate, "evaluate encoders on one benchmark")
+    sp.add_argument("--benchmark", required=True)
+    sp.add_argument("--root", default=None)
+    sp.add_argument("--out", required=True)
+    sp = stage("report", cmd_report, "build reports/benchmark.md and reports/index.html")
+    sp.add_argument("--eval-dir", default="data/evaluate")
+    sp.add_argument("--pretrain-log", default="data/pretrain/log.csv")
+    sp.add_argument("--distill-log", default="data/distill/log.csv")
+    sp.add_argument("--curation", default="data/curate/curation.json")
+    sp.add_argument("--out", default="reports")
+    sp = sub.add_parser("benchmarks", help="list the benchmarks or validate a dataset download")
+    sp.add_argument("action", choices=["list", "validate"])
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("--root")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_benchmarks)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.fn(args)
+    except ConfigError as err:
+        log.error("%s", err)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

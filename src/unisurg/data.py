@@ -1,0 +1,86 @@
+"""Clip loading for pretraining and distillation: decode, resize, normalise; resumable sampling.
+
+A clip is a row of the curated clip table (``clips.parquet``): ``path``, ``start_frame``,
+``frame_step``, ``num_frames``. Batches are drawn by :class:`StepBatchSampler` as a pure
+function of (seed, step), weighted by the table's ``weight`` column, so a run resumed at
+step k sees exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import Dataset
+
+from .video import VideoError, open_video
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def to_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 (T, H, W, 3) RGB -> normalised float (3, T, size, size)."""
+    if frames.shape[1] != size or frames.shape[2] != size:
+        frames = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+    x = (frames.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(3, 0, 1, 2)))
+
+
+class ClipTable(Dataset):
+    """Clips of the curated index -> (3, T, S, S) tensors. Unreadable clips are replaced, not fatal."""
+
+    COLUMNS = ("clip_id", "path", "start_frame", "frame_step", "num_frames", "weight")
+
+    def __init__(self, parquet_path: str, frames: int, size: int) -> None:
+        table = pq.read_table(parquet_path, columns=list(self.COLUMNS))
+        cols = table.to_pydict()
+        self.paths = cols["path"]
+        self.start = np.asarray(cols["start_frame"], np.int64)
+        self.step = np.asarray(cols["frame_step"], np.int64)
+        self.weight = np.asarray(cols["weight"], np.float64)
+        self.frames, self.size = frames, size
+        if not len(self.paths):
+            raise ValueError(f"{parquet_path}: the clip table is empty")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def decode(self, i: int) -> np.ndarray:
+        idx = self.start[i] + np.arange(self.frames) * self.step[i]
+        return open_video(self.paths[i]).get_frames(idx)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        for k in range(len(self)):
+            j = (i + k) % len(self)
+            try:
+                return to_tensor(self.decode(j), self.size)
+            except VideoError as err:
+                log.warning("skipping unreadable clip %d: %s", j, err)
+        raise RuntimeError("no readable clip in the table")
+
+
+class StepBatchSampler:
+    """Yields the index batches of steps [start, total): batch k = f(seed, k), weighted by ``weights``."""
+
+    def __init__(self, weights: np.ndarray, batch_size: int, seed: int, start: int, total: int) -> None:
+        p = np.asarray(weights, np.float64)
+        self.p = p / p.sum()
+        self.batch_size, self.seed, self.start, self.total = batch_size, seed, start, total
+
+    def batch(self, step: int) -> list[int]:
+        rng = np.random.default_rng((self.seed, step))
+        return rng.choice(len(self.p), size=self.batch_size, replace=len(self.p) < self.batch_size, p=self.p).tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.total):
+            yield self.batch(step)
+
+    def __len__(self) -> int:
+        return max(self.total - self.start, 0)

@@ -1,0 +1,111 @@
+"""Feature distillation: a small student regresses the frozen pretrained encoder's tokens.
+
+For clips x (B, 3, T, H, W): t = LN(teacher(x)) (B, N, D_t) without gradient; the student's
+tokens go through a linear projection to D_t, s = proj(student(x)); the loss is
+``cosine_weight * (1 - cos(s, t)) + smooth_l1_weight * SmoothL1(s, t)`` (see
+:func:`unisurg.losses.distill_loss`). Cosine aligns directions (what probes use), smooth-L1
+keeps magnitudes and is robust to the few large-norm tokens. Same loop guarantees as
+pretraining: seeded, atomic checkpoints, resume to identical weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .checkpoint import count_params, encoder_payload, load_checkpoint, load_encoder, save_checkpoint
+from .config import DistillParams
+from .data import ClipTable, StepBatchSampler
+from .io import write_json
+from .losses import distill_loss, normalize_targets
+from .models import create_model
+from .schedules import lr_at
+from .trainer import StepLog, param_groups, seed_everything, set_lr
+
+log = logging.getLogger(__name__)
+LOG_FIELDS = ["step", "loss", "cosine", "smooth_l1", "lr", "seconds"]
+
+
+@torch.inference_mode()
+def clips_per_second(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3) -> float:
+    model.eval()
+    model(x)  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        model(x)
+    return repeats * x.size(0) / (time.perf_counter() - t0)
+
+
+def run_distill(clips: Path, teacher_path: Path, out: Path, p: DistillParams, frames: int, size: int, seed: int,
+                progress: bool = True) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(seed)
+    teacher = load_encoder(teacher_path).eval().requires_grad_(False)
+    student = create_model(p.student_arch)
+    proj = torch.nn.Linear(student.embed_dim, teacher.embed_dim)
+    opt = torch.optim.AdamW(param_groups([student, proj], p.optim.weight_decay), lr=p.optim.lr, betas=p.optim.betas)
+    ckpt_path = out / "checkpoint.pt"
+    start = 0
+    if ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path)
+        student.load_state_dict(ck["student"])
+        proj.load_state_dict(ck["proj"])
+        opt.load_state_dict(ck["optimizer"])
+        start = int(ck["step"])
+        log.info("resuming distillation from step %d", start)
+    table = ClipTable(str(clips), frames, size)
+    loader = torch.utils.data.DataLoader(table, batch_sampler=StepBatchSampler(table.weight, p.batch_size, seed + 1,
+                                                                                  start, p.steps),
+                                         num_workers=p.num_workers)
+    steplog = StepLog(out / "log.csv", LOG_FIELDS, resume_step=start)
+
+    def save(step: int) -> None:
+        save_checkpoint(ckpt_path, {"kind": "distill", "arch": p.student_arch, "config": student.config,
+                                    "student": student.state_dict(), "proj": proj.state_dict(),
+                                    "optimizer": opt.state_dict(), "step": step, "params": p.model_dump(mode="json")})
+
+    student.train()
+    t0 = time.perf_counter()
+    parts = {"cosine": float("nan"), "smooth_l1": float("nan")}
+    loss_val = float("nan")
+    bar = tqdm(total=p.steps, initial=start, desc="distill", disable=not progress, mininterval=2.0)
+    x = None
+    for step, x in enumerate(loader, start=start):
+        lr = lr_at(step, p.steps, p.optim.lr, p.optim.start_lr, p.optim.final_lr, p.optim.warmup_steps, p.optim.schedule)
+        set_lr(opt, lr)
+        with torch.no_grad():
+            t = normalize_targets(teacher(x))  # (B, N, D_t)
+        s = proj(student(x))  # (B, N, D_t)
+        loss, parts = distill_loss(s, t, p.cosine_weight, p.smooth_l1_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if p.optim.clip_grad:
+            torch.nn.utils.clip_grad_norm_([*student.parameters(), *proj.parameters()], p.optim.clip_grad)
+        opt.step()
+        loss_val = loss.item()
+        done = step + 1
+        if done % p.log_every == 0 or done == p.steps:
+            steplog.write({"step": done, "loss": f"{loss_val:.6f}", "cosine": f"{parts['cosine']:.6f}",
+                           "smooth_l1": f"{parts['smooth_l1']:.6f}", "lr": f"{lr:.3e}",
+                           "seconds": f"{time.perf_counter() - t0:.2f}"})
+        if done % p.checkpoint_every == 0 and done < p.steps:
+            save(done)
+        bar.update(1)
+    bar.close()
+    save(p.steps)
+    save_checkpoint(out / "student.pt", encoder_payload(student, p.student_arch, teacher=str(teacher_path), steps=p.steps))
+    probe = x if x is not None else torch.stack([table[0]] * p.batch_size)
+    metrics = {
+        "final_loss": round(loss_val, 6),
+        "final_cosine_distance": round(parts["cosine"], 6),
+        "student_params": count_params(student),
+        "teacher_params": count_params(teacher),
+        "student_clips_per_s": round(clips_per_second(student, probe), 2),
+        "teacher_clips_per_s": round(clips_per_second(teacher, probe), 2),
+    }
+    write_json(out / "metrics.json", metrics)
+    return metrics

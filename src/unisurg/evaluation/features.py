@@ -1,0 +1,70 @@
+"""Frozen feature extraction with an on-disk cache keyed by (encoder weights, benchmark, protocol)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from ..benchmarks.base import Record
+from ..data import to_tensor
+from ..io import atomic_path
+from .samples import ClipReader, Sample
+
+log = logging.getLogger(__name__)
+
+
+def cache_key(encoder_id: str, benchmark: str, records: list[Record], samples: list[Sample], protocol: dict) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"encoder": encoder_id, "benchmark": benchmark, "protocol": protocol}, sort_keys=True).encode())
+    for s in samples:
+        r = records[s.record]
+        h.update(f"{r.id}|{s.t_end}|{getattr(r.source, 'path', '')}\n".encode())
+    return h.hexdigest()
+
+
+@torch.inference_mode()
+def extract_features(encoders: dict[str, torch.nn.Module], records: list[Record], samples: list[Sample], frames: int,
+                     fps: float, size: int, batch_size: int) -> dict[str, torch.Tensor]:
+    """-> {name: float16 tokens (S, N, D)} for every sample, in sample order.
+
+    Each clip is decoded once and fed to every encoder (decoding costs as much as a small
+    encoder's forward pass on CPU).
+    """
+    for enc in encoders.values():
+        enc.eval()
+    reader = ClipReader(frames, fps, size)
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in encoders}
+    batch: list[torch.Tensor] = []
+
+    def flush() -> None:
+        x = torch.stack(batch)
+        for name, enc in encoders.items():
+            out[name].append(enc(x).half())
+        batch.clear()
+
+    for s in samples:
+        batch.append(to_tensor(reader.read(records[s.record].source, s.t_end), size))
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    return {name: torch.cat(chunks) for name, chunks in out.items()}
+
+
+def load_cached(cache_dir: Path, key: str) -> torch.Tensor | None:
+    path = cache_dir / f"{key[:32]}.pt"
+    if path.exists():
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if data.get("key") == key:
+            return data["features"]
+    return None
+
+
+def store_cached(cache_dir: Path, key: str, feats: torch.Tensor) -> None:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache_dir / f"{key[:32]}.pt") as tmp:
+        torch.save({"key": key, "features": feats}, tmp)

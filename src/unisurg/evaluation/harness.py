@@ -1,0 +1,282 @@
+"""The evaluation harness: any encoder x any benchmark under one frozen protocol.
+
+For each (encoder, benchmark):
+1. load the benchmark with its real-format loader and build probe samples;
+2. extract frozen tokens (cached on disk by encoder weights + protocol);
+3. train a grid of heads (lr x weight decay) in parallel on the training split;
+4. pick the head with the best validation score (macro-F1 / mAP / rho / Dice / AbsRel);
+5. score the test split per video with the benchmark's official metric, and attach a 95%
+   bootstrap confidence interval over test videos.
+Cross-validated benchmarks (JIGSAWS, SurgicalActions160) rotate test/val folds and pool
+the test predictions of all folds before scoring.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import metrics as M
+from ..benchmarks.base import Benchmark, Record
+from ..benchmarks.dense import read_target
+from ..benchmarks.phase import PITVIS_BACKGROUND
+from ..benchmarks.triplets import TRIPLET_IVT
+from .features import cache_key, extract_features, load_cached, store_cached
+from .probe import AttentiveProbe, DenseHead
+from .samples import Sample, make_samples
+
+log = logging.getLogger(__name__)
+
+# PitVis official score ignores background and steps 11 and 13 (class ids 10 and 12).
+PITVIS_DROP = {PITVIS_BACKGROUND, 10, 12}
+
+
+@dataclass(frozen=True)
+class ProbeGrid:
+    lrs: tuple[float, ...]
+    weight_decays: tuple[float, ...]
+    epochs: int
+    batch_size: int
+    depth: int
+    num_heads: int
+
+
+@dataclass(frozen=True)
+class Protocol:
+    frames: int
+    fps: float
+    size: int
+    label_fps: float = 1.0
+
+    def as_dict(self) -> dict:
+        return {"frames": self.frames, "fps": self.fps, "size": self.size, "label_fps": self.label_fps}
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _out_dim(bench: Benchmark) -> int:
+    return {"phase": bench.num_classes, "clip": bench.num_classes, "multilabel": bench.num_classes, "skill": 1,
+            "segmentation": 1, "depth": 1}[bench.task]
+
+
+def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if task in ("phase", "clip"):
+        return F.cross_entropy(out, y.long())
+    if task == "multilabel":
+        return F.binary_cross_entropy_with_logits(out, y.float())
+    if task == "skill":
+        return F.mse_loss(out.squeeze(1), y.float())
+    if task == "segmentation":
+        return F.binary_cross_entropy_with_logits(out.squeeze(1), y.float())
+    if task == "depth":  # scale-invariant log loss on valid pixels (metrics are median-scaled)
+        valid = y > 0
+        d = (out.squeeze(1) - torch.log(y.clamp_min(1e-3)))[valid]
+        return (d**2).mean() - 0.85 * d.mean() ** 2 if d.numel() else out.sum() * 0
+    raise ValueError(task)
+
+
+def train_heads(task: str, feats: torch.Tensor, y: torch.Tensor, out_dim: int, grid: ProbeGrid, seed: int,
+                dense: tuple[tuple[int, int, int], int] | None) -> list[tuple[torch.nn.Module, dict]]:
+    """Train one head per (lr, wd) on the same batches; cosine LR decay to 0 over all steps."""
+    torch.manual_seed(seed)
+    dim = feats.size(-1)
+    heads = []
+    for lr in grid.lrs:
+        for wd in grid.weight_decays:
+            head = DenseHead(dim, out_dim, *dense) if dense else AttentiveProbe(dim, out_dim, grid.num_heads, grid.depth)
+            opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=wd)
+            heads.append((head, opt, {"lr": lr, "weight_decay": wd}))
+    n = feats.size(0)
+    steps_per_epoch = max(math.ceil(n / grid.batch_size), 1)
+    total = grid.epochs * steps_per_epoch
+    g = torch.Generator().manual_seed(seed)
+    step = 0
+    for _ in range(grid.epochs):
+        perm = torch.randperm(n, generator=g)
+        for b in range(steps_per_epoch):
+            idx = perm[b * grid.batch_size : (b + 1) * grid.batch_size]
+            xb, yb = feats[idx].float(), y[idx]
+            scale = 0.5 * (1 + math.cos(math.pi * step / total))
+            for head, opt, hp in heads:
+                for group in opt.param_groups:
+                    group["lr"] = hp["lr"] * scale
+                loss = _loss(task, head(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            step += 1
+    return [(h.eval(), hp) for h, _, hp in heads]
+
+
+@torch.inference_mode()
+def predict(head: torch.nn.Module, feats: torch.Tensor, batch: int = 256) -> np.ndarray:
+    return torch.cat([head(feats[i : i + batch].float()) for i in range(0, feats.size(0), batch)]).numpy()
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class Scored:
+    metrics: dict[str, float]  # aggregate metrics
+    select: float  # the validation selection score (higher is better)
+    stat: Callable[[np.ndarray], float]  # primary metric on a resample of unit indices
+    units: int  # number of bootstrap units (videos, clips or images)
+
+
+class Scorer:
+    """Turns raw head outputs into official metrics for one benchmark split."""
+
+    def __init__(self, bench: Benchmark, records: list[Record], samples: list[Sample], idx: np.ndarray,
+                 y: np.ndarray, targets: list | None, skill_stats: tuple[float, float]) -> None:
+        self.bench, self.records, self.samples, self.idx = bench, records, samples, idx
+        self.y, self.targets, self.skill_stats = y, targets, skill_stats
+        self.groups = np.array([records[samples[i].record].video for i in idx])
+
+    def __call__(self, out: np.ndarray) -> Scored:
+        task, primary = self.bench.task, self.bench.metric
+        if task == "phase":
+            pred = out.argmax(1)
+            if self.bench.name == "pitvis":
+                per = M.per_group(lambda a, b: M.video_pitvis_score(a, b, PITVIS_DROP), self.y, pred, self.groups)
+            else:
+                per = M.per_group(M.video_phase_metrics, self.y, pred, self.groups)
+            vals = np.array([v[primary] for v in per.values()])
+            sel = float(np.mean([v["f1"] for v in per.values()])) if per else 0.0
+            return Scored(M.mean_over(per), sel, lambda ix: float(np.mean(vals[ix])), len(vals))
+        if task == "multilabel":
+            probs = 1 / (1 + np.exp(-out))
+            mats = M.triplet_ap_matrices(self.y, probs, self.groups, list(TRIPLET_IVT))
+            metrics = {f"map_{k}": M.map_from_matrix(v) for k, v in mats.items()}
+            ivt = mats["ivt"]
+            return Scored(metrics, metrics["map_ivt"], lambda ix: M.map_from_matrix(ivt[ix]), len(ivt))
+        if task == "clip":
+            pred = out.argmax(1)
+            y = self.y
+            metrics = M.clip_metrics(y, pred)
+            return Scored(metrics, metrics["f1"], lambda ix: M.clip_metrics(y[ix], pred[ix])[primary], len(y))
+        if task == "skill":
+            mu, sd = self.skill_stats
+            pred = out[:, 0] * sd + mu
+            y = self.y
+            metrics = M.skill_metrics(y, pred)
+            return Scored(metrics, metrics["spearman"], lambda ix: M.skill_metrics(y[ix], pred[ix])[primary], len(y))
+        # dense: upsample predictions to each target's own resolution
+        per_img = []
+        for k, tgt in enumerate(self.targets or []):
+            o = cv2.resize(out[k, 0], (tgt.shape[1], tgt.shape[0]), interpolation=cv2.INTER_LINEAR)
+            if task == "segmentation":
+                r = M.seg_metrics(tgt, o > 0)
+            else:
+                mx = 100.0 if self.bench.name == "c3vd" else 150.0
+                r = M.depth_metrics(tgt, np.exp(o), max_depth=mx)
+            if r is not None:
+                per_img.append(r)
+        vals = np.array([r[primary] for r in per_img])
+        metrics = {k: float(np.mean([r[k] for r in per_img])) for k in per_img[0]} if per_img else {primary: float("nan")}
+        sel = metrics[primary] if self.bench.higher_is_better else -metrics[primary]
+        return Scored(metrics, sel, lambda ix: float(np.mean(vals[ix])), len(vals))
+
+
+# --------------------------------------------------------------------------- one benchmark
+
+
+def _labels(bench: Benchmark, samples: list[Sample]) -> np.ndarray:
+    if bench.task in ("segmentation", "depth"):
+        return np.zeros(len(samples))
+    return np.stack([np.asarray(s.label) for s in samples])
+
+
+def _rounds(bench: Benchmark, records: list[Record], samples: list[Sample]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(train, val, test) sample index arrays: one round, or one per fold."""
+    if bench.folds:
+        fold = np.array([records[s.record].fold for s in samples])
+        k = bench.folds
+        return [(np.nonzero((fold != f) & (fold != (f + 1) % k))[0], np.nonzero(fold == (f + 1) % k)[0],
+                 np.nonzero(fold == f)[0]) for f in range(k)]
+    split = np.array([records[s.record].split for s in samples])
+    return [(np.nonzero(split == "train")[0], np.nonzero(split == "val")[0], np.nonzero(split == "test")[0])]
+
+
+def evaluate_encoder(bench: Benchmark, records: list[Record], samples: list[Sample], feats: torch.Tensor,
+                     grid: ProbeGrid, protocol: Protocol, patch: int, tubelet: int, bootstrap: int, seed: int) -> dict:
+    y_all = _labels(bench, samples)
+    dense = None
+    targets_full: list[np.ndarray] | None = None
+    y_train_all = torch.as_tensor(y_all)
+    if bench.task in ("segmentation", "depth"):
+        s = protocol.size
+        dense = ((protocol.frames // tubelet, s // patch, s // patch), patch)
+        targets_full = [read_target(bench.name, records[x.record].target) for x in samples]
+        small = [cv2.resize(t.astype(np.float32), (s, s), interpolation=cv2.INTER_NEAREST) for t in targets_full]
+        y_train_all = torch.as_tensor(np.stack(small))
+    skill_stats = (0.0, 1.0)
+    test_out, test_idx, chosen = [], [], []
+    for r, (tr, va, te) in enumerate(_rounds(bench, records, samples)):
+        if not len(tr) or not len(te):
+            raise ValueError(f"{bench.title}: empty train or test split (train {len(tr)}, test {len(te)})")
+        ytr = y_train_all[tr]
+        if bench.task == "skill":
+            skill_stats = (float(ytr.mean()), float(ytr.std()) or 1.0)
+            ytr = (ytr - skill_stats[0]) / skill_stats[1]
+        heads = train_heads(bench.task, feats[tr], ytr, _out_dim(bench), grid, seed + r, dense)
+        val = va if len(va) else tr  # no validation split: select on training fit (stated in results)
+        vscore = Scorer(bench, records, samples, val, y_all[val], [targets_full[i] for i in val] if targets_full else None,
+                        skill_stats)
+        scores = [vscore(predict(h, feats[val])).select for h, _ in heads]
+        best = int(np.nanargmax(np.nan_to_num(scores, nan=-np.inf)))
+        chosen.append({**heads[best][1], "val_score": round(float(scores[best]), 6)})
+        out = predict(heads[best][0], feats[te])
+        if bench.task == "skill":  # pool de-standardised predictions across folds
+            out = out * skill_stats[1] + skill_stats[0]
+        test_out.append(out)
+        test_idx.append(te)
+    te = np.concatenate(test_idx)
+    out = np.concatenate(test_out)
+    tscore = Scorer(bench, records, samples, te, y_all[te], [targets_full[i] for i in te] if targets_full else None,
+                    (0.0, 1.0))
+    scored = tscore(out)
+    ci = M.bootstrap_ci(np.arange(scored.units), bootstrap, seed, stat=scored.stat)
+    value = scored.metrics.get(bench.metric, float("nan"))
+    return {
+        "value": _round(value), "ci": [_round(ci[0]), _round(ci[1])],
+        "metrics": {k: _round(v) for k, v in sorted(scored.metrics.items())},
+        "heads": chosen, "n_test_samples": int(len(te)), "n_test_units": int(scored.units),
+    }
+
+
+def _round(x: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 6)
+
+
+def run_benchmark(bench: Benchmark, root: Path, encoders: dict[str, tuple[torch.nn.Module, str]], grid: ProbeGrid,
+                  protocol: Protocol, bootstrap: int, seed: int, cache_dir: Path, batch_size: int) -> dict:
+    """Evaluate every encoder (name -> (model, weights id)) on one benchmark -> results dict."""
+    records = bench.load(root)
+    samples = make_samples(bench, records, protocol.label_fps)
+    result = {"benchmark": bench.title, "name": bench.name, "task": bench.task, "metric": bench.metric,
+              "higher_is_better": bench.higher_is_better, "n_records": len(records), "n_samples": len(samples),
+              "models": {}}
+    keys = {name: cache_key(wid, bench.name, records, samples, protocol.as_dict()) for name, (_, wid) in encoders.items()}
+    feats = {name: load_cached(cache_dir, key) for name, key in keys.items()}
+    missing = {name: encoders[name][0] for name, f in feats.items() if f is None}
+    if missing:
+        fresh = extract_features(missing, records, samples, protocol.frames, protocol.fps, protocol.size, batch_size)
+        for name, f in fresh.items():
+            store_cached(cache_dir, keys[name], f)
+            feats[name] = f
+    for name, (model, _) in encoders.items():
+        log.info("%s / %s: %d samples, features %s (%s)", bench.title, name, len(samples), tuple(feats[name].shape),
+                 "extracted" if name in missing else "cached")
+        result["models"][name] = evaluate_encoder(bench, records, samples, feats[name], grid, protocol,
+                                                  model.patch_size, model.tubelet_size, bootstrap, seed)
+    return result

@@ -1,0 +1,257 @@
+"""Official metrics of the 17 benchmarks, computed per video (group) and then averaged.
+
+Each function returns per-group values (so confidence intervals can bootstrap over videos)
+and the aggregate. Conventions, where the community's implementations differ, are stated
+in the docstrings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+# The reference implementations (scikit-learn's f1_score / average_precision_score, SciPy's
+# spearmanr) are re-implemented in NumPy: importing sklearn + scipy costs ~1.5 s in each of the
+# 17 evaluation processes. tests/test_metrics.py checks equality with the references.
+
+
+def macro_f1(y: np.ndarray, p: np.ndarray, labels: np.ndarray, zero_division: float = 0.0) -> float:
+    """sklearn ``f1_score(y, p, labels=labels, average="macro", zero_division=...)``."""
+    tp, fp, fn = _per_class_counts(y, p, labels)
+    den = 2 * tp + fp + fn
+    f1 = np.where(den > 0, 2 * tp / np.maximum(den, 1), zero_division)
+    return float(f1.mean()) if len(labels) else float(zero_division)
+
+
+def average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """sklearn ``average_precision_score`` for one binary class: sum_k (R_k - R_{k-1}) P_k over
+    the distinct score thresholds, highest first."""
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order].astype(np.float64)
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # last index of each distinct score
+    tps = np.cumsum(y)[last]
+    fps = (last + 1) - tps
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    """Ranks with ties averaged (scipy.stats.rankdata 'average')."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), np.float64)
+    ranks[order] = np.arange(1, len(x) + 1)
+    xs = x[order]
+    start = 0
+    for i in range(1, len(x) + 1):
+        if i == len(x) or xs[i] != xs[start]:
+            ranks[order[start:i]] = (start + 1 + i) / 2
+            start = i
+    return ranks
+
+
+def spearman(y: np.ndarray, p: np.ndarray) -> float:
+    ry, rp = _rank(np.asarray(y, np.float64)), _rank(np.asarray(p, np.float64))
+    ry, rp = ry - ry.mean(), rp - rp.mean()
+    den = np.sqrt((ry**2).sum() * (rp**2).sum())
+    return float((ry * rp).sum() / den) if den > 0 else 0.0
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def _per_class_counts(y: np.ndarray, p: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    tp = np.array([np.sum((y == c) & (p == c)) for c in labels], np.float64)
+    fp = np.array([np.sum((y != c) & (p == c)) for c in labels], np.float64)
+    fn = np.array([np.sum((y == c) & (p != c)) for c in labels], np.float64)
+    return tp, fp, fn
+
+
+def video_phase_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro precision/recall/Jaccard/F1 of one video.
+
+    Macro averages run over the classes present in the video's ground truth (a phase the
+    video does not contain cannot be recalled; predicting it still costs precision of the
+    classes that are present through their false negatives) — the Cholec80-style per-video protocol.
+    """
+    labels = np.unique(y)
+    tp, fp, fn = _per_class_counts(y, p, labels)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        rec = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        jac = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), 0.0)
+        f1 = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
+    return {"accuracy": float(np.mean(y == p)), "precision": float(prec.mean()), "recall": float(rec.mean()),
+            "jaccard": float(jac.mean()), "f1": float(f1.mean())}
+
+
+def segments(seq: np.ndarray) -> list[int]:
+    """Run-length collapse: [1,1,2,2,1] -> [1,2,1]."""
+    return [int(v) for i, v in enumerate(seq) if i == 0 or v != seq[i - 1]]
+
+
+def levenshtein(a: list[int], b: list[int]) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def edit_score(y: np.ndarray, p: np.ndarray) -> float:
+    """1 - levenshtein(segments(y), segments(p)) / max(len), in [0, 1]."""
+    sy, sp = segments(y), segments(p)
+    n = max(len(sy), len(sp))
+    return 1.0 - levenshtein(sy, sp) / n if n else 1.0
+
+
+def video_pitvis_score(y: np.ndarray, p: np.ndarray, drop: set[int]) -> dict[str, float] | None:
+    """PitVis-2023 step score of one video: rows whose true class is in ``drop`` (background, steps
+    11 and 13) are removed; macro F1 with zero_division=1 over the labels present; plus edit score."""
+    keep = ~np.isin(y, list(drop))
+    y, p = y[keep], p[keep]
+    if not len(y):
+        return None
+    labels = np.unique(np.concatenate([y, p]))
+    f1 = macro_f1(y, p, labels, zero_division=1.0)
+    ed = edit_score(y, p)
+    return {"f1": f1, "edit": ed, "pitvis_score": (f1 + ed) / 2}
+
+
+def per_group(fn: Callable[[np.ndarray, np.ndarray], dict[str, float] | None], y: np.ndarray, p: np.ndarray,
+              groups: np.ndarray) -> dict[str, dict[str, float]]:
+    out = {}
+    for g in np.unique(groups):
+        m = groups == g
+        r = fn(y[m], p[m])
+        if r is not None:
+            out[str(g)] = r
+    return out
+
+
+def clip_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Clip-level classification over all clips: accuracy and macro F1 (one value, not per video)."""
+    return {"accuracy": float(np.mean(y == p)), "f1": macro_f1(y, p, np.unique(np.concatenate([y, p])))}
+
+
+# --------------------------------------------------------------------------- CholecT50
+
+
+def video_ap(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """AP per class for one video: y (n, C) {0,1}, s (n, C) scores -> (C,), NaN where the class
+    has no positive in this video (absent, not zero: the ivtmetrics convention under sklearn < 1.6)."""
+    out = np.full(y.shape[1], np.nan)
+    for c in range(y.shape[1]):
+        if y[:, c].any():
+            out[c] = average_precision(y[:, c], s[:, c])
+    return out
+
+
+def component_matrix(ivt: list[tuple[int, int, int]], component: str) -> np.ndarray:
+    """(100, K) 0/1 matrix mapping triplets to a component's classes (i, v, t, iv, it)."""
+    keys = {"i": lambda t: (t[0],), "v": lambda t: (t[1],), "t": lambda t: (t[2],),
+            "iv": lambda t: (t[0], t[1]), "it": lambda t: (t[0], t[2])}[component]
+    classes = sorted({keys(t) for t in ivt})
+    m = np.zeros((len(ivt), len(classes)), np.float64)
+    for k, t in enumerate(ivt):
+        m[k, classes.index(keys(t))] = 1
+    return m
+
+
+def pool_component(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Max-pool triplet scores/labels (n, 100) into a component's classes (n, K)."""
+    return np.stack([x[:, m[:, k] > 0].max(axis=1) for k in range(m.shape[1])], axis=1)
+
+
+def triplet_ap_matrices(y: np.ndarray, s: np.ndarray, groups: np.ndarray,
+                        ivt: list[tuple[int, int, int]]) -> dict[str, np.ndarray]:
+    """Per-video AP matrices (V, C) for ivt and each component."""
+    out = {}
+    vids = np.unique(groups)
+    for comp in ("ivt", "i", "v", "t", "iv", "it"):
+        rows = []
+        for g in vids:
+            m = groups == g
+            yy, ss = y[m], s[m]
+            if comp != "ivt":
+                cm = component_matrix(ivt, comp)
+                yy, ss = pool_component(yy, cm), pool_component(ss, cm)
+            rows.append(video_ap(yy, ss))
+        out[comp] = np.stack(rows)
+    return out
+
+
+def map_from_matrix(ap: np.ndarray) -> float:
+    """Mean over videos per class (ignoring absent), then mean over classes seen in any video."""
+    seen = np.isfinite(ap)
+    counts = seen.sum(axis=0)
+    per_class = np.where(seen, ap, 0.0).sum(axis=0) / np.maximum(counts, 1)
+    return float(per_class[counts > 0].mean()) if (counts > 0).any() else float("nan")
+
+
+# --------------------------------------------------------------------------- skill
+
+
+def skill_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    rho = spearman(y, p) if len(y) > 1 else 0.0
+    return {"spearman": rho, "mae": float(np.mean(np.abs(y - p)))}
+
+
+# --------------------------------------------------------------------------- dense
+
+
+def seg_metrics(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Dice and IoU of one image's binary masks; both empty counts as a perfect 1."""
+    g, p = gt.astype(bool), pred.astype(bool)
+    inter, tot, union = np.sum(g & p), g.sum() + p.sum(), np.sum(g | p)
+    return {"dice": float(2 * inter / tot) if tot else 1.0, "iou": float(inter / union) if union else 1.0}
+
+
+def depth_metrics(gt: np.ndarray, pred: np.ndarray, min_depth: float = 1e-3,
+                  max_depth: float = 150.0) -> dict[str, float] | None:
+    """Monocular depth metrics of one image with per-image median scaling (Monodepth/AF-SfMLearner).
+
+    Pixels with min_depth < gt < max_depth count; pred is scaled by median(gt)/median(pred) and
+    clamped to [min_depth, max_depth].
+    """
+    m = (gt > min_depth) & (gt < max_depth)
+    if not m.any():
+        return None
+    g, p = gt[m].astype(np.float64), pred[m].astype(np.float64)
+    p = p * (np.median(g) / max(np.median(p), 1e-12))
+    p = np.clip(p, min_depth, max_depth)
+    thresh = np.maximum(g / p, p / g)
+    return {
+        "abs_rel": float(np.mean(np.abs(g - p) / g)),
+        "sq_rel": float(np.mean((g - p) ** 2 / g)),
+        "rmse": float(np.sqrt(np.mean((g - p) ** 2))),
+        "rmse_log": float(np.sqrt(np.mean((np.log(g) - np.log(p)) ** 2))),
+        "delta1": float(np.mean(thresh < 1.25)),
+        "delta2": float(np.mean(thresh < 1.25**2)),
+        "delta3": float(np.mean(thresh < 1.25**3)),
+    }
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def mean_over(per: dict[str, dict[str, float]]) -> dict[str, float]:
+    keys = sorted({k for v in per.values() for k in v})
+    return {k: float(np.mean([v[k] for v in per.values() if k in v])) for k in keys}
+
+
+def bootstrap_ci(values: np.ndarray, n: int, seed: int, stat: Callable[[np.ndarray], float] = np.mean,
+                 alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile CI of ``stat`` over resamples of the first axis of ``values`` (videos)."""
+    values = np.asarray(values)
+    if n <= 0 or len(values) < 2:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    stats = np.array([stat(values[rng.integers(0, len(values), len(values))]) for _ in range(n)])
+    stats = stats[np.isfinite(stats)]
+    if not len(stats):
+        return (float("nan"), float("nan"))
+    return float(np.quantile(stats, alpha / 2)), float(np.quantile(stats, 1 - alpha / 2))

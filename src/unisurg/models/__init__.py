@@ -1,0 +1,6 @@
+"""Encoders and predictor (V-JEPA 2-compatible video ViT with 3D RoPE)."""
+
+from .predictor import Predictor
+from .vit import VisionTransformer, create_model, list_models, register_model
+
+__all__ = ["Predictor", "VisionTransformer", "create_model", "list_models", "register_model"]

@@ -1,0 +1,80 @@
+"""The source registry (``sources.yaml``): which video collections feed curation, and their role.
+
+Each entry names a collection (a hospital archive, a public dataset) with its anatomical
+region, procedure and licence. ``role`` is ``pretrain`` (unlabelled video) or
+``benchmark:<name>`` (a benchmark's videos: only its *training* split may enter pretraining).
+Parsed strictly: unknown keys, missing roots and globs escaping the root are errors.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .config import ConfigError, load_yaml
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    root: str
+    glob: str = "**/*.mp4"
+    region: str
+    procedure: str
+    license: str
+    role: str = "pretrain"
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, v: str) -> str:
+        if v != "pretrain" and not re.fullmatch(r"benchmark:[a-z0-9_]+", v):
+            raise ValueError("role must be 'pretrain' or 'benchmark:<name>'")
+        return v
+
+    @field_validator("glob")
+    @classmethod
+    def _glob(cls, v: str) -> str:
+        if v.startswith("/") or ".." in Path(v).parts:
+            raise ValueError(f"glob {v!r} must stay inside the source root (no absolute paths or '..')")
+        return v
+
+    @property
+    def benchmark(self) -> str | None:
+        return self.role.split(":", 1)[1] if self.role.startswith("benchmark:") else None
+
+
+class Registry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sources: list[Source]
+
+
+def load_sources(path: str | Path, check_roots: bool = True) -> list[Source]:
+    """Parse ``sources.yaml``; roots are relative to the file's folder. Errors name the entry and key."""
+    path = Path(path)
+    data = load_yaml(path)
+    try:
+        reg = Registry.model_validate(data)
+    except ValidationError as err:
+        msgs = []
+        for e in err.errors():
+            loc = list(e["loc"])
+            if len(loc) >= 2 and loc[0] == "sources" and isinstance(loc[1], int):
+                entry = data["sources"][loc[1]]
+                name = entry.get("name", f"#{loc[1]}") if isinstance(entry, dict) else f"#{loc[1]}"
+                loc = [f"sources[{name}]"] + [str(x) for x in loc[2:]]
+            msgs.append(f"  {'.'.join(str(x) for x in loc)}: {e['msg']}")
+        raise ConfigError(f"invalid source registry {path}:\n" + "\n".join(msgs)) from None
+    names = [s.name for s in reg.sources]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{path}: duplicate source names {dupes}")
+    out = []
+    for s in reg.sources:
+        root = (path.parent / s.root).resolve() if not Path(s.root).is_absolute() else Path(s.root)
+        if check_roots and not root.is_dir():
+            raise ConfigError(f"{path}: source {s.name!r}: root {s.root!r} is not a directory")
+        out.append(s.model_copy(update={"root": str(root)}))
+    return out

@@ -1,0 +1,104 @@
+"""Curation on real files: probing, quarantine, dedup, leakage guard, clip table, DuckDB index."""
+
+import shutil
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from unisurg.curate import curate, dct_hash, near_duplicate, probe_video
+from unisurg.sources import Source
+from unisurg.video import VideoWriter, open_video
+
+
+def _reencode(src, dst, size):
+    """Decode a video and write it again at another resolution (a re-encoded, resized copy)."""
+    import cv2
+
+    vr = open_video(src)
+    frames = vr.get_frames(np.arange(len(vr)))
+    with VideoWriter(dst, vr.meta.fps, size, size, crf=30) as w:
+        for f in frames:
+            w.write(cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA))
+
+
+@pytest.fixture(scope="module")
+def curated(corpus, tmp_path_factory):
+    base = tmp_path_factory.mktemp("curate")
+    pre = base / "hospital"
+    shutil.copytree(corpus / "pretrain" / "hospital_a_lapchole", pre / "lapchole")
+    shutil.copytree(corpus / "pretrain" / "gi_unit_colonoscopy", pre / "colon")
+    first = sorted(pre.rglob("*.mp4"))[0]
+    shutil.copy(first, pre / "exact_copy.mp4")  # exact duplicate
+    (pre / "empty.mp4").write_bytes(b"")
+    (pre / "random.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
+    (pre / "notes.mp4").write_text("this is a text file renamed to .mp4\n" * 100)
+    data = first.read_bytes()
+    (pre / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    bench = corpus / "benchmarks" / "cholec80"
+    test_video = bench / "videos" / "video49.mp4"  # a test-split video of Cholec80
+    _reencode(test_video, pre / "leaked_resized.mp4", 48)  # leaked into a pretraining source, resized
+    sources = [
+        Source(name="hospital", root=str(pre), region="gallbladder", procedure="chole", license="x"),
+        Source(name="cholec80", root=str(bench), glob="videos/*.mp4", region="gallbladder", procedure="chole",
+               license="x", role="benchmark:cholec80"),
+    ]
+    out = base / "out"
+    metrics = curate(sources, out, clip_frames=8, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=2)
+    return out, metrics
+
+
+def test_bad_files_are_quarantined_with_reasons_and_good_ones_indexed(curated):
+    out, metrics = curated
+    q = pq.read_table(out / "quarantine.parquet").to_pylist()
+    reasons = {r["path"].rsplit("/", 1)[1]: r["reason"] for r in q}
+    assert set(reasons) == {"empty.mp4", "random.mp4", "notes.mp4", "truncated.mp4"}
+    assert "0 bytes" in reasons["empty.mp4"]
+    assert all(reasons[k] for k in reasons)
+    videos = pq.read_table(out / "videos.parquet").to_pylist()
+    kept = [v for v in videos if v["status"] == "kept"]
+    # both pretraining videos + the Cholec80 training videos (video01, video02) survive
+    assert {v["video_id"].split("/")[-1] for v in kept} >= {"video01.mp4", "video02.mp4"}
+    assert sum(v["source"] == "hospital" for v in kept) == 2
+    assert metrics["quarantined"] == 4 and metrics["videos_kept"] == len(kept)
+
+
+def test_duplicates_and_leaks_are_excluded_with_reasons(curated):
+    out, metrics = curated
+    videos = {v["video_id"].split("/")[-1]: v for v in pq.read_table(out / "videos.parquet").to_pylist()}
+    assert videos["exact_copy.mp4"]["status"] == "duplicate"
+    assert videos["video49.mp4"]["status"] == "excluded" and "test" in videos["video49.mp4"]["reason"]
+    assert videos["video41.mp4"]["status"] == "excluded" and "val" in videos["video41.mp4"]["reason"]
+    leak = videos["leaked_resized.mp4"]
+    assert leak["status"] == "excluded" and "video49.mp4" in leak["reason"]
+    clips = pq.read_table(out / "clips.parquet").to_pylist()
+    assert not any("leaked" in c["path"] or "video49" in c["path"] or "video41" in c["path"] for c in clips)
+    assert metrics["duplicates_removed"] == 1
+
+
+def test_clip_table_and_duckdb_index(curated):
+    out, _ = curated
+    clips = pq.read_table(out / "clips.parquet")
+    assert clips.num_rows > 0
+    w = clips.to_pandas().groupby("source")["weight"].sum()
+    assert np.allclose(w.values, 1.0)  # every source sums to 1: balanced sampling
+    c = clips.to_pylist()[0]
+    assert c["num_frames"] == 8 and c["frame_step"] == 2 and c["end_s"] > c["start_s"]
+    con = duckdb.connect(str(out / "index.duckdb"), read_only=True)
+    n = con.sql("SELECT count(*) FROM clips").fetchall()[0][0]
+    assert n == clips.num_rows
+    by = dict(con.sql("SELECT status, count(*) FROM videos GROUP BY status").fetchall())
+    assert by["quarantined"] == 4
+
+
+def test_perceptual_signature_is_robust_to_resizing(corpus, tmp_path):
+    src = sorted((corpus / "pretrain").rglob("*.mp4"))[0]
+    other = sorted((corpus / "pretrain").rglob("*.mp4"))[-1]
+    _reencode(src, tmp_path / "small.mp4", 40)
+    a, b, c = probe_video(str(src)), probe_video(str(tmp_path / "small.mp4")), probe_video(str(other))
+    assert a.ok and b.ok and c.ok
+    assert near_duplicate(a.signature, b.signature)
+    assert not near_duplicate(a.signature, c.signature)
+    assert a.sha256 != b.sha256
+    assert isinstance(dct_hash(np.zeros((8, 8, 3), np.uint8)), int)

@@ -1,0 +1,89 @@
+"""End to end: the Prefect flow runs the real DVC pipeline in a fresh project under a real
+(temporary) Prefect server; then DVC proves the pipeline is deterministic and a re-run is a no-op."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_params() -> dict:
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["synth"].update(size=64, pretrain_videos_per_source=1, pretrain_seconds=6.0, videos_per_split=[2, 1, 1],
+                      benchmark_seconds=10.0, images_per_split=[6, 2, 3])
+    p["pretrain"].update(steps=4, batch_size=2, checkpoint_every=2, log_every=1)
+    p["pretrain"]["clip"] = {"frames": 8, "size": 32}
+    p["pretrain"]["optim"]["warmup_steps"] = 1
+    p["distill"].update(steps=3, batch_size=2, checkpoint_every=2, log_every=1)
+    p["distill"]["optim"]["warmup_steps"] = 1
+    p["evaluate"]["clip"] = {"frames": 8, "fps": 4.0, "size": 32}
+    p["evaluate"]["probe"].update(epochs=2, lrs=[0.003], weight_decays=[0.01])
+    p["evaluate"]["bootstrap"] = 20
+    p["evaluate"]["models"]["random_init"] = "random:vit_pico"
+    return p
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    from flows.pipeline import stage_env
+
+    proc = subprocess.run(cmd, cwd=cwd, env=stage_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    proj = tmp_path_factory.mktemp("project")
+    for item in ("src", "stages", "flows", "dvc.yaml", "sources.yaml"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, proj / item)
+    (proj / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], proj)
+    return proj
+
+
+@pytest.mark.slow
+def test_pipeline_flow_under_a_real_prefect_server(project, prefect_server):
+    import asyncio
+
+    from flows.pipeline import pipeline
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    state = pipeline(project_dir=str(project), return_state=True)
+    assert state.is_completed(), state
+
+    md = (project / "reports" / "benchmark.md").read_text()
+    rows = [r for r in md.splitlines() if r.startswith("| ") and not r.startswith("| benchmark") and "(" not in r.split("|")[1]]
+    table = rows[:17]
+    assert len(table) == 17
+    models = ["random_init", "student", "unisurg"]
+    assert f"| benchmark | task | metric | {' | '.join(models)} |" in md
+    for row in table:
+        cells = [c.strip().strip("*") for c in row.strip("|").split("|")][3:]
+        assert len(cells) == 3 and all(re.match(r"-?\d+\.\d{3}", c) for c in cells), row
+    html = (project / "reports" / "index.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2 and "http" not in html.replace("http-equiv", "")
+
+    async def artifacts():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["benchmark-report"])))
+
+    arts = asyncio.run(artifacts())
+    assert arts and "CholecT50" in arts[0].data
+
+    # nothing changed -> every stage is up to date; a forced synth re-run reproduces identical bytes,
+    # so DVC sees no change downstream
+    out = run([sys.executable, "-m", "dvc", "repro"], project).stdout
+    assert "Running stage" not in out
+    run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "synth"], project)
+    status = run([sys.executable, "-m", "dvc", "status"], project).stdout
+    assert "up to date" in status, status
