@@ -51,8 +51,9 @@ def pipeline(project_dir: str = ".", stages: list[str] | None = None) -> str:
         dvc_repro(stage, project)
     report = Path(project) / "reports" / "benchmark.md"
     markdown = report.read_text(encoding="utf-8")
-    create_markdown_artifact(key="benchmark-report", markdown=markdown,
-                             description="UniSurg benchmark table (reports/benchmark.md)")
+    create_markdown_artifact(
+        key="benchmark-report", markdown=markdown, description="UniSurg benchmark table (reports/benchmark.md)"
+    )
     return markdown
 
 

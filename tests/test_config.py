@@ -48,7 +48,9 @@ def test_sources_registry_is_strict(tmp_path):
     (src,) = load_sources(ok)
     assert src.role == "pretrain" and Path(src.root).is_absolute()
 
-    bad_key = _write(tmp_path, "sources:\n  - {name: a, root: videos, region: brain, procedure: x, license: y, fps: 3}\n")
+    bad_key = _write(
+        tmp_path, "sources:\n  - {name: a, root: videos, region: brain, procedure: x, license: y, fps: 3}\n"
+    )
     with pytest.raises(ConfigError, match=r"sources\[a\]\.fps"):
         load_sources(bad_key)
 
@@ -56,7 +58,9 @@ def test_sources_registry_is_strict(tmp_path):
     with pytest.raises(ConfigError, match="nowhere"):
         load_sources(missing)
 
-    escape = _write(tmp_path, "sources:\n  - {name: a, root: videos, glob: '../**/*.mp4', region: b, procedure: x, license: y}\n")
+    escape = _write(
+        tmp_path, "sources:\n  - {name: a, root: videos, glob: '../**/*.mp4', region: b, procedure: x, license: y}\n"
+    )
     with pytest.raises(ConfigError, match="glob"):
         load_sources(escape)
 

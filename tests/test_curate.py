@@ -2,12 +2,11 @@
 
 import shutil
 
-import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from unisurg.curate import curate, dct_hash, near_duplicate, probe_video
+from unisurg.curate import curate, dct_hash, near_duplicate, open_index, probe_video
 from unisurg.sources import Source
 from unisurg.video import VideoWriter, open_video
 
@@ -41,8 +40,15 @@ def curated(corpus, tmp_path_factory):
     _reencode(test_video, pre / "leaked_resized.mp4", 48)  # leaked into a pretraining source, resized
     sources = [
         Source(name="hospital", root=str(pre), region="gallbladder", procedure="chole", license="x"),
-        Source(name="cholec80", root=str(bench), glob="videos/*.mp4", region="gallbladder", procedure="chole",
-               license="x", role="benchmark:cholec80"),
+        Source(
+            name="cholec80",
+            root=str(bench),
+            glob="videos/*.mp4",
+            region="gallbladder",
+            procedure="chole",
+            license="x",
+            role="benchmark:cholec80",
+        ),
     ]
     out = base / "out"
     metrics = curate(sources, out, clip_frames=8, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=2)
@@ -85,7 +91,7 @@ def test_clip_table_and_duckdb_index(curated):
     assert np.allclose(w.values, 1.0)  # every source sums to 1: balanced sampling
     c = clips.to_pylist()[0]
     assert c["num_frames"] == 8 and c["frame_step"] == 2 and c["end_s"] > c["start_s"]
-    con = duckdb.connect(str(out / "index.duckdb"), read_only=True)
+    con = open_index(out)
     n = con.sql("SELECT count(*) FROM clips").fetchall()[0][0]
     assert n == clips.num_rows
     by = dict(con.sql("SELECT status, count(*) FROM videos GROUP BY status").fetchall())
@@ -102,3 +108,48 @@ def test_perceptual_signature_is_robust_to_resizing(corpus, tmp_path):
     assert not near_duplicate(a.signature, c.signature)
     assert a.sha256 != b.sha256
     assert isinstance(dct_hash(np.zeros((8, 8, 3), np.uint8)), int)
+
+
+def test_outputs_are_byte_deterministic(corpus, tmp_path):
+    src = [Source(name="pre", root=str(corpus / "pretrain"), region="mixed", procedure="x", license="x")]
+    for name in ("a", "b"):
+        curate(
+            src,
+            tmp_path / name,
+            clip_frames=8,
+            frame_step=2,
+            clip_stride_s=1.0,
+            min_seconds=1.0,
+            workers=2 if name == "a" else 1,
+        )
+    for f in ("videos.parquet", "clips.parquet", "quarantine.parquet", "index.sql", "curation.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_quality_gate_passes_a_good_index_and_fails_a_broken_one(curated, tmp_path):
+    import pyarrow as pa
+
+    from unisurg.quality import QualityGateError, run_gate
+
+    out, _ = curated
+    checks = run_gate(out)
+    assert checks and all(c.success for c in checks)
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    videos = pq.read_table(broken / "videos.parquet").to_pylist()
+    leak = next(v for v in videos if v["status"] == "excluded" and "test" in v["reason"])
+    clips = pq.read_table(broken / "clips.parquet").to_pylist()
+    clips.append({**clips[0], "clip_id": "leak#0", "video_id": leak["video_id"]})  # a clip from a test video
+    for v in videos:
+        if v["status"] == "kept":
+            v["fps"] = 0.0  # absurd metadata
+            break
+    pq.write_table(
+        pa.Table.from_pylist(videos, schema=pq.read_schema(out / "videos.parquet")), broken / "videos.parquet"
+    )
+    pq.write_table(pa.Table.from_pylist(clips, schema=pq.read_schema(out / "clips.parquet")), broken / "clips.parquet")
+    with pytest.raises(QualityGateError) as err:
+        run_gate(broken)
+    msg = str(err.value)
+    assert "[kept_videos] expect_column_values_to_be_between(fps)" in msg
+    assert "[clips] expect_column_values_to_be_in_set(video_id)" in msg and leak["video_id"] in msg

@@ -18,16 +18,34 @@ def test_harness_scores_every_task_family(name, bench_root, tmp_path):
     torch.manual_seed(0)
     enc = create_model("vit_pico")
     bench = get_benchmark(name)
-    res = run_benchmark(bench, bench_root(name), {"rand": (enc, "rand")}, GRID, PROTO, bootstrap=50, seed=0,
-                        cache_dir=tmp_path, batch_size=8)
+    res = run_benchmark(
+        bench,
+        bench_root(name),
+        {"rand": (enc, "rand")},
+        GRID,
+        PROTO,
+        bootstrap=50,
+        seed=0,
+        cache_dir=tmp_path,
+        batch_size=8,
+    )
     r = res["models"]["rand"]
     assert r["value"] is not None and np.isfinite(r["value"])
     assert bench.metric in r["metrics"] and r["heads"] and r["n_test_samples"] > 0
     if bench.folds:
         assert len(r["heads"]) == bench.folds  # one head chosen per fold
     # second run: features come from the cache and the result is identical
-    res2 = run_benchmark(bench, bench_root(name), {"rand": (enc, "rand")}, GRID, PROTO, bootstrap=50, seed=0,
-                         cache_dir=tmp_path, batch_size=8)
+    res2 = run_benchmark(
+        bench,
+        bench_root(name),
+        {"rand": (enc, "rand")},
+        GRID,
+        PROTO,
+        bootstrap=50,
+        seed=0,
+        cache_dir=tmp_path,
+        batch_size=8,
+    )
     assert res2 == res
     assert len(list(tmp_path.glob("*.pt"))) == 1
 

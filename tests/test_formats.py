@@ -117,7 +117,9 @@ def test_multibypass_pitvis_ego_pmlr_ophnet_bytes(bench_root):
     pm = bench_root("pmlr50")
     assert (pm / "frames" / "01" / "00000000.jpg").exists()  # 8 digits, 0-based
     rows = lines(pm / "phase_annotations" / "01.txt")
-    assert rows[1].split() == ["0", rows[1].split()[1]] and len(rows) - 1 == len(list((pm / "frames" / "01").glob("*.jpg")))
+    assert rows[1].split() == ["0", rows[1].split()[1]] and len(rows) - 1 == len(
+        list((pm / "frames" / "01").glob("*.jpg"))
+    )
 
     op = lines(bench_root("ophnet2024") / "annotation" / "OphNet2024_loca_challenge_phase.csv")
     assert op[0] == "video_id,start,end,split,surgery_id,phase_id"

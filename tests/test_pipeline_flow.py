@@ -17,8 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny_params() -> dict:
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    p["synth"].update(size=64, pretrain_videos_per_source=1, pretrain_seconds=6.0, videos_per_split=[2, 1, 1],
-                      benchmark_seconds=10.0, images_per_split=[6, 2, 3])
+    p["synth"].update(
+        size=64,
+        pretrain_videos_per_source=1,
+        pretrain_seconds=6.0,
+        videos_per_split=[2, 1, 1],
+        benchmark_seconds=10.0,
+        images_per_split=[6, 2, 3],
+    )
     p["pretrain"].update(steps=4, batch_size=2, checkpoint_every=2, log_every=1)
     p["pretrain"]["clip"] = {"frames": 8, "size": 32}
     p["pretrain"]["optim"]["warmup_steps"] = 1
@@ -54,15 +60,20 @@ def project(tmp_path_factory) -> Path:
 def test_pipeline_flow_under_a_real_prefect_server(project, prefect_server):
     import asyncio
 
-    from flows.pipeline import pipeline
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.pipeline import pipeline
 
     state = pipeline(project_dir=str(project), return_state=True)
     assert state.is_completed(), state
 
     md = (project / "reports" / "benchmark.md").read_text()
-    rows = [r for r in md.splitlines() if r.startswith("| ") and not r.startswith("| benchmark") and "(" not in r.split("|")[1]]
+    rows = [
+        r
+        for r in md.splitlines()
+        if r.startswith("| ") and not r.startswith("| benchmark") and "(" not in r.split("|")[1]
+    ]
     table = rows[:17]
     assert len(table) == 17
     models = ["random_init", "student", "unisurg"]
@@ -75,7 +86,9 @@ def test_pipeline_flow_under_a_real_prefect_server(project, prefect_server):
 
     async def artifacts():
         async with get_client() as client:
-            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["benchmark-report"])))
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["benchmark-report"]))
+            )
 
     arts = asyncio.run(artifacts())
     assert arts and "CholecT50" in arts[0].data

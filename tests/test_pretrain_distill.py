@@ -23,10 +23,17 @@ def clips(corpus, tmp_path_factory):
 
 def _params(steps: int) -> PretrainParams:
     # constant schedules so that a 2-step run resumed to 4 steps equals an uninterrupted 4-step run
-    return PretrainParams(arch="vit_pico", predictor={"embed_dim": 32, "depth": 1, "num_heads": 2},
-                          clip={"frames": 4, "size": 32}, steps=steps, batch_size=2, ema=(0.99, 0.99),
-                          optim=OptimParams(lr=1e-3, start_lr=1e-3, warmup_steps=0, schedule="constant"),
-                          checkpoint_every=100, log_every=1)
+    return PretrainParams(
+        arch="vit_pico",
+        predictor={"embed_dim": 32, "depth": 1, "num_heads": 2},
+        clip={"frames": 4, "size": 32},
+        steps=steps,
+        batch_size=2,
+        ema=(0.99, 0.99),
+        optim=OptimParams(lr=1e-3, start_lr=1e-3, warmup_steps=0, schedule="constant"),
+        checkpoint_every=100,
+        log_every=1,
+    )
 
 
 def test_pretrain_runs_logs_and_resumes_exactly(clips, tmp_path):
@@ -50,8 +57,13 @@ def test_pretrain_runs_logs_and_resumes_exactly(clips, tmp_path):
 
 def test_distillation_moves_student_towards_teacher(clips, tmp_path):
     run_pretrain(clips, tmp_path / "t", _params(2), seed=0, progress=False)
-    p = DistillParams(student_arch="vit_pico", steps=12, batch_size=2, log_every=1,
-                      optim=OptimParams(lr=3e-3, start_lr=3e-3, warmup_steps=0, schedule="constant"))
+    p = DistillParams(
+        student_arch="vit_pico",
+        steps=12,
+        batch_size=2,
+        log_every=1,
+        optim=OptimParams(lr=3e-3, start_lr=3e-3, warmup_steps=0, schedule="constant"),
+    )
     m = run_distill(clips, tmp_path / "t" / "encoder.pt", tmp_path / "s", p, frames=4, size=32, seed=0, progress=False)
     rows = [r.split(",") for r in (tmp_path / "s" / "log.csv").read_text().splitlines()[1:]]
     cos = [float(r[2]) for r in rows]  # cosine distance per step

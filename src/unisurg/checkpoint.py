@@ -46,8 +46,9 @@ def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_vjepa_checkpoint(path: str | os.PathLike[str], arch: str, key: str = "target_encoder",
-                          strict: bool = True) -> VisionTransformer:
+def load_vjepa_checkpoint(
+    path: str | os.PathLike[str], arch: str, key: str = "target_encoder", strict: bool = True
+) -> VisionTransformer:
     """Build ``arch`` and load the public V-JEPA 2 / SurgMotion weights stored under ``key``.
 
     ``key`` is ``"encoder"`` or ``"target_encoder"`` (V-JEPA evaluates the EMA target encoder);
@@ -64,8 +65,10 @@ def load_vjepa_checkpoint(path: str | os.PathLike[str], arch: str, key: str = "t
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if wrong or (strict and (missing or unexpected)):
-        raise ValueError(f"{path}: weights do not match {arch}: wrong shapes {wrong[:3]}, missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]}")
+        raise ValueError(
+            f"{path}: weights do not match {arch}: wrong shapes {wrong[:3]}, missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
+        )
     model.load_state_dict(state, strict=strict)
     return model
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import ConfigError, Params, load_params
 from .io import write_json
+from .quality import QualityGateError
 
 log = logging.getLogger("unisurg")
 
@@ -29,17 +30,25 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     p = _params(args)
     s = p.synth
-    spec = SynthSpec(size=s.size, seconds=s.benchmark_seconds, videos_per_split=s.videos_per_split,
-                     images_per_split=s.images_per_split)
+    spec = SynthSpec(
+        size=s.size,
+        seconds=s.benchmark_seconds,
+        videos_per_split=s.videos_per_split,
+        images_per_split=s.images_per_split,
+    )
     names = tuple(s.benchmarks) if s.benchmarks is not None else tuple(WRITERS)
-    m = build_corpus(Path(args.out), CorpusSpec(spec, s.pretrain_videos_per_source, s.pretrain_seconds, names,
-                                                p.base.seed), workers=args.workers)
+    m = build_corpus(
+        Path(args.out),
+        CorpusSpec(spec, s.pretrain_videos_per_source, s.pretrain_seconds, names, p.base.seed),
+        workers=args.workers,
+    )
     log.info("synth: %d files written to %s", len(m["files"]), args.out)
     return 0
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
     from .curate import curate
+    from .quality import run_gate
     from .sources import load_sources
 
     p = _params(args)
@@ -48,8 +57,13 @@ def cmd_curate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     metrics = curate(sources, out, c.clip_frames, c.frame_step, c.clip_stride_s, c.min_seconds, c.workers)
     write_json(out / "params.json", c.model_dump(mode="json"))
-    log.info("curate: %d videos kept, %d clips, %d quarantined", metrics["videos_kept"], metrics["clips"],
-             metrics["quarantined"])
+    run_gate(out)  # raises QualityGateError (exit code 3) listing every failed expectation
+    log.info(
+        "curate: %d videos kept, %d clips, %d quarantined",
+        metrics["videos_kept"],
+        metrics["clips"],
+        metrics["quarantined"],
+    )
     return 0
 
 
@@ -69,8 +83,16 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     p = _params(args)
     out = Path(args.out)
-    metrics = run_distill(Path(args.clips), Path(args.teacher), out, p.distill, p.pretrain.clip.frames,
-                          p.pretrain.clip.size, p.base.seed, progress=not args.quiet)
+    metrics = run_distill(
+        Path(args.clips),
+        Path(args.teacher),
+        out,
+        p.distill,
+        p.pretrain.clip.frames,
+        p.pretrain.clip.size,
+        p.base.seed,
+        progress=not args.quiet,
+    )
     write_json(out / "params.json", {"seed": p.base.seed, **p.distill.model_dump(mode="json")})
     log.info("distill: %s", metrics)
     return 0
@@ -98,11 +120,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             encoders[name] = (create_model(spec.split(":", 1)[1]), f"{spec}@seed{p.base.seed}")
         else:
             encoders[name] = (load_encoder(spec), sha256_file(spec))
-    grid = ProbeGrid(tuple(e.probe.lrs), tuple(e.probe.weight_decays), e.probe.epochs, e.probe.batch_size,
-                     e.probe.depth, e.probe.num_heads)
+    grid = ProbeGrid(
+        tuple(e.probe.lrs),
+        tuple(e.probe.weight_decays),
+        e.probe.epochs,
+        e.probe.batch_size,
+        e.probe.depth,
+        e.probe.num_heads,
+    )
     protocol = Protocol(e.clip.frames, e.clip.fps, e.clip.size, e.label_fps)
-    result = run_benchmark(bench, Path(root), encoders, grid, protocol, e.bootstrap, p.base.seed, Path(e.cache_dir),
-                           e.batch_size)
+    result = run_benchmark(
+        bench, Path(root), encoders, grid, protocol, e.bootstrap, p.base.seed, Path(e.cache_dir), e.batch_size
+    )
     out = Path(args.out)
     write_json(out / "results.json", result)
     summary = {m: d["value"] for m, d in result["models"].items()}
@@ -124,20 +153,42 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     from .benchmarks import get_benchmark, list_benchmarks
 
     if args.action == "list":
-        rows = [{"name": b.name, "title": b.title, "task": b.task, "classes": b.num_classes, "metric": b.metric,
-                 "folds": b.folds, "description": b.description} for b in list_benchmarks()]
+        rows = [
+            {
+                "name": b.name,
+                "title": b.title,
+                "task": b.task,
+                "classes": b.num_classes,
+                "metric": b.metric,
+                "folds": b.folds,
+                "description": b.description,
+            }
+            for b in list_benchmarks()
+        ]
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
             for r in rows:
-                print(f"{r['name']:<20} {r['title']:<20} {r['task']:<13} {r['classes']:>4}  {r['metric']:<13} {r['description']}")
+                cols = f"{r['name']:<20} {r['title']:<20} {r['task']:<13} {r['classes']:>4}  {r['metric']:<13}"
+                print(f"{cols} {r['description']}")
         return 0
     if not args.name or not args.root:
         raise SystemExit("usage: unisurg benchmarks validate NAME --root DIR [--json]")
     rep = get_benchmark(args.name).validate(args.root)
     if args.json:
-        print(json.dumps({"benchmark": rep.benchmark, "ok": rep.ok, "counts": rep.counts, "videos": rep.groups,
-                          "classes": rep.class_counts, "problems": rep.problems}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "benchmark": rep.benchmark,
+                    "ok": rep.ok,
+                    "counts": rep.counts,
+                    "videos": rep.groups,
+                    "classes": rep.class_counts,
+                    "problems": rep.problems,
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"{rep.benchmark}: {'OK' if rep.ok else f'{len(rep.problems)} problem(s)'}")
         print("  records: " + ", ".join(f"{k} {v}" for k, v in rep.counts.items()))
@@ -193,13 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         return args.fn(args)
     except ConfigError as err:
         log.error("%s", err)
         return 2
+    except QualityGateError as err:
+        log.error("%s", err)
+        return 3
 
 
 if __name__ == "__main__":

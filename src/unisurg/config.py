@@ -167,7 +167,7 @@ class Params(Strict):
     report: ReportParams = ReportParams()
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Params":
+    def _consistent(self) -> Params:
         if self.evaluate.clip.size % 16 or self.pretrain.clip.size % 16:
             raise ValueError("clip sizes must be multiples of the patch size 16")
         return self

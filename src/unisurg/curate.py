@@ -11,8 +11,9 @@ Steps (``unisurg curate``):
    one, are excluded from pretraining with the reason recorded;
 5. cut kept videos into fixed-length clips with per-source balancing weights.
 
-Outputs: ``videos.parquet``, ``clips.parquet``, ``quarantine.parquet``, ``index.duckdb`` (views
-over the Parquet files) and ``curation.json`` (hours/clips per region and source, counts).
+Outputs: ``videos.parquet``, ``clips.parquet``, ``quarantine.parquet``, ``index.sql`` (DuckDB
+views over the Parquet files, see :func:`open_index`) and ``curation.json`` (hours/clips per
+region and source, counts). All are byte-identical for identical inputs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import atomic_path, sha256_file, write_json
+from .io import atomic_path, atomic_write_text, sha256_file, write_json
 from .sources import Source
 from .video import VideoError, open_video
 
@@ -38,18 +39,44 @@ NEAR_DUP_BITS = 10  # of 64; re-encoding/resizing flips a few bits, different co
 SIGNATURE_FRAMES = 4
 MAX_FPS = 1000.0
 
-VIDEO_SCHEMA = pa.schema([
-    ("video_id", pa.string()), ("path", pa.string()), ("source", pa.string()), ("region", pa.string()),
-    ("procedure", pa.string()), ("license", pa.string()), ("role", pa.string()), ("split", pa.string()),
-    ("num_frames", pa.int64()), ("fps", pa.float64()), ("duration_s", pa.float64()), ("width", pa.int32()),
-    ("height", pa.int32()), ("codec", pa.string()), ("bytes", pa.int64()), ("sha256", pa.string()),
-    ("signature", pa.list_(pa.uint64())), ("status", pa.string()), ("reason", pa.string()),
-])
-CLIP_SCHEMA = pa.schema([
-    ("clip_id", pa.string()), ("video_id", pa.string()), ("path", pa.string()), ("source", pa.string()),
-    ("region", pa.string()), ("start_frame", pa.int64()), ("frame_step", pa.int64()), ("num_frames", pa.int64()),
-    ("start_s", pa.float64()), ("end_s", pa.float64()), ("weight", pa.float64()),
-])
+VIDEO_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("path", pa.string()),
+        ("source", pa.string()),
+        ("region", pa.string()),
+        ("procedure", pa.string()),
+        ("license", pa.string()),
+        ("role", pa.string()),
+        ("split", pa.string()),
+        ("num_frames", pa.int64()),
+        ("fps", pa.float64()),
+        ("duration_s", pa.float64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("codec", pa.string()),
+        ("bytes", pa.int64()),
+        ("sha256", pa.string()),
+        ("signature", pa.list_(pa.uint64())),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+CLIP_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("video_id", pa.string()),
+        ("path", pa.string()),
+        ("source", pa.string()),
+        ("region", pa.string()),
+        ("start_frame", pa.int64()),
+        ("frame_step", pa.int64()),
+        ("num_frames", pa.int64()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("weight", pa.float64()),
+    ]
+)
 QUARANTINE_SCHEMA = pa.schema([("path", pa.string()), ("source", pa.string()), ("reason", pa.string())])
 
 
@@ -98,8 +125,9 @@ def probe_video(path: str) -> Probe:
 
         with av.open(path) as c:
             codec = c.streams.video[0].codec_context.name if c.streams.video else ""
-        return Probe(path, True, "", meta.num_frames, meta.fps, meta.width, meta.height, codec, size,
-                     sha256_file(path), sig)
+        return Probe(
+            path, True, "", meta.num_frames, meta.fps, meta.width, meta.height, codec, size, sha256_file(path), sig
+        )
     except VideoError as err:
         return Probe(path, False, f"unreadable video: {err}", bytes=_size(path))
     except (OSError, ValueError) as err:  # av errors derive from these
@@ -144,8 +172,15 @@ def benchmark_splits(src: Source) -> dict[str, str]:
     return out
 
 
-def curate(sources: list[Source], out: Path, clip_frames: int, frame_step: int, clip_stride_s: float,
-           min_seconds: float, workers: int) -> dict:
+def curate(
+    sources: list[Source],
+    out: Path,
+    clip_frames: int,
+    frame_step: int,
+    clip_stride_s: float,
+    min_seconds: float,
+    workers: int,
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     # 1. list files
     files: list[tuple[Source, Path]] = [(s, p) for s in sources for p in list_files(s)]
@@ -174,7 +209,9 @@ def curate(sources: list[Source], out: Path, clip_frames: int, frame_step: int, 
         if src.benchmark and pr.ok:
             split = splits[src.name].get(str(p.resolve()))
             if split != "train":
-                blocked.append((pr.sha256, pr.signature, f"benchmark:{src.benchmark} {split or 'unlisted'} video {p.name}"))
+                blocked.append(
+                    (pr.sha256, pr.signature, f"benchmark:{src.benchmark} {split or 'unlisted'} video {p.name}")
+                )
     kept: list[tuple[str, tuple[int, ...], str]] = []
     for i in order:
         src, p = files[i]
@@ -188,7 +225,9 @@ def curate(sources: list[Source], out: Path, clip_frames: int, frame_step: int, 
         elif src.benchmark and split != "train":
             status, reason = "excluded", f"benchmark:{src.benchmark} {split or 'unlisted'} split"
         else:
-            leak = next((why for sha, sig, why in blocked if sha == pr.sha256 or near_duplicate(sig, pr.signature)), None)
+            leak = next(
+                (why for sha, sig, why in blocked if sha == pr.sha256 or near_duplicate(sig, pr.signature)), None
+            )
             dup = next((v for sha, sig, v in kept if sha == pr.sha256 or near_duplicate(sig, pr.signature)), None)
             if leak:
                 status, reason = "excluded", f"duplicates held-out {leak}"
@@ -196,13 +235,29 @@ def curate(sources: list[Source], out: Path, clip_frames: int, frame_step: int, 
                 status, reason = "duplicate", f"duplicate of {dup}"
             else:
                 kept.append((pr.sha256, pr.signature, vid))
-        rows.append({
-            "video_id": vid, "path": str(p), "source": src.name, "region": src.region, "procedure": src.procedure,
-            "license": src.license, "role": src.role, "split": split, "num_frames": pr.num_frames, "fps": pr.fps,
-            "duration_s": pr.num_frames / pr.fps if pr.fps else 0.0, "width": pr.width, "height": pr.height,
-            "codec": pr.codec, "bytes": pr.bytes, "sha256": pr.sha256, "signature": list(pr.signature),
-            "status": status, "reason": reason,
-        })
+        rows.append(
+            {
+                "video_id": vid,
+                "path": str(p),
+                "source": src.name,
+                "region": src.region,
+                "procedure": src.procedure,
+                "license": src.license,
+                "role": src.role,
+                "split": split,
+                "num_frames": pr.num_frames,
+                "fps": pr.fps,
+                "duration_s": pr.num_frames / pr.fps if pr.fps else 0.0,
+                "width": pr.width,
+                "height": pr.height,
+                "codec": pr.codec,
+                "bytes": pr.bytes,
+                "sha256": pr.sha256,
+                "signature": list(pr.signature),
+                "status": status,
+                "reason": reason,
+            }
+        )
     rows.sort(key=lambda r: r["video_id"])
 
     # 5. clips with per-source balancing weights
@@ -213,11 +268,21 @@ def curate(sources: list[Source], out: Path, clip_frames: int, frame_step: int, 
             continue
         stride = max(int(round(clip_stride_s * r["fps"])), 1)
         for k, start in enumerate(range(0, r["num_frames"] - span + 1, stride)):
-            clips.append({
-                "clip_id": f"{r['video_id']}#{k:05d}", "video_id": r["video_id"], "path": r["path"],
-                "source": r["source"], "region": r["region"], "start_frame": start, "frame_step": frame_step,
-                "num_frames": clip_frames, "start_s": start / r["fps"], "end_s": (start + span) / r["fps"], "weight": 0.0,
-            })
+            clips.append(
+                {
+                    "clip_id": f"{r['video_id']}#{k:05d}",
+                    "video_id": r["video_id"],
+                    "path": r["path"],
+                    "source": r["source"],
+                    "region": r["region"],
+                    "start_frame": start,
+                    "frame_step": frame_step,
+                    "num_frames": clip_frames,
+                    "start_s": start / r["fps"],
+                    "end_s": (start + span) / r["fps"],
+                    "weight": 0.0,
+                }
+            )
     per_source: dict[str, int] = {}
     for c in clips:
         per_source[c["source"]] = per_source.get(c["source"], 0) + 1
@@ -227,7 +292,7 @@ def curate(sources: list[Source], out: Path, clip_frames: int, frame_step: int, 
     _write_parquet(out / "videos.parquet", rows, VIDEO_SCHEMA)
     _write_parquet(out / "clips.parquet", clips, CLIP_SCHEMA)
     _write_parquet(out / "quarantine.parquet", sorted(quarantine, key=lambda q: q["path"]), QUARANTINE_SCHEMA)
-    build_duckdb(out)
+    build_index_sql(out)
     metrics = summarize(rows, clips)
     write_json(out / "curation.json", metrics)
     return metrics
@@ -239,19 +304,30 @@ def _write_parquet(path: Path, rows: list[dict], schema: pa.Schema) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
-def build_duckdb(out: Path) -> None:
-    """``index.duckdb`` with views over the Parquet files (the Parquet files stay the source of truth)."""
+INDEX_SQL = """-- DuckDB views over the curated index. Paths are relative to this folder:
+--   duckdb -c "SET file_search_path='data/curate'; .read data/curate/index.sql"
+-- or, from Python, unisurg.curate.open_index("data/curate").
+CREATE VIEW videos AS SELECT * FROM read_parquet('videos.parquet');
+CREATE VIEW clips AS SELECT * FROM read_parquet('clips.parquet');
+CREATE VIEW quarantine AS SELECT * FROM read_parquet('quarantine.parquet');
+"""
+
+
+def build_index_sql(out: Path) -> None:
+    """Write ``index.sql``: the view definitions. A text file, unlike a ``.duckdb`` database file,
+    is byte-identical for identical inputs, so DVC never reruns downstream stages for nothing."""
+    atomic_write_text(out / "index.sql", INDEX_SQL)
+
+
+def open_index(folder: str | Path, con=None):
+    """An in-memory DuckDB connection with the ``videos``, ``clips`` and ``quarantine`` views."""
     import duckdb
 
-    db = out / "index.duckdb"
-    with atomic_path(db) as tmp:
-        tmp.unlink()
-        con = duckdb.connect(str(tmp))
-        for name in ("videos", "clips", "quarantine"):
-            # Absolute paths: DuckDB resolves relative ones against the working directory, not the
-            # database file. After moving the folder, re-run curation (or recreate the views).
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{out.resolve() / (name + '.parquet')}')")
-        con.close()
+    folder = Path(folder).resolve()
+    con = con or duckdb.connect()
+    con.execute(f"SET file_search_path = '{folder}'")
+    con.execute((folder / "index.sql").read_text(encoding="utf-8"))
+    return con
 
 
 def summarize(rows: list[dict], clips: list[dict]) -> dict:

@@ -40,8 +40,16 @@ def clips_per_second(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3) 
     return repeats * x.size(0) / (time.perf_counter() - t0)
 
 
-def run_distill(clips: Path, teacher_path: Path, out: Path, p: DistillParams, frames: int, size: int, seed: int,
-                progress: bool = True) -> dict:
+def run_distill(
+    clips: Path,
+    teacher_path: Path,
+    out: Path,
+    p: DistillParams,
+    frames: int,
+    size: int,
+    seed: int,
+    progress: bool = True,
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     teacher = load_encoder(teacher_path).eval().requires_grad_(False)
@@ -58,15 +66,27 @@ def run_distill(clips: Path, teacher_path: Path, out: Path, p: DistillParams, fr
         start = int(ck["step"])
         log.info("resuming distillation from step %d", start)
     table = ClipTable(str(clips), frames, size)
-    loader = torch.utils.data.DataLoader(table, batch_sampler=StepBatchSampler(table.weight, p.batch_size, seed + 1,
-                                                                                  start, p.steps),
-                                         num_workers=p.num_workers)
+    loader = torch.utils.data.DataLoader(
+        table,
+        batch_sampler=StepBatchSampler(table.weight, p.batch_size, seed + 1, start, p.steps),
+        num_workers=p.num_workers,
+    )
     steplog = StepLog(out / "log.csv", LOG_FIELDS, resume_step=start)
 
     def save(step: int) -> None:
-        save_checkpoint(ckpt_path, {"kind": "distill", "arch": p.student_arch, "config": student.config,
-                                    "student": student.state_dict(), "proj": proj.state_dict(),
-                                    "optimizer": opt.state_dict(), "step": step, "params": p.model_dump(mode="json")})
+        save_checkpoint(
+            ckpt_path,
+            {
+                "kind": "distill",
+                "arch": p.student_arch,
+                "config": student.config,
+                "student": student.state_dict(),
+                "proj": proj.state_dict(),
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "params": p.model_dump(mode="json"),
+            },
+        )
 
     student.train()
     t0 = time.perf_counter()
@@ -75,7 +95,9 @@ def run_distill(clips: Path, teacher_path: Path, out: Path, p: DistillParams, fr
     bar = tqdm(total=p.steps, initial=start, desc="distill", disable=not progress, mininterval=2.0)
     x = None
     for step, x in enumerate(loader, start=start):
-        lr = lr_at(step, p.steps, p.optim.lr, p.optim.start_lr, p.optim.final_lr, p.optim.warmup_steps, p.optim.schedule)
+        lr = lr_at(
+            step, p.steps, p.optim.lr, p.optim.start_lr, p.optim.final_lr, p.optim.warmup_steps, p.optim.schedule
+        )
         set_lr(opt, lr)
         with torch.no_grad():
             t = normalize_targets(teacher(x))  # (B, N, D_t)
@@ -89,15 +111,24 @@ def run_distill(clips: Path, teacher_path: Path, out: Path, p: DistillParams, fr
         loss_val = loss.item()
         done = step + 1
         if done % p.log_every == 0 or done == p.steps:
-            steplog.write({"step": done, "loss": f"{loss_val:.6f}", "cosine": f"{parts['cosine']:.6f}",
-                           "smooth_l1": f"{parts['smooth_l1']:.6f}", "lr": f"{lr:.3e}",
-                           "seconds": f"{time.perf_counter() - t0:.2f}"})
+            steplog.write(
+                {
+                    "step": done,
+                    "loss": f"{loss_val:.6f}",
+                    "cosine": f"{parts['cosine']:.6f}",
+                    "smooth_l1": f"{parts['smooth_l1']:.6f}",
+                    "lr": f"{lr:.3e}",
+                    "seconds": f"{time.perf_counter() - t0:.2f}",
+                }
+            )
         if done % p.checkpoint_every == 0 and done < p.steps:
             save(done)
         bar.update(1)
     bar.close()
     save(p.steps)
-    save_checkpoint(out / "student.pt", encoder_payload(student, p.student_arch, teacher=str(teacher_path), steps=p.steps))
+    save_checkpoint(
+        out / "student.pt", encoder_payload(student, p.student_arch, teacher=str(teacher_path), steps=p.steps)
+    )
     probe = x if x is not None else torch.stack([table[0]] * p.batch_size)
     metrics = {
         "final_loss": round(loss_val, 6),

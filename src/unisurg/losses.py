@@ -29,8 +29,9 @@ def latent_l1(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | N
     return (err * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
-def distill_loss(student: torch.Tensor, teacher: torch.Tensor, cosine_weight: float = 1.0,
-                 smooth_l1_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+def distill_loss(
+    student: torch.Tensor, teacher: torch.Tensor, cosine_weight: float = 1.0, smooth_l1_weight: float = 1.0
+) -> tuple[torch.Tensor, dict[str, float]]:
     """student, teacher (B, N, D) (teacher already normalised) -> scalar loss and its parts.
 
     loss = cosine_weight * mean(1 - cos(s_i, t_i)) + smooth_l1_weight * SmoothL1(s, t; beta=1)

@@ -38,8 +38,9 @@ def block_size(spec: MaskSpec, grid: tuple[int, int, int], g: torch.Generator) -
     return t, h, w
 
 
-def sample_masks(batch_size: int, grid: tuple[int, int, int], spec: MaskSpec,
-                 g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_masks(
+    batch_size: int, grid: tuple[int, int, int], spec: MaskSpec, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (context, target) index tensors, each (B, K) int64, sorted ascending per row."""
     T, H, W = grid
     t, h, w = block_size(spec, grid, g)

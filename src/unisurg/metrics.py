@@ -82,8 +82,13 @@ def video_phase_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         rec = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
         jac = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), 0.0)
         f1 = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
-    return {"accuracy": float(np.mean(y == p)), "precision": float(prec.mean()), "recall": float(rec.mean()),
-            "jaccard": float(jac.mean()), "f1": float(f1.mean())}
+    return {
+        "accuracy": float(np.mean(y == p)),
+        "precision": float(prec.mean()),
+        "recall": float(rec.mean()),
+        "jaccard": float(jac.mean()),
+        "f1": float(f1.mean()),
+    }
 
 
 def segments(seq: np.ndarray) -> list[int]:
@@ -121,8 +126,9 @@ def video_pitvis_score(y: np.ndarray, p: np.ndarray, drop: set[int]) -> dict[str
     return {"f1": f1, "edit": ed, "pitvis_score": (f1 + ed) / 2}
 
 
-def per_group(fn: Callable[[np.ndarray, np.ndarray], dict[str, float] | None], y: np.ndarray, p: np.ndarray,
-              groups: np.ndarray) -> dict[str, dict[str, float]]:
+def per_group(
+    fn: Callable[[np.ndarray, np.ndarray], dict[str, float] | None], y: np.ndarray, p: np.ndarray, groups: np.ndarray
+) -> dict[str, dict[str, float]]:
     out = {}
     for g in np.unique(groups):
         m = groups == g
@@ -152,8 +158,13 @@ def video_ap(y: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 def component_matrix(ivt: list[tuple[int, int, int]], component: str) -> np.ndarray:
     """(100, K) 0/1 matrix mapping triplets to a component's classes (i, v, t, iv, it)."""
-    keys = {"i": lambda t: (t[0],), "v": lambda t: (t[1],), "t": lambda t: (t[2],),
-            "iv": lambda t: (t[0], t[1]), "it": lambda t: (t[0], t[2])}[component]
+    keys = {
+        "i": lambda t: (t[0],),
+        "v": lambda t: (t[1],),
+        "t": lambda t: (t[2],),
+        "iv": lambda t: (t[0], t[1]),
+        "it": lambda t: (t[0], t[2]),
+    }[component]
     classes = sorted({keys(t) for t in ivt})
     m = np.zeros((len(ivt), len(classes)), np.float64)
     for k, t in enumerate(ivt):
@@ -166,8 +177,9 @@ def pool_component(x: np.ndarray, m: np.ndarray) -> np.ndarray:
     return np.stack([x[:, m[:, k] > 0].max(axis=1) for k in range(m.shape[1])], axis=1)
 
 
-def triplet_ap_matrices(y: np.ndarray, s: np.ndarray, groups: np.ndarray,
-                        ivt: list[tuple[int, int, int]]) -> dict[str, np.ndarray]:
+def triplet_ap_matrices(
+    y: np.ndarray, s: np.ndarray, groups: np.ndarray, ivt: list[tuple[int, int, int]]
+) -> dict[str, np.ndarray]:
     """Per-video AP matrices (V, C) for ivt and each component."""
     out = {}
     vids = np.unique(groups)
@@ -210,8 +222,9 @@ def seg_metrics(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     return {"dice": float(2 * inter / tot) if tot else 1.0, "iou": float(inter / union) if union else 1.0}
 
 
-def depth_metrics(gt: np.ndarray, pred: np.ndarray, min_depth: float = 1e-3,
-                  max_depth: float = 150.0) -> dict[str, float] | None:
+def depth_metrics(
+    gt: np.ndarray, pred: np.ndarray, min_depth: float = 1e-3, max_depth: float = 150.0
+) -> dict[str, float] | None:
     """Monocular depth metrics of one image with per-image median scaling (Monodepth/AF-SfMLearner).
 
     Pixels with min_depth < gt < max_depth count; pred is scaled by median(gt)/median(pred) and
@@ -243,8 +256,9 @@ def mean_over(per: dict[str, dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([v[k] for v in per.values() if k in v])) for k in keys}
 
 
-def bootstrap_ci(values: np.ndarray, n: int, seed: int, stat: Callable[[np.ndarray], float] = np.mean,
-                 alpha: float = 0.05) -> tuple[float, float]:
+def bootstrap_ci(
+    values: np.ndarray, n: int, seed: int, stat: Callable[[np.ndarray], float] = np.mean, alpha: float = 0.05
+) -> tuple[float, float]:
     """Percentile CI of ``stat`` over resamples of the first axis of ``values`` (videos)."""
     values = np.asarray(values)
     if n <= 0 or len(values) < 2:

@@ -48,10 +48,12 @@ def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress:
     # 1. models
     encoder = create_model(p.arch)
     target = copy.deepcopy(encoder).requires_grad_(False)
-    predictor = Predictor(encoder.embed_dim, p.predictor.embed_dim, p.predictor.depth, p.predictor.num_heads,
-                          num_mask_tokens=len(p.masks))
-    opt = torch.optim.AdamW(param_groups([encoder, predictor], p.optim.weight_decay), lr=p.optim.lr,
-                            betas=p.optim.betas)
+    predictor = Predictor(
+        encoder.embed_dim, p.predictor.embed_dim, p.predictor.depth, p.predictor.num_heads, num_mask_tokens=len(p.masks)
+    )
+    opt = torch.optim.AdamW(
+        param_groups([encoder, predictor], p.optim.weight_decay), lr=p.optim.lr, betas=p.optim.betas
+    )
 
     # 2. resume
     ckpt_path = out / "checkpoint.pt"
@@ -70,17 +72,27 @@ def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress:
     table = ClipTable(str(clips), p.clip.frames, p.clip.size)
     sampler = StepBatchSampler(table.weight, p.batch_size, seed, start, p.steps)
     loader = torch.utils.data.DataLoader(table, batch_sampler=sampler, num_workers=p.num_workers)
-    collate = MaskCollator([MaskSpec(m.num_blocks, m.spatial_scale, m.temporal_scale, m.aspect_ratio) for m in p.masks],
-                           grid, seed)
+    collate = MaskCollator(
+        [MaskSpec(m.num_blocks, m.spatial_scale, m.temporal_scale, m.aspect_ratio) for m in p.masks], grid, seed
+    )
     steplog = StepLog(out / "log.csv", LOG_FIELDS, resume_step=start)
 
     def save(step: int) -> None:
-        save_checkpoint(ckpt_path, {
-            "kind": "pretrain", "arch": p.arch, "config": encoder.config, "predictor_config": predictor.config,
-            "encoder": encoder.state_dict(), "target_encoder": target.state_dict(),
-            "predictor": predictor.state_dict(), "optimizer": opt.state_dict(), "step": step,
-            "params": p.model_dump(mode="json"),
-        })
+        save_checkpoint(
+            ckpt_path,
+            {
+                "kind": "pretrain",
+                "arch": p.arch,
+                "config": encoder.config,
+                "predictor_config": predictor.config,
+                "encoder": encoder.state_dict(),
+                "target_encoder": target.state_dict(),
+                "predictor": predictor.state_dict(),
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "params": p.model_dump(mode="json"),
+            },
+        )
 
     # 4. loop
     encoder.train()
@@ -90,7 +102,9 @@ def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress:
     loss_val = float("nan")
     bar = tqdm(total=p.steps, initial=start, desc="pretrain", disable=not progress, mininterval=2.0)
     for step, x in enumerate(loader, start=start):
-        lr = lr_at(step, p.steps, p.optim.lr, p.optim.start_lr, p.optim.final_lr, p.optim.warmup_steps, p.optim.schedule)
+        lr = lr_at(
+            step, p.steps, p.optim.lr, p.optim.start_lr, p.optim.final_lr, p.optim.warmup_steps, p.optim.schedule
+        )
         set_lr(opt, lr)
         m = momentum_at(step, p.steps, *p.ema)
         masks = collate(step, x.size(0))
@@ -113,8 +127,15 @@ def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress:
         tokens_seen += x.size(0) * grid[0] * grid[1] * grid[2]
         done = step + 1
         if done % p.log_every == 0 or done == p.steps:
-            steplog.write({"step": done, "loss": f"{loss_val:.6f}", "lr": f"{lr:.3e}", "momentum": f"{m:.6f}",
-                           "seconds": f"{time.perf_counter() - t0:.2f}"})
+            steplog.write(
+                {
+                    "step": done,
+                    "loss": f"{loss_val:.6f}",
+                    "lr": f"{lr:.3e}",
+                    "momentum": f"{m:.6f}",
+                    "seconds": f"{time.perf_counter() - t0:.2f}",
+                }
+            )
         if done % p.checkpoint_every == 0 and done < p.steps:
             save(done)
         bar.update(1)

@@ -15,12 +15,23 @@ from pathlib import Path
 
 from .io import atomic_write_text, read_json
 
-TASK_FAMILY = {"phase": "phase / step", "multilabel": "action triplets", "clip": "clip classification",
-               "skill": "skill", "segmentation": "segmentation", "depth": "depth"}
+TASK_FAMILY = {
+    "phase": "phase / step",
+    "multilabel": "action triplets",
+    "clip": "clip classification",
+    "skill": "skill",
+    "segmentation": "segmentation",
+    "depth": "depth",
+}
 
 
 def load_results(eval_dir: Path) -> list[dict]:
-    return [read_json(p) for p in sorted(eval_dir.glob("*/results.json"))]
+    """Results of every evaluated benchmark, in the registry's (the paper's) order."""
+    from .benchmarks import list_benchmarks
+
+    order = {b.name: i for i, b in enumerate(list_benchmarks())}
+    results = [read_json(p) for p in eval_dir.glob("*/results.json")]
+    return sorted(results, key=lambda r: (order.get(r["name"], len(order)), r["name"]))
 
 
 def fmt(v: float | None, ci: list | None = None) -> str:
@@ -41,11 +52,15 @@ def best_model(r: dict) -> str | None:
 
 
 def markdown(results: list[dict], models: list[str], curation: dict | None, title: str) -> str:
-    lines = [f"# {title}", "",
-             "Frozen encoders, attentive probes (dense tasks: linear patch decoder); test split, per-video metric "
-             "averaged over videos, 95% bootstrap CI over test videos in brackets. Best per row in bold.", "",
-             "| benchmark | task | metric | " + " | ".join(models) + " |",
-             "|---|---|---|" + "---|" * len(models)]
+    lines = [
+        f"# {title}",
+        "",
+        "Frozen encoders, attentive probes (dense tasks: linear patch decoder); test split, per-video metric "
+        "averaged over videos, 95% bootstrap CI over test videos in brackets. Best per row in bold.",
+        "",
+        "| benchmark | task | metric | " + " | ".join(models) + " |",
+        "|---|---|---|" + "---|" * len(models),
+    ]
     for r in results:
         best = best_model(r)
         cells = []
@@ -54,9 +69,16 @@ def markdown(results: list[dict], models: list[str], curation: dict | None, titl
             c = fmt(d["value"], d["ci"]) if d else "n/a"
             cells.append(f"**{c}**" if m == best else c)
         arrow = "↑" if r["higher_is_better"] else "↓"
-        lines.append(f"| {r['benchmark']} | {TASK_FAMILY[r['task']]} | {r['metric']} {arrow} | " + " | ".join(cells) + " |")
-    lines += ["", "## Per task family (mean of the primary metric)", "",
-              "| family | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+        lines.append(
+            f"| {r['benchmark']} | {TASK_FAMILY[r['task']]} | {r['metric']} {arrow} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "## Per task family (mean of the primary metric)",
+        "",
+        "| family | " + " | ".join(models) + " |",
+        "|---|" + "---|" * len(models),
+    ]
     for task, fam in TASK_FAMILY.items():
         rs = [r for r in results if r["task"] == task]
         if not rs:
@@ -67,13 +89,23 @@ def markdown(results: list[dict], models: list[str], curation: dict | None, titl
             cells.append(f"{sum(vals) / len(vals):.3f}" if vals else "n/a")
         lines.append(f"| {fam} ({len(rs)}) | " + " | ".join(cells) + " |")
     if curation:
-        lines += ["", "## Curation", "", f"- videos kept: {curation['videos_kept']} of {curation['videos_total']}; "
-                  f"clips: {curation['clips']}; hours kept: {curation['hours_kept']}",
-                  f"- duplicates removed: {curation['duplicates_removed']}; held-out benchmark videos excluded: "
-                  f"{curation['excluded_benchmark_heldout']}; quarantined: {curation['quarantined']}", "",
-                  "| region | videos | clips | hours |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Curation",
+            "",
+            f"- videos kept: {curation['videos_kept']} of {curation['videos_total']}; "
+            f"clips: {curation['clips']}; hours kept: {curation['hours_kept']}",
+            f"- duplicates removed: {curation['duplicates_removed']}; held-out benchmark videos excluded: "
+            f"{curation['excluded_benchmark_heldout']}; quarantined: {curation['quarantined']}",
+            "",
+            "| region | videos | clips | hours |",
+            "|---|---|---|---|",
+        ]
         for reg, g in curation["by_region"].items():
             lines.append(f"| {reg} | {g['videos']} | {g['clips']} | {g['hours']} |")
+        lines += ["", "| source | videos | clips | hours |", "|---|---|---|---|"]
+        for src, g in curation["by_source"].items():
+            lines.append(f"| {src} | {g['videos']} | {g['clips']} | {g['hours']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -91,7 +123,9 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def plots(results: list[dict], models: list[str], logs: dict[str, Path]) -> list[tuple[str, str]]:
+def plots(
+    results: list[dict], models: list[str], logs: dict[str, Path], curation: dict | None
+) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,13 +148,30 @@ def plots(results: list[dict], models: list[str], logs: dict[str, Path]) -> list
     for k, m in enumerate(models):
         vals = [(r["models"].get(m) or {}).get("value") or 0.0 for r in results]
         ax.bar([i + k * width for i in range(len(results))], vals, width, label=m)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(results))], [r["benchmark"] for r in results], rotation=60,
-                  ha="right", fontsize=7)
+    ax.set_xticks(
+        [i + 0.4 - width / 2 for i in range(len(results))],
+        [r["benchmark"] for r in results],
+        rotation=60,
+        ha="right",
+        fontsize=7,
+    )
     ax.set_ylabel("primary metric")
     ax.legend()
     fig.tight_layout()
     out.append(("Primary metric per benchmark", _png(fig)))
     plt.close(fig)
+    if curation:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+        for ax, key in zip(axes, ("by_region", "by_source")):
+            groups = curation[key]
+            names = sorted(groups, key=lambda k: -groups[k]["hours"])
+            ax.barh(names[::-1], [groups[n]["hours"] for n in names[::-1]])
+            ax.set_xlabel("hours kept")
+            ax.tick_params(axis="y", labelsize=7)
+            ax.set_title(key.replace("_", " "))
+        fig.tight_layout()
+        out.append(("Curated hours per region and per source", _png(fig)))
+        plt.close(fig)
     return out
 
 
@@ -132,8 +183,13 @@ def render_html(md: str, figures: list[tuple[str, str]], title: str) -> str:
         if table:
             rows = [r.strip().strip("|").split("|") for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
             head, *rest = rows
-            body.append("<table><tr>" + "".join(f"<th>{html.escape(c.strip())}</th>" for c in head) + "</tr>"
-                        + "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in rest) + "</table>")
+            body.append(
+                "<table><tr>"
+                + "".join(f"<th>{html.escape(c.strip())}</th>" for c in head)
+                + "</tr>"
+                + "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in rest)
+                + "</table>"
+            )
             table.clear()
 
     for line in md.splitlines():
@@ -151,11 +207,15 @@ def render_html(md: str, figures: list[tuple[str, str]], title: str) -> str:
             body.append(f"<p>{html.escape(line)}</p>")
     flush()
     for cap, data in figures:
-        body.append(f"<h2>{html.escape(cap)}</h2><img alt=\"{html.escape(cap)}\" src=\"data:image/png;base64,{data}\">")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}b{color:#064}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+        body.append(f'<h2>{html.escape(cap)}</h2><img alt="{html.escape(cap)}" src="data:image/png;base64,{data}">')
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}b{color:#064}"
+    )
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def _cell(c: str) -> str:
@@ -173,5 +233,5 @@ def build_report(eval_dir: Path, out_dir: Path, logs: dict[str, Path], curation_
     curation = read_json(curation_path) if curation_path and curation_path.exists() else None
     md = markdown(results, models, curation, title)
     atomic_write_text(out_dir / "benchmark.md", md)
-    atomic_write_text(out_dir / "index.html", render_html(md, plots(results, models, logs), title))
+    atomic_write_text(out_dir / "index.html", render_html(md, plots(results, models, logs, curation), title))
     return {"benchmarks": len(results), "models": models}

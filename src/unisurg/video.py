@@ -134,8 +134,9 @@ class VideoWriter:
         crf: int = 23,
         container: str | None = None,
     ) -> None:
-        import av
         from fractions import Fraction
+
+        import av
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,8 +153,12 @@ class VideoWriter:
         # (tests/test_video.py checks it).
         self._stream.thread_count = 1
         if codec == "libx264":
-            self._stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1",
-                                    "x264-params": "threads=1:lookahead-threads=1:sync-lookahead=0:mbtree=0:rc-lookahead=0"}
+            self._stream.options = {
+                "crf": str(crf),
+                "preset": "veryfast",
+                "threads": "1",
+                "x264-params": "threads=1:lookahead-threads=1:sync-lookahead=0:mbtree=0:rc-lookahead=0",
+            }
 
     def write(self, frame_rgb: np.ndarray) -> None:
         import av
@@ -171,7 +176,7 @@ class VideoWriter:
             self._out.mux(packet)
         self._out.close()
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -135,7 +135,7 @@ class Benchmark:
         problems.raise_if_any(self.title)
         return records
 
-    def validate(self, root: str | os.PathLike[str]) -> "ValidationReport":
+    def validate(self, root: str | os.PathLike[str]) -> ValidationReport:
         """Read the dataset under ``root`` without stopping at problems; summarise it."""
         problems = Problems()
         root = Path(root)
@@ -164,7 +164,7 @@ class ValidationReport:
         return not self.problems
 
     @classmethod
-    def build(cls, bench: Benchmark, records: list[Record], problems: Problems) -> "ValidationReport":
+    def build(cls, bench: Benchmark, records: list[Record], problems: Problems) -> ValidationReport:
         # Cross-validated benchmarks are summarised per fold, the others per split.
         keys = [f"fold{k}" for k in range(bench.folds)] if bench.folds else list(SPLITS)
         counts = {s: 0 for s in keys}
@@ -182,8 +182,9 @@ class ValidationReport:
         for s in keys:
             if counts[s] == 0:
                 problems.add("-", None, f"{s} is empty")
-        return cls(bench.title, counts, {s: len(g) for s, g in groups.items()}, class_counts,
-                   [str(p) for p in problems.items])
+        return cls(
+            bench.title, counts, {s: len(g) for s, g in groups.items()}, class_counts, [str(p) for p in problems.items]
+        )
 
 
 # --------------------------------------------------------------------------- registry

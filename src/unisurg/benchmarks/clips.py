@@ -8,15 +8,35 @@ from pathlib import Path
 import numpy as np
 
 from .base import (
-    Benchmark, Problems, Record, VideoSource, carve_val, find_files, read_lines, register,
+    Benchmark,
+    Problems,
+    Record,
+    VideoSource,
+    carve_val,
+    find_files,
+    read_lines,
+    register,
 )
 
 # --------------------------------------------------------------------------- SurgicalActions160
 
 SURGICAL_ACTIONS = (
-    "abdominal_access", "injection", "cutting", "blunt_dissection", "dissection_thermal", "irrigation",
-    "coagulation", "suction", "needle_positioning", "needle_puncture", "knot_pushing", "knotting",
-    "thread_cut", "sling-in", "endobag-in", "endobag-out",
+    "abdominal_access",
+    "injection",
+    "cutting",
+    "blunt_dissection",
+    "dissection_thermal",
+    "irrigation",
+    "coagulation",
+    "suction",
+    "needle_positioning",
+    "needle_puncture",
+    "knot_pushing",
+    "knotting",
+    "thread_cut",
+    "sling-in",
+    "endobag-in",
+    "endobag-out",
 )
 SURGICAL_ACTIONS_FOLDS = 4
 
@@ -27,7 +47,9 @@ def load_surgical_actions(root: Path, problems: Problems) -> list[Record]:
     There is no official split: we use 4 folds stratified by class, fold = (VV - 1) mod 4.
     """
     records = []
-    dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and re.fullmatch(r"\d\d_.+", d.name)] if root.is_dir() else []
+    dirs = (
+        [d for d in sorted(root.iterdir()) if d.is_dir() and re.fullmatch(r"\d\d_.+", d.name)] if root.is_dir() else []
+    )
     if not dirs:
         problems.add(root, None, "no class folders named like '01_abdominal_access'")
     for d in dirs:
@@ -48,11 +70,19 @@ def load_surgical_actions(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(Benchmark(
-    "surgicalactions160", "SurgicalActions160", "clip", SURGICAL_ACTIONS, "accuracy", True,
-    load_surgical_actions, "gynaecologic laparoscopy actions, 16 classes x 10 clips; 4-fold CV",
-    folds=SURGICAL_ACTIONS_FOLDS,
-))
+register(
+    Benchmark(
+        "surgicalactions160",
+        "SurgicalActions160",
+        "clip",
+        SURGICAL_ACTIONS,
+        "accuracy",
+        True,
+        load_surgical_actions,
+        "gynaecologic laparoscopy actions, 16 classes x 10 clips; 4-fold CV",
+        folds=SURGICAL_ACTIONS_FOLDS,
+    )
+)
 
 # --------------------------------------------------------------------------- PolypDiag
 
@@ -93,10 +123,18 @@ def load_polypdiag(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(Benchmark(
-    "polypdiag", "PolypDiag", "clip", POLYPDIAG_CLASSES, "f1", True, load_polypdiag,
-    "colonoscopy video diagnosis (normal/abnormal); Endo-FM splits; test = val.txt",
-))
+register(
+    Benchmark(
+        "polypdiag",
+        "PolypDiag",
+        "clip",
+        POLYPDIAG_CLASSES,
+        "f1",
+        True,
+        load_polypdiag,
+        "colonoscopy video diagnosis (normal/abnormal); Endo-FM splits; test = val.txt",
+    )
+)
 
 # --------------------------------------------------------------------------- JIGSAWS
 
@@ -150,8 +188,16 @@ def load_jigsaws(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(Benchmark(
-    "jigsaws", "JIGSAWS", "skill", (), "spearman", True, load_jigsaws,
-    "bench-top robotic skill (GRS regression); leave-one-user-out over users B-I",
-    folds=len(JIGSAWS_USERS),
-))
+register(
+    Benchmark(
+        "jigsaws",
+        "JIGSAWS",
+        "skill",
+        (),
+        "spearman",
+        True,
+        load_jigsaws,
+        "bench-top robotic skill (GRS regression); leave-one-user-out over users B-I",
+        folds=len(JIGSAWS_USERS),
+    )
+)

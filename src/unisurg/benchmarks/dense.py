@@ -49,15 +49,24 @@ def load_cvc12k(root: Path, problems: Problems) -> list[Record]:
             if not img.exists() or not msk.exists():
                 problems.add(vl, None, f"sequence {i + 1}: image or mask {n}.tif missing")
                 continue
-            records.append(Record(f"{n}", split, ImageSource(str(img)), np.zeros(0), target=str(msk),
-                                  group=f"seq{i + 1:02d}"))
+            records.append(
+                Record(f"{n}", split, ImageSource(str(img)), np.zeros(0), target=str(msk), group=f"seq{i + 1:02d}")
+            )
     return records
 
 
-register(Benchmark(
-    "cvc12k", "CVC-12K", "segmentation", ("polyp",), "dice", True, load_cvc12k,
-    "CVC-ClinicDB frames grouped into 29 sequences (Endo-FM); Dice/IoU per image",
-))
+register(
+    Benchmark(
+        "cvc12k",
+        "CVC-12K",
+        "segmentation",
+        ("polyp",),
+        "dice",
+        True,
+        load_cvc12k,
+        "CVC-ClinicDB frames grouped into 29 sequences (Endo-FM); Dice/IoU per image",
+    )
+)
 
 # --------------------------------------------------------------------------- Kvasir-SEG
 
@@ -84,20 +93,39 @@ def load_kvasir(root: Path, problems: Problems) -> list[Record]:
         if not msk.exists():
             problems.add(msk, None, "missing mask for " + img.name)
             continue
-        records.append(Record(img.stem, kvasir_split(img.stem), ImageSource(str(img)), np.zeros(0),
-                              target=str(msk), group=img.stem))
+        records.append(
+            Record(
+                img.stem, kvasir_split(img.stem), ImageSource(str(img)), np.zeros(0), target=str(msk), group=img.stem
+            )
+        )
     return records
 
 
-register(Benchmark(
-    "kvasirseg", "Kvasir-SEG", "segmentation", ("polyp",), "dice", True, load_kvasir,
-    "colonoscopy polyp masks (JPEG, threshold 128); Dice/IoU per image",
-))
+register(
+    Benchmark(
+        "kvasirseg",
+        "Kvasir-SEG",
+        "segmentation",
+        ("polyp",),
+        "dice",
+        True,
+        load_kvasir,
+        "colonoscopy polyp masks (JPEG, threshold 128); Dice/IoU per image",
+    )
+)
 
 # --------------------------------------------------------------------------- C3VD
 
-C3VD_TEST = {"cecum_t1_a", "cecum_t2_a", "cecum_t3_a", "sigmoid_t1_a", "sigmoid_t3_b", "trans_t2_b",
-             "trans_t3_b", "trans_t4_b"}
+C3VD_TEST = {
+    "cecum_t1_a",
+    "cecum_t2_a",
+    "cecum_t3_a",
+    "sigmoid_t1_a",
+    "sigmoid_t3_b",
+    "trans_t2_b",
+    "trans_t3_b",
+    "trans_t4_b",
+}
 C3VD_MAX_MM = 100.0
 
 
@@ -105,7 +133,11 @@ def load_c3vd(root: Path, problems: Problems) -> list[Record]:
     """Sequences ``<segment>_t<k>_<v>/`` with ``N_color.png`` (padding varies: parse the number)
     and ``NNNN_depth.tiff`` (uint16, 0..65535 -> 0..100 mm; 0 and 65535 invalid)."""
     records = []
-    seqs = [d for d in sorted(root.iterdir()) if d.is_dir() and re.fullmatch(r"[a-z]+_t\d_[a-z]", d.name)] if root.is_dir() else []
+    seqs = (
+        [d for d in sorted(root.iterdir()) if d.is_dir() and re.fullmatch(r"[a-z]+_t\d_[a-z]", d.name)]
+        if root.is_dir()
+        else []
+    )
     if not seqs:
         problems.add(root, None, "no sequence folders like cecum_t1_a")
     val = carve_val(d.name for d in seqs if d.name not in C3VD_TEST)
@@ -119,15 +151,26 @@ def load_c3vd(root: Path, problems: Problems) -> list[Record]:
             if not dep.exists():
                 problems.add(dep, None, "missing depth for " + img.name)
                 continue
-            records.append(Record(f"{d.name}/{m.group(1)}", split, ImageSource(str(img)), np.zeros(0),
-                                  target=str(dep), group=d.name))
+            records.append(
+                Record(
+                    f"{d.name}/{m.group(1)}", split, ImageSource(str(img)), np.zeros(0), target=str(dep), group=d.name
+                )
+            )
     return records
 
 
-register(Benchmark(
-    "c3vd", "C3VD", "depth", (), "abs_rel", False, load_c3vd,
-    "colonoscopy phantom depth (16-bit TIFF, 0-100 mm); median-scaled AbsRel/RMSE/delta",
-))
+register(
+    Benchmark(
+        "c3vd",
+        "C3VD",
+        "depth",
+        (),
+        "abs_rel",
+        False,
+        load_c3vd,
+        "colonoscopy phantom depth (16-bit TIFF, 0-100 mm); median-scaled AbsRel/RMSE/delta",
+    )
+)
 
 # --------------------------------------------------------------------------- SCARED
 
@@ -160,15 +203,31 @@ def load_scared(root: Path, problems: Problems) -> list[Record]:
                 problems.add(gt, None, "missing ground truth for " + img.name)
                 continue
             rid = f"{kf.parent.name}/{kf.name}/{img.stem}"
-            records.append(Record(rid, scared_split(int(m.group(1))), ImageSource(str(img)), np.zeros(0),
-                                  target=str(gt), group=f"{kf.parent.name}/{kf.name}"))
+            records.append(
+                Record(
+                    rid,
+                    scared_split(int(m.group(1))),
+                    ImageSource(str(img)),
+                    np.zeros(0),
+                    target=str(gt),
+                    group=f"{kf.parent.name}/{kf.name}",
+                )
+            )
     return records
 
 
-register(Benchmark(
-    "scared", "SCARED", "depth", (), "abs_rel", False, load_scared,
-    "da Vinci stereo keyframes with structured-light depth; median-scaled depth metrics",
-))
+register(
+    Benchmark(
+        "scared",
+        "SCARED",
+        "depth",
+        (),
+        "abs_rel",
+        False,
+        load_scared,
+        "da Vinci stereo keyframes with structured-light depth; median-scaled depth metrics",
+    )
+)
 
 # --------------------------------------------------------------------------- targets
 

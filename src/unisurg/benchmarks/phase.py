@@ -16,15 +16,31 @@ from pathlib import Path
 import numpy as np
 
 from .base import (
-    Benchmark, FramesSource, Problems, Record, VideoSource, carve_val, check_header, find_casefold,
-    find_files, parse_int, read_lines, register, timeline_from_frames,
+    Benchmark,
+    FramesSource,
+    Problems,
+    Record,
+    VideoSource,
+    carve_val,
+    check_header,
+    find_casefold,
+    find_files,
+    parse_int,
+    read_lines,
+    register,
+    timeline_from_frames,
 )
 
 # --------------------------------------------------------------------------- Cholec80
 
 CHOLEC80_PHASES = (
-    "Preparation", "CalotTriangleDissection", "ClippingCutting", "GallbladderDissection",
-    "GallbladderPackaging", "CleaningCoagulation", "GallbladderRetraction",
+    "Preparation",
+    "CalotTriangleDissection",
+    "ClippingCutting",
+    "GallbladderDissection",
+    "GallbladderPackaging",
+    "CleaningCoagulation",
+    "GallbladderRetraction",
 )
 CHOLEC80_TOOLS = ("Grasper", "Bipolar", "Hook", "Scissors", "Clipper", "Irrigator", "SpecimenBag")
 CHOLEC80_FPS = 25.0
@@ -35,8 +51,9 @@ def cholec80_split(num: int) -> str:
     return "train" if num <= 40 else ("val" if num <= 48 else "test")
 
 
-def _named_phase_file(path: Path, names: tuple[str, ...], problems: Problems, sep: str | None,
-                      header: list[str] | None) -> tuple[np.ndarray, np.ndarray] | None:
+def _named_phase_file(
+    path: Path, names: tuple[str, ...], problems: Problems, sep: str | None, header: list[str] | None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Parse a ``frame<sep>phase_name`` file -> (frames, class ids); phases keyed by name."""
     lines = read_lines(path, problems)
     if lines is None:
@@ -95,16 +112,30 @@ def load_cholec80(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(Benchmark(
-    "cholec80", "Cholec80", "phase", CHOLEC80_PHASES, "accuracy", True, load_cholec80,
-    "laparoscopic cholecystectomy phases; 25 fps per-frame labels; split 40/8/32",
-))
+register(
+    Benchmark(
+        "cholec80",
+        "Cholec80",
+        "phase",
+        CHOLEC80_PHASES,
+        "accuracy",
+        True,
+        load_cholec80,
+        "laparoscopic cholecystectomy phases; 25 fps per-frame labels; split 40/8/32",
+    )
+)
 
 # --------------------------------------------------------------------------- M2CAI16-workflow
 
 M2CAI_PHASES = (
-    "TrocarPlacement", "Preparation", "CalotTriangleDissection", "ClippingCutting",
-    "GallbladderDissection", "GallbladderPackaging", "CleaningCoagulation", "GallbladderRetraction",
+    "TrocarPlacement",
+    "Preparation",
+    "CalotTriangleDissection",
+    "ClippingCutting",
+    "GallbladderDissection",
+    "GallbladderPackaging",
+    "CleaningCoagulation",
+    "GallbladderRetraction",
 )
 
 
@@ -130,16 +161,29 @@ def load_m2cai16(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(Benchmark(
-    "m2cai16", "M2CAI16-workflow", "phase", M2CAI_PHASES, "accuracy", True, load_m2cai16,
-    "cholecystectomy workflow challenge; 27 train / 14 test videos; val = last 20% of train",
-))
+register(
+    Benchmark(
+        "m2cai16",
+        "M2CAI16-workflow",
+        "phase",
+        M2CAI_PHASES,
+        "accuracy",
+        True,
+        load_m2cai16,
+        "cholecystectomy workflow challenge; 27 train / 14 test videos; val = last 20% of train",
+    )
+)
 
 # --------------------------------------------------------------------------- AutoLaparo
 
 AUTOLAPARO_PHASES = (
-    "Preparation", "Dividing Ligament and Peritoneum", "Dividing Uterine Vessels and Ligament",
-    "Transecting the Vagina", "Specimen Removal", "Suturing", "Washing",
+    "Preparation",
+    "Dividing Ligament and Peritoneum",
+    "Dividing Uterine Vessels and Ligament",
+    "Transecting the Vagina",
+    "Specimen Removal",
+    "Suturing",
+    "Washing",
 )
 
 
@@ -192,16 +236,27 @@ def load_autolaparo(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(Benchmark(
-    "autolaparo", "AutoLaparo", "phase", AUTOLAPARO_PHASES, "accuracy", True, load_autolaparo,
-    "laparoscopic hysterectomy, task 1; 1 fps labels, 1-based frames, ids 1..7; split 10/4/7",
-))
+register(
+    Benchmark(
+        "autolaparo",
+        "AutoLaparo",
+        "phase",
+        AUTOLAPARO_PHASES,
+        "accuracy",
+        True,
+        load_autolaparo,
+        "laparoscopic hysterectomy, task 1; 1 fps labels, 1-based frames, ids 1..7; split 10/4/7",
+    )
+)
 
 # --------------------------------------------------------------------------- PmLR50
 
 PMLR50_PHASES = (  # ids 0-4; names as listed by the SurgMotion preparation script
-    "Preparation stage", "Knotting of the Foley catheter", "Procedure of the liver resection",
-    "Release of the Foley catheter", "Postprocessing stage",
+    "Preparation stage",
+    "Knotting of the Foley catheter",
+    "Procedure of the liver resection",
+    "Release of the Foley catheter",
+    "Postprocessing stage",
 )
 
 
@@ -260,10 +315,18 @@ def load_pmlr50(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(Benchmark(
-    "pmlr50", "PmLR50", "phase", PMLR50_PHASES, "accuracy", True, load_pmlr50,
-    "laparoscopic liver resection; 1 fps frames frames/NN/NNNNNNNN.jpg; official PmNet split",
-))
+register(
+    Benchmark(
+        "pmlr50",
+        "PmLR50",
+        "phase",
+        PMLR50_PHASES,
+        "accuracy",
+        True,
+        load_pmlr50,
+        "laparoscopic liver resection; 1 fps frames frames/NN/NNNNNNNN.jpg; official PmNet split",
+    )
+)
 
 # --------------------------------------------------------------------------- OphNet2024
 
@@ -329,16 +392,29 @@ def load_ophnet(root: Path, problems: Problems, label_fps: float = 1.0) -> list[
     return records
 
 
-register(Benchmark(
-    "ophnet2024", "OphNet2024", "phase", OPHNET_PHASES, "accuracy", True, load_ophnet,
-    "ophthalmic surgery phase localisation; segments in seconds, split column in the CSV",
-))
+register(
+    Benchmark(
+        "ophnet2024",
+        "OphNet2024",
+        "phase",
+        OPHNET_PHASES,
+        "accuracy",
+        True,
+        load_ophnet,
+        "ophthalmic surgery phase localisation; segments in seconds, split column in the CSV",
+    )
+)
 
 # --------------------------------------------------------------------------- HeiChole
 
 HEICHOLE_PHASES = (  # ids 0-6 as in Cholec80 (spelling of the EndoVis 2019 readme)
-    "Preparation", "Calot triangle dissection", "Clipping and cutting", "Galbladder dissection",
-    "Galbladder packaging", "Cleaning and coagulation", "Galbladder retraction",
+    "Preparation",
+    "Calot triangle dissection",
+    "Clipping and cutting",
+    "Galbladder dissection",
+    "Galbladder packaging",
+    "Cleaning and coagulation",
+    "Galbladder retraction",
 )
 
 
@@ -398,17 +474,34 @@ def load_heichole(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(Benchmark(
-    "heichole", "HeiChole", "phase", HEICHOLE_PHASES, "f1", True, load_heichole,
-    "cholecystectomy (EndoVis 2019); per-frame labels at 25 or 50 fps; split 12/4/8 (ours)",
-))
+register(
+    Benchmark(
+        "heichole",
+        "HeiChole",
+        "phase",
+        HEICHOLE_PHASES,
+        "f1",
+        True,
+        load_heichole,
+        "cholecystectomy (EndoVis 2019); per-frame labels at 25 or 50 fps; split 12/4/8 (ours)",
+    )
+)
 
 # --------------------------------------------------------------------------- MultiBypass140
 
 MULTIBYPASS_PHASES = (
-    "preparation", "gastric_pouch_creation", "omentum_division", "gastrojejunal_anastomosis",
-    "anastomosis_test", "jejunal_separation", "closure_petersen_space", "jejunojejunal_anastomosis",
-    "closure_mesenteric_defect", "cleaning_coagulation", "disassembling", "other_intervention",
+    "preparation",
+    "gastric_pouch_creation",
+    "omentum_division",
+    "gastrojejunal_anastomosis",
+    "anastomosis_test",
+    "jejunal_separation",
+    "closure_petersen_space",
+    "jejunojejunal_anastomosis",
+    "closure_mesenteric_defect",
+    "cleaning_coagulation",
+    "disassembling",
+    "other_intervention",
 )
 MULTIBYPASS_CENTRES = {"bern": ("BernBypass70", "BBP"), "strasbourg": ("StrasBypass70", "SBP")}
 
@@ -416,9 +509,16 @@ MULTIBYPASS_CENTRES = {"bern": ("BernBypass70", "BBP"), "strasbourg": ("StrasByp
 class _SafeUnpickler(pickle.Unpickler):
     """Split pickles hold only dicts/lists/strings/numbers: refuse anything that could run code."""
 
-    _ALLOWED = {("builtins", "dict"), ("builtins", "list"), ("builtins", "str"), ("builtins", "int"),
-                ("builtins", "float"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar")}
+    _ALLOWED = {
+        ("builtins", "dict"),
+        ("builtins", "list"),
+        ("builtins", "str"),
+        ("builtins", "int"),
+        ("builtins", "float"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
 
     def find_class(self, module: str, name: str):  # noqa: D102
         if (module, name) in self._ALLOWED:
@@ -452,8 +552,11 @@ def load_multibypass(root: Path, problems: Problems, fold: int = 0, label_fps: f
         found = True
         split_dir = root / "labels" / centre / "labels_by70_splits" / "labels"
         split_of: dict[str, str] = {}
-        for split, fname in (("train", f"1fps_100_{fold}.pickle"), ("val", f"1fps_{fold}.pickle"),
-                             ("test", f"1fps_{fold}.pickle")):
+        for split, fname in (
+            ("train", f"1fps_100_{fold}.pickle"),
+            ("val", f"1fps_{fold}.pickle"),
+            ("test", f"1fps_{fold}.pickle"),
+        ):
             names = _split_videos(split_dir / split / fname, problems)
             for n in names or ():
                 split_of[n] = split
@@ -500,17 +603,36 @@ def load_multibypass(root: Path, problems: Problems, fold: int = 0, label_fps: f
     return records
 
 
-register(Benchmark(
-    "multibypass140", "MultiBypass140", "phase", MULTIBYPASS_PHASES, "accuracy", True, load_multibypass,
-    "gastric bypass (Bern + Strasbourg); ms phase segments; official fold-0 split pickles",
-))
+register(
+    Benchmark(
+        "multibypass140",
+        "MultiBypass140",
+        "phase",
+        MULTIBYPASS_PHASES,
+        "accuracy",
+        True,
+        load_multibypass,
+        "gastric bypass (Bern + Strasbourg); ms phase segments; official fold-0 split pickles",
+    )
+)
 
 # --------------------------------------------------------------------------- PitVis-2023
 
 PITVIS_STEPS = (
-    "nasal_corridor_creation", "anterior_sphenoidotomy", "septum_displacement", "sphenoid_sinus_clearance",
-    "sellotomy", "durotomy", "tumour_excision", "haemostasis", "synthetic_graft_placement",
-    "fat_graft_placement", "gasket_seal_construct", "dural_sealant", "nasal_packing", "debris_clearance",
+    "nasal_corridor_creation",
+    "anterior_sphenoidotomy",
+    "septum_displacement",
+    "sphenoid_sinus_clearance",
+    "sellotomy",
+    "durotomy",
+    "tumour_excision",
+    "haemostasis",
+    "synthetic_graft_placement",
+    "fat_graft_placement",
+    "gasket_seal_construct",
+    "dural_sealant",
+    "nasal_packing",
+    "debris_clearance",
     "background",  # int_step -1 (operation not started / ended / out of patient)
 )
 PITVIS_BACKGROUND = len(PITVIS_STEPS) - 1
@@ -564,19 +686,36 @@ def load_pitvis(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(Benchmark(
-    "pitvis", "PitVis-2023", "phase", PITVIS_STEPS, "pitvis_score", True, load_pitvis,
-    "endoscopic pituitary surgery steps; 1 fps CSV; score = (macro F1 + edit)/2 without -1, 11, 13",
-))
+register(
+    Benchmark(
+        "pitvis",
+        "PitVis-2023",
+        "phase",
+        PITVIS_STEPS,
+        "pitvis_score",
+        True,
+        load_pitvis,
+        "endoscopic pituitary surgery steps; 1 fps CSV; score = (macro F1 + edit)/2 without -1, 11, 13",
+    )
+)
 
 # --------------------------------------------------------------------------- EgoSurgery-Phase
 
 EGOSURGERY_PHASES = (
-    "disinfection", "design", "anesthesia", "incision", "dissection", "hemostasis", "irrigation",
-    "closure", "dressing",
+    "disinfection",
+    "design",
+    "anesthesia",
+    "incision",
+    "dissection",
+    "hemostasis",
+    "irrigation",
+    "closure",
+    "dressing",
 )
 EGOSURGERY_SPLIT = {  # as published with SurgMotion's preparation script ("official splits")
-    "train": {1, 2, 3, 4, 8, 9, 11, 13, 14, 15, 17, 20, 21}, "val": {5, 19}, "test": {6, 7, 10, 12, 18},
+    "train": {1, 2, 3, 4, 8, 9, 11, 13, 14, 15, 17, 20, 21},
+    "val": {5, 19},
+    "test": {6, 7, 10, 12, 18},
 }
 EGOSURGERY_FPS = 1.0  # frame rate of the released images is not documented; clips step one image at a time
 
@@ -628,7 +767,15 @@ def load_egosurgery(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(Benchmark(
-    "egosurgery", "EgoSurgery-Phase", "phase", EGOSURGERY_PHASES, "f1", True, load_egosurgery,
-    "egocentric open surgery; per-image phase CSVs; split by video",
-))
+register(
+    Benchmark(
+        "egosurgery",
+        "EgoSurgery-Phase",
+        "phase",
+        EGOSURGERY_PHASES,
+        "f1",
+        True,
+        load_egosurgery,
+        "egocentric open surgery; per-image phase CSVs; split by video",
+    )
+)

@@ -13,12 +13,30 @@ from .base import Benchmark, FramesSource, Problems, Record, find_files, registe
 INSTRUMENTS = ("grasper", "bipolar", "hook", "scissors", "clipper", "irrigator")
 VERBS = ("grasp", "retract", "dissect", "coagulate", "clip", "cut", "aspirate", "irrigate", "pack", "null_verb")
 TARGETS = (
-    "gallbladder", "cystic_plate", "cystic_duct", "cystic_artery", "cystic_pedicle", "blood_vessel", "fluid",
-    "abdominal_wall_cavity", "liver", "adhesion", "omentum", "peritoneum", "gut", "specimen_bag", "null_target",
+    "gallbladder",
+    "cystic_plate",
+    "cystic_duct",
+    "cystic_artery",
+    "cystic_pedicle",
+    "blood_vessel",
+    "fluid",
+    "abdominal_wall_cavity",
+    "liver",
+    "adhesion",
+    "omentum",
+    "peritoneum",
+    "gut",
+    "specimen_bag",
+    "null_target",
 )
 CHOLECT50_PHASES = (
-    "preparation", "carlot-triangle-dissection", "clipping-and-cutting", "gallbladder-dissection",
-    "gallbladder-packaging", "cleaning-and-coagulation", "gallbladder-extraction",
+    "preparation",
+    "carlot-triangle-dissection",
+    "clipping-and-cutting",
+    "gallbladder-dissection",
+    "gallbladder-packaging",
+    "cleaning-and-coagulation",
+    "gallbladder-extraction",
 )
 # The dataset's triplet -> (instrument, verb, target) mapping (label_mapping.txt), triplet ids 0..99,
 # encoded per triplet as "<instrument id><verb id><target letter a=0..o=14>".
@@ -109,7 +127,15 @@ def load_cholect50(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(Benchmark(
-    "cholect50", "CholecT50", "multilabel", TRIPLETS, "map_ivt", True, load_cholect50,
-    "action triplets at 1 fps; video-wise AP with absent classes excluded; Rendezvous split",
-))
+register(
+    Benchmark(
+        "cholect50",
+        "CholecT50",
+        "multilabel",
+        TRIPLETS,
+        "map_ivt",
+        True,
+        load_cholect50,
+        "action triplets at 1 fps; video-wise AP with absent classes excluded; Rendezvous split",
+    )
+)

@@ -27,8 +27,15 @@ def cache_key(encoder_id: str, benchmark: str, records: list[Record], samples: l
 
 
 @torch.inference_mode()
-def extract_features(encoders: dict[str, torch.nn.Module], records: list[Record], samples: list[Sample], frames: int,
-                     fps: float, size: int, batch_size: int) -> dict[str, torch.Tensor]:
+def extract_features(
+    encoders: dict[str, torch.nn.Module],
+    records: list[Record],
+    samples: list[Sample],
+    frames: int,
+    fps: float,
+    size: int,
+    batch_size: int,
+) -> dict[str, torch.Tensor]:
     """-> {name: float16 tokens (S, N, D)} for every sample, in sample order.
 
     Each clip is decoded once and fed to every encoder (decoding costs as much as a small

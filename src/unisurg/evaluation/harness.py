@@ -64,8 +64,14 @@ class Protocol:
 
 
 def _out_dim(bench: Benchmark) -> int:
-    return {"phase": bench.num_classes, "clip": bench.num_classes, "multilabel": bench.num_classes, "skill": 1,
-            "segmentation": 1, "depth": 1}[bench.task]
+    return {
+        "phase": bench.num_classes,
+        "clip": bench.num_classes,
+        "multilabel": bench.num_classes,
+        "skill": 1,
+        "segmentation": 1,
+        "depth": 1,
+    }[bench.task]
 
 
 def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -84,15 +90,24 @@ def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     raise ValueError(task)
 
 
-def train_heads(task: str, feats: torch.Tensor, y: torch.Tensor, out_dim: int, grid: ProbeGrid, seed: int,
-                dense: tuple[tuple[int, int, int], int] | None) -> list[tuple[torch.nn.Module, dict]]:
+def train_heads(
+    task: str,
+    feats: torch.Tensor,
+    y: torch.Tensor,
+    out_dim: int,
+    grid: ProbeGrid,
+    seed: int,
+    dense: tuple[tuple[int, int, int], int] | None,
+) -> list[tuple[torch.nn.Module, dict]]:
     """Train one head per (lr, wd) on the same batches; cosine LR decay to 0 over all steps."""
     torch.manual_seed(seed)
     dim = feats.size(-1)
     heads = []
     for lr in grid.lrs:
         for wd in grid.weight_decays:
-            head = DenseHead(dim, out_dim, *dense) if dense else AttentiveProbe(dim, out_dim, grid.num_heads, grid.depth)
+            head = (
+                DenseHead(dim, out_dim, *dense) if dense else AttentiveProbe(dim, out_dim, grid.num_heads, grid.depth)
+            )
             opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=wd)
             heads.append((head, opt, {"lr": lr, "weight_decay": wd}))
     n = feats.size(0)
@@ -136,8 +151,16 @@ class Scored:
 class Scorer:
     """Turns raw head outputs into official metrics for one benchmark split."""
 
-    def __init__(self, bench: Benchmark, records: list[Record], samples: list[Sample], idx: np.ndarray,
-                 y: np.ndarray, targets: list | None, skill_stats: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        bench: Benchmark,
+        records: list[Record],
+        samples: list[Sample],
+        idx: np.ndarray,
+        y: np.ndarray,
+        targets: list | None,
+        skill_stats: tuple[float, float],
+    ) -> None:
         self.bench, self.records, self.samples, self.idx = bench, records, samples, idx
         self.y, self.targets, self.skill_stats = y, targets, skill_stats
         self.groups = np.array([records[samples[i].record].video for i in idx])
@@ -182,7 +205,9 @@ class Scorer:
             if r is not None:
                 per_img.append(r)
         vals = np.array([r[primary] for r in per_img])
-        metrics = {k: float(np.mean([r[k] for r in per_img])) for k in per_img[0]} if per_img else {primary: float("nan")}
+        metrics = (
+            {k: float(np.mean([r[k] for r in per_img])) for k in per_img[0]} if per_img else {primary: float("nan")}
+        )
         sel = metrics[primary] if self.bench.higher_is_better else -metrics[primary]
         return Scored(metrics, sel, lambda ix: float(np.mean(vals[ix])), len(vals))
 
@@ -196,19 +221,37 @@ def _labels(bench: Benchmark, samples: list[Sample]) -> np.ndarray:
     return np.stack([np.asarray(s.label) for s in samples])
 
 
-def _rounds(bench: Benchmark, records: list[Record], samples: list[Sample]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _rounds(
+    bench: Benchmark, records: list[Record], samples: list[Sample]
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(train, val, test) sample index arrays: one round, or one per fold."""
     if bench.folds:
         fold = np.array([records[s.record].fold for s in samples])
         k = bench.folds
-        return [(np.nonzero((fold != f) & (fold != (f + 1) % k))[0], np.nonzero(fold == (f + 1) % k)[0],
-                 np.nonzero(fold == f)[0]) for f in range(k)]
+        return [
+            (
+                np.nonzero((fold != f) & (fold != (f + 1) % k))[0],
+                np.nonzero(fold == (f + 1) % k)[0],
+                np.nonzero(fold == f)[0],
+            )
+            for f in range(k)
+        ]
     split = np.array([records[s.record].split for s in samples])
     return [(np.nonzero(split == "train")[0], np.nonzero(split == "val")[0], np.nonzero(split == "test")[0])]
 
 
-def evaluate_encoder(bench: Benchmark, records: list[Record], samples: list[Sample], feats: torch.Tensor,
-                     grid: ProbeGrid, protocol: Protocol, patch: int, tubelet: int, bootstrap: int, seed: int) -> dict:
+def evaluate_encoder(
+    bench: Benchmark,
+    records: list[Record],
+    samples: list[Sample],
+    feats: torch.Tensor,
+    grid: ProbeGrid,
+    protocol: Protocol,
+    patch: int,
+    tubelet: int,
+    bootstrap: int,
+    seed: int,
+) -> dict:
     y_all = _labels(bench, samples)
     dense = None
     targets_full: list[np.ndarray] | None = None
@@ -230,8 +273,15 @@ def evaluate_encoder(bench: Benchmark, records: list[Record], samples: list[Samp
             ytr = (ytr - skill_stats[0]) / skill_stats[1]
         heads = train_heads(bench.task, feats[tr], ytr, _out_dim(bench), grid, seed + r, dense)
         val = va if len(va) else tr  # no validation split: select on training fit (stated in results)
-        vscore = Scorer(bench, records, samples, val, y_all[val], [targets_full[i] for i in val] if targets_full else None,
-                        skill_stats)
+        vscore = Scorer(
+            bench,
+            records,
+            samples,
+            val,
+            y_all[val],
+            [targets_full[i] for i in val] if targets_full else None,
+            skill_stats,
+        )
         scores = [vscore(predict(h, feats[val])).select for h, _ in heads]
         best = int(np.nanargmax(np.nan_to_num(scores, nan=-np.inf)))
         chosen.append({**heads[best][1], "val_score": round(float(scores[best]), 6)})
@@ -242,15 +292,19 @@ def evaluate_encoder(bench: Benchmark, records: list[Record], samples: list[Samp
         test_idx.append(te)
     te = np.concatenate(test_idx)
     out = np.concatenate(test_out)
-    tscore = Scorer(bench, records, samples, te, y_all[te], [targets_full[i] for i in te] if targets_full else None,
-                    (0.0, 1.0))
+    tscore = Scorer(
+        bench, records, samples, te, y_all[te], [targets_full[i] for i in te] if targets_full else None, (0.0, 1.0)
+    )
     scored = tscore(out)
     ci = M.bootstrap_ci(np.arange(scored.units), bootstrap, seed, stat=scored.stat)
     value = scored.metrics.get(bench.metric, float("nan"))
     return {
-        "value": _round(value), "ci": [_round(ci[0]), _round(ci[1])],
+        "value": _round(value),
+        "ci": [_round(ci[0]), _round(ci[1])],
         "metrics": {k: _round(v) for k, v in sorted(scored.metrics.items())},
-        "heads": chosen, "n_test_samples": int(len(te)), "n_test_units": int(scored.units),
+        "heads": chosen,
+        "n_test_samples": int(len(te)),
+        "n_test_units": int(scored.units),
     }
 
 
@@ -258,15 +312,33 @@ def _round(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), 6)
 
 
-def run_benchmark(bench: Benchmark, root: Path, encoders: dict[str, tuple[torch.nn.Module, str]], grid: ProbeGrid,
-                  protocol: Protocol, bootstrap: int, seed: int, cache_dir: Path, batch_size: int) -> dict:
+def run_benchmark(
+    bench: Benchmark,
+    root: Path,
+    encoders: dict[str, tuple[torch.nn.Module, str]],
+    grid: ProbeGrid,
+    protocol: Protocol,
+    bootstrap: int,
+    seed: int,
+    cache_dir: Path,
+    batch_size: int,
+) -> dict:
     """Evaluate every encoder (name -> (model, weights id)) on one benchmark -> results dict."""
     records = bench.load(root)
     samples = make_samples(bench, records, protocol.label_fps)
-    result = {"benchmark": bench.title, "name": bench.name, "task": bench.task, "metric": bench.metric,
-              "higher_is_better": bench.higher_is_better, "n_records": len(records), "n_samples": len(samples),
-              "models": {}}
-    keys = {name: cache_key(wid, bench.name, records, samples, protocol.as_dict()) for name, (_, wid) in encoders.items()}
+    result = {
+        "benchmark": bench.title,
+        "name": bench.name,
+        "task": bench.task,
+        "metric": bench.metric,
+        "higher_is_better": bench.higher_is_better,
+        "n_records": len(records),
+        "n_samples": len(samples),
+        "models": {},
+    }
+    keys = {
+        name: cache_key(wid, bench.name, records, samples, protocol.as_dict()) for name, (_, wid) in encoders.items()
+    }
     feats = {name: load_cached(cache_dir, key) for name, key in keys.items()}
     missing = {name: encoders[name][0] for name, f in feats.items() if f is None}
     if missing:
@@ -275,8 +347,15 @@ def run_benchmark(bench: Benchmark, root: Path, encoders: dict[str, tuple[torch.
             store_cached(cache_dir, keys[name], f)
             feats[name] = f
     for name, (model, _) in encoders.items():
-        log.info("%s / %s: %d samples, features %s (%s)", bench.title, name, len(samples), tuple(feats[name].shape),
-                 "extracted" if name in missing else "cached")
-        result["models"][name] = evaluate_encoder(bench, records, samples, feats[name], grid, protocol,
-                                                  model.patch_size, model.tubelet_size, bootstrap, seed)
+        log.info(
+            "%s / %s: %d samples, features %s (%s)",
+            bench.title,
+            name,
+            len(samples),
+            tuple(feats[name].shape),
+            "extracted" if name in missing else "cached",
+        )
+        result["models"][name] = evaluate_encoder(
+            bench, records, samples, feats[name], grid, protocol, model.patch_size, model.tubelet_size, bootstrap, seed
+        )
     return result

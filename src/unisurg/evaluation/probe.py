@@ -42,8 +42,9 @@ class AttentiveProbe(nn.Module):
         super().__init__()
         heads = num_heads if dim % num_heads == 0 else 1
         self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True,
-                                       norm_first=True)
+            nn.TransformerEncoderLayer(
+                dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+            )
             for _ in range(depth - 1)
         )
         self.query = nn.Parameter(torch.zeros(1, 1, dim))

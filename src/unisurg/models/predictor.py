@@ -17,8 +17,16 @@ from .vit import Block, apply_masks, init_vit_weights
 
 
 class Predictor(nn.Module):
-    def __init__(self, embed_dim: int, predictor_embed_dim: int = 384, depth: int = 12, num_heads: int = 12,
-                 mlp_ratio: float = 4.0, num_mask_tokens: int = 2, out_embed_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        predictor_embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        num_mask_tokens: int = 2,
+        out_embed_dim: int | None = None,
+    ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.predictor_embed_dim = predictor_embed_dim
@@ -26,22 +34,32 @@ class Predictor(nn.Module):
         self.mask_tokens = nn.ParameterList(
             nn.Parameter(torch.zeros(1, 1, predictor_embed_dim)) for _ in range(num_mask_tokens)
         )
-        self.predictor_blocks = nn.ModuleList(
-            Block(predictor_embed_dim, num_heads, mlp_ratio) for _ in range(depth)
-        )
+        self.predictor_blocks = nn.ModuleList(Block(predictor_embed_dim, num_heads, mlp_ratio) for _ in range(depth))
         self.predictor_norm = nn.LayerNorm(predictor_embed_dim, eps=1e-6)
         self.predictor_proj = nn.Linear(predictor_embed_dim, out_embed_dim or embed_dim)
         init_vit_weights(self, self.predictor_blocks)
-        self._config = {"embed_dim": embed_dim, "predictor_embed_dim": predictor_embed_dim, "depth": depth,
-                        "num_heads": num_heads, "mlp_ratio": mlp_ratio, "num_mask_tokens": num_mask_tokens,
-                        "out_embed_dim": out_embed_dim}
+        self._config = {
+            "embed_dim": embed_dim,
+            "predictor_embed_dim": predictor_embed_dim,
+            "depth": depth,
+            "num_heads": num_heads,
+            "mlp_ratio": mlp_ratio,
+            "num_mask_tokens": num_mask_tokens,
+            "out_embed_dim": out_embed_dim,
+        }
 
     @property
     def config(self) -> dict:
         return dict(self._config)
 
-    def forward(self, ctx: torch.Tensor, masks_ctx: torch.Tensor, masks_tgt: torch.Tensor,
-                grid: tuple[int, int, int], mask_index: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        ctx: torch.Tensor,
+        masks_ctx: torch.Tensor,
+        masks_tgt: torch.Tensor,
+        grid: tuple[int, int, int],
+        mask_index: int = 0,
+    ) -> torch.Tensor:
         """ctx (B, Kc, D) context tokens at indices masks_ctx (B, Kc); predict targets at masks_tgt (B, Kt).
 
         Returns (B, Kt, out_embed_dim) in the order of ``masks_tgt``.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +24,10 @@ from .rope import apply_rope_3d, token_positions
 
 # --------------------------------------------------------------------------- registry
 
-_MODELS: dict[str, Callable[..., "VisionTransformer"]] = {}
+_MODELS: dict[str, Callable[..., VisionTransformer]] = {}
 
 
-def register_model(fn: Callable[..., "VisionTransformer"]) -> Callable[..., "VisionTransformer"]:
+def register_model(fn: Callable[..., VisionTransformer]) -> Callable[..., VisionTransformer]:
     _MODELS[fn.__name__] = fn
     return fn
 
@@ -37,7 +36,7 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def create_model(name: str, **kwargs) -> "VisionTransformer":
+def create_model(name: str, **kwargs) -> VisionTransformer:
     """Build a registered encoder by name; unknown names and unknown kwargs raise."""
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
@@ -98,12 +97,11 @@ class RoPEAttention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool = True,
-                 norm_layer: Callable[[int], nn.Module] = partial(nn.LayerNorm, eps=1e-6)) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool = True) -> None:
         super().__init__()
-        self.norm1 = norm_layer(dim)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = RoPEAttention(dim, num_heads, qkv_bias)
-        self.norm2 = norm_layer(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MLP(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, pos: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -160,7 +158,9 @@ class VisionTransformer(nn.Module):
         """(T', H', W') token grid of an input clip (B, C, T, H, W)."""
         _, _, t, h, w = x.shape
         if t % self.tubelet_size or h % self.patch_size or w % self.patch_size:
-            raise ValueError(f"clip {tuple(x.shape)} not divisible by tubelet {self.tubelet_size} / patch {self.patch_size}")
+            raise ValueError(
+                f"clip {tuple(x.shape)} not divisible by tubelet {self.tubelet_size} / patch {self.patch_size}"
+            )
         return t // self.tubelet_size, h // self.patch_size, w // self.patch_size
 
     def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | torch.Tensor | None = None) -> torch.Tensor:
@@ -190,9 +190,12 @@ class VisionTransformer(nn.Module):
     def config(self) -> dict:
         """Constructor arguments: stored in checkpoints so they rebuild themselves."""
         return {
-            "embed_dim": self.embed_dim, "depth": self.depth, "num_heads": self.num_heads,
+            "embed_dim": self.embed_dim,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
             "mlp_ratio": self.blocks[0].mlp.fc1.out_features / self.embed_dim if self.depth else 4.0,
-            "patch_size": self.patch_size, "tubelet_size": self.tubelet_size,
+            "patch_size": self.patch_size,
+            "tubelet_size": self.tubelet_size,
         }
 
 

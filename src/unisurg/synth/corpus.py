@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ..io import sha256_file, write_json
-from .layouts import WRITERS, SynthSpec
+from .layouts import WRITERS, SynthSpec, render_to_video
 from .looks import LOOKS, PRETRAIN_SOURCES, PretrainSource
 from .procedure import class_signatures, fill_segments, new_plan, stable_seed, workflow_segments
-from .layouts import render_to_video
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +70,14 @@ def build_corpus(out: Path, cs: CorpusSpec, workers: int = 2) -> dict:
     unknown = [b for b in cs.benchmarks if b not in WRITERS]
     if unknown:
         raise ValueError(f"unknown benchmark(s) {unknown}; known: {sorted(WRITERS)}")
-    jobs: list[tuple] = [("benchmark", b, out / "benchmarks" / WRITERS[b][0], cs.spec, stable_seed(cs.seed, b))
-                         for b in cs.benchmarks]
-    jobs += [("pretrain", src, k, out, cs.spec.size, cs.pretrain_seconds, cs.seed)
-             for src in PRETRAIN_SOURCES for k in range(cs.pretrain_videos_per_source)]
+    jobs: list[tuple] = [
+        ("benchmark", b, out / "benchmarks" / WRITERS[b][0], cs.spec, stable_seed(cs.seed, b)) for b in cs.benchmarks
+    ]
+    jobs += [
+        ("pretrain", src, k, out, cs.spec.size, cs.pretrain_seconds, cs.seed)
+        for src in PRETRAIN_SOURCES
+        for k in range(cs.pretrain_videos_per_source)
+    ]
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for done in pool.map(_run, jobs):
@@ -87,8 +90,10 @@ def build_corpus(out: Path, cs: CorpusSpec, workers: int = 2) -> dict:
         "seed": cs.seed,
         "size": cs.spec.size,
         "benchmarks": {b: f"benchmarks/{WRITERS[b][0]}" for b in cs.benchmarks},
-        "pretrain_sources": {s.name: {"root": f"pretrain/{s.name}", "region": LOOKS[s.look].region,
-                                      "procedure": s.procedure} for s in PRETRAIN_SOURCES},
+        "pretrain_sources": {
+            s.name: {"root": f"pretrain/{s.name}", "region": LOOKS[s.look].region, "procedure": s.procedure}
+            for s in PRETRAIN_SOURCES
+        },
         "files": {str(p.relative_to(out)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files},
     }
     write_json(out / "manifest.json", manifest)

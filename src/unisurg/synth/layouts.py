@@ -25,8 +25,16 @@ from ..benchmarks.dense import C3VD_TEST, kvasir_split
 from ..video import VideoWriter
 from .looks import LOOKS
 from .procedure import (
-    Action, Segment, class_signatures, fill_segments, new_plan, stable_seed, tools_present, active_actions,
-    workflow_segments, make_track,
+    Action,
+    Segment,
+    active_actions,
+    class_signatures,
+    fill_segments,
+    make_track,
+    new_plan,
+    stable_seed,
+    tools_present,
+    workflow_segments,
 )
 from .scene import ScenePlan, SceneRenderer
 from .static import DenseScene
@@ -48,8 +56,9 @@ def write_text(path: Path, text: str) -> None:
     path.write_bytes(text.encode("utf-8"))  # bytes: no platform newline translation
 
 
-def render_to_video(plan: ScenePlan, path: Path, every: int = 1, container: str | None = None,
-                    mirror_path: Path | None = None) -> None:
+def render_to_video(
+    plan: ScenePlan, path: Path, every: int = 1, container: str | None = None, mirror_path: Path | None = None
+) -> None:
     """Encode frames 0, every, 2*every, ... of ``plan`` as H.264 at ``plan.fps / every``."""
     r = SceneRenderer(plan)
     fps = plan.fps / every
@@ -113,9 +122,18 @@ def chole_signatures(class_names: tuple[str, ...]) -> dict[int, list[Action]]:
     return {i: canon[CHOLE_CANON.index(canonical_phase(n))] for i, n in enumerate(class_names)}
 
 
-def workflow_plan(look: str, spec: SynthSpec, fps: float, seed: int, order: list[int],
-                  signatures: dict[int, list[Action]], targets: list[str], assistant: Action | None,
-                  seconds: float | None = None, skip_prob: float = 0.1) -> tuple[ScenePlan, np.ndarray]:
+def workflow_plan(
+    look: str,
+    spec: SynthSpec,
+    fps: float,
+    seed: int,
+    order: list[int],
+    signatures: dict[int, list[Action]],
+    targets: list[str],
+    assistant: Action | None,
+    seconds: float | None = None,
+    skip_prob: float = 0.1,
+) -> tuple[ScenePlan, np.ndarray]:
     n = int(round((seconds or spec.seconds) * fps))
     plan = new_plan(LOOKS[look], spec.size, fps, n, seed, targets)
     rng = np.random.default_rng(seed + 1)
@@ -130,10 +148,13 @@ def workflow_plan(look: str, spec: SynthSpec, fps: float, seed: int, order: list
 def write_cholec80(root: Path, spec: SynthSpec, seed: int) -> None:
     sig = chole_signatures(phase.CHOLEC80_PHASES)
     tool_col = {t.lower().replace("specimenbag", "specimen_bag"): i for i, t in enumerate(phase.CHOLEC80_TOOLS)}
-    ids = split_ids({"train": list(range(1, 41)), "val": list(range(41, 49)), "test": list(range(49, 81))},
-                    spec.videos_per_split)
+    ids = split_ids(
+        {"train": list(range(1, 41)), "val": list(range(41, 49)), "test": list(range(49, 81))}, spec.videos_per_split
+    )
     for num, _ in ids:
-        plan, y = workflow_plan("lap_chole", spec, 25.0, seed + num, list(range(7)), sig, CHOLE_TARGETS, CHOLE_ASSISTANT)
+        plan, y = workflow_plan(
+            "lap_chole", spec, 25.0, seed + num, list(range(7)), sig, CHOLE_TARGETS, CHOLE_ASSISTANT
+        )
         render_to_video(plan, root / "videos" / f"video{num:02d}.mp4")
         rows = "".join(f"{f}\t{phase.CHOLEC80_PHASES[c]}\n" for f, c in enumerate(y))
         write_text(root / "phase_annotations" / f"video{num:02d}-phase.txt", "Frame\tPhase\n" + rows)
@@ -144,8 +165,10 @@ def write_cholec80(root: Path, spec: SynthSpec, seed: int) -> None:
                 if tool in tool_col:
                     v[tool_col[tool]] = 1
             tool_rows.append("\t".join([str(f)] + [str(x) for x in v]) + "\n")
-        write_text(root / "tool_annotations" / f"video{num:02d}-tool.txt",
-                   "\t".join(["Frame", *phase.CHOLEC80_TOOLS]) + "\n" + "".join(tool_rows))
+        write_text(
+            root / "tool_annotations" / f"video{num:02d}-tool.txt",
+            "\t".join(["Frame", *phase.CHOLEC80_TOOLS]) + "\n" + "".join(tool_rows),
+        )
 
 
 # --------------------------------------------------------------------------- 2. M2CAI16-workflow
@@ -159,7 +182,9 @@ def write_m2cai16(root: Path, spec: SynthSpec, seed: int) -> None:
     for stem, k in items:
         plan, y = workflow_plan("lap_chole", spec, 25.0, seed + k, list(range(8)), sig, CHOLE_TARGETS, CHOLE_ASSISTANT)
         render_to_video(plan, root / f"{stem}.mp4")
-        write_text(root / f"{stem}.txt", "Frame\tPhase\n" + "".join(f"{f}\t{phase.M2CAI_PHASES[c]}\n" for f, c in enumerate(y)))
+        write_text(
+            root / f"{stem}.txt", "Frame\tPhase\n" + "".join(f"{f}\t{phase.M2CAI_PHASES[c]}\n" for f, c in enumerate(y))
+        )
 
 
 # --------------------------------------------------------------------------- 3. AutoLaparo
@@ -170,11 +195,13 @@ HYST_TARGETS = ["uterus", "ligament", "vessel", "vagina", "peritoneum"]
 
 def write_autolaparo(root: Path, spec: SynthSpec, seed: int) -> None:
     sig = class_signatures("hysterectomy", 7, HYST_TOOLS, HYST_TARGETS)
-    ids = split_ids({"train": list(range(1, 11)), "val": list(range(11, 15)), "test": list(range(15, 22))},
-                    spec.videos_per_split)
+    ids = split_ids(
+        {"train": list(range(1, 11)), "val": list(range(11, 15)), "test": list(range(15, 22))}, spec.videos_per_split
+    )
     for num, _ in ids:
-        plan, y = workflow_plan("lap_gyn", spec, 25.0, seed + num, list(range(7)), sig, HYST_TARGETS,
-                                ("grasper", "retract", "uterus"))
+        plan, y = workflow_plan(
+            "lap_gyn", spec, 25.0, seed + num, list(range(7)), sig, HYST_TARGETS, ("grasper", "retract", "uterus")
+        )
         render_to_video(plan, root / "videos" / f"{num:02d}.mp4")
         secs = plan.num_frames // 25
         rows = "".join(f"{k + 1}\t{y[k * 25] + 1}\n" for k in range(secs))  # 1 fps, 1-based frames and ids
@@ -188,9 +215,11 @@ HEICHOLE_50FPS = {16, 17, 18, 19, 20, 23, 24}
 
 def write_heichole(root: Path, spec: SynthSpec, seed: int) -> None:
     sig = chole_signatures(phase.HEICHOLE_PHASES)
-    ids = split_ids({"train": list(range(1, 13)), "val": [16, 13, 14, 15], "test": [17, 21, 18, 19, 20, 22, 23, 24]},
-                    spec.videos_per_split)
-    for k, (num, split) in enumerate(ids):
+    ids = split_ids(
+        {"train": list(range(1, 13)), "val": [16, 13, 14, 15], "test": [17, 21, 18, 19, 20, 22, 23, 24]},
+        spec.videos_per_split,
+    )
+    for num, split in ids:
         fps = 50.0 if num in HEICHOLE_50FPS else 25.0
         plan, y = workflow_plan("lap_chole", spec, fps, seed + num, list(range(7)), sig, CHOLE_TARGETS, CHOLE_ASSISTANT)
         render_to_video(plan, root / "Videos" / "Full" / f"Hei-Chole{num}.mp4")
@@ -214,23 +243,45 @@ def write_multibypass(root: Path, spec: SynthSpec, seed: int) -> None:
     per_split: dict[str, dict[str, list[dict]]] = {"train": {}, "val": {}, "test": {}}
     for num in nums:
         name = f"BBP{num:02d}"
-        plan, y = workflow_plan("lap_bypass", spec, 25.0, seed + num, list(range(12)), sig, BYPASS_TARGETS,
-                                ("grasper", "retract", "stomach"), skip_prob=0.0)
+        plan, y = workflow_plan(
+            "lap_bypass",
+            spec,
+            25.0,
+            seed + num,
+            list(range(12)),
+            sig,
+            BYPASS_TARGETS,
+            ("grasper", "retract", "stomach"),
+            skip_prob=0.0,
+        )
         render_to_video(plan, root / "BernBypass70" / "videos" / f"{name}.mp4")
         phases, start = [], 0
         for f in range(1, len(y) + 1):
             if f == len(y) or y[f] != y[start]:
-                phases.append({"start": int(start * 40), "end": int(f * 40), "label_name": phase.MULTIBYPASS_PHASES[y[start]],
-                               "label_id": int(y[start])})  # 25 fps -> 40 ms per frame
+                phases.append(
+                    {
+                        "start": int(start * 40),
+                        "end": int(f * 40),
+                        "label_name": phase.MULTIBYPASS_PHASES[y[start]],
+                        "label_id": int(y[start]),
+                    }
+                )  # 25 fps -> 40 ms per frame
                 start = f
         # an overlay event (not a phase target): the camera briefly leaves the body
         phases.append({"start": 2000, "end": 3000, "label_name": "out_of_body", "label_id": 12})
-        doc = {"phases": phases, "steps": [{"start": 0, "end": int(len(y) * 40), "label_name": "s1_cavity_exploration",
-                                            "label_id": 1}]}
+        doc = {
+            "phases": phases,
+            "steps": [{"start": 0, "end": int(len(y) * 40), "label_name": "s1_cavity_exploration", "label_id": 1}],
+        }
         write_text(root / "labels" / "bern" / "labels_by70" / f"{name}.mp4.json", json.dumps(doc) + "\n")
         per_split[split_of[num]][name] = [
-            {"Frame_id": f"{name}_{k + 1:08d}", "Original_frame_id": k * 25, "Phase_gt": int(y[k * 25]),
-             "Step_gt": 1, "unique_id": num * 100000 + k}
+            {
+                "Frame_id": f"{name}_{k + 1:08d}",
+                "Original_frame_id": k * 25,
+                "Phase_gt": int(y[k * 25]),
+                "Step_gt": 1,
+                "unique_id": num * 100000 + k,
+            }
             for k in range(len(y) // 25)
         ]
     base = root / "labels" / "bern" / "labels_by70_splits" / "labels"
@@ -250,8 +301,10 @@ PIT_TOOL_IDS = {t: i + 1 for i, t in enumerate(PIT_TOOLS)}
 def write_pitvis(root: Path, spec: SynthSpec, seed: int) -> None:
     sig = class_signatures("pituitary", 14, PIT_TOOLS, PIT_TARGETS)
     train_pool = [i for i in range(1, 26) if i not in phase.PITVIS_TEST]
-    ids = split_ids({"train": train_pool, "val": train_pool[spec.videos_per_split[0]:],
-                     "test": sorted(phase.PITVIS_TEST)}, spec.videos_per_split)
+    ids = split_ids(
+        {"train": train_pool, "val": train_pool[spec.videos_per_split[0] :], "test": sorted(phase.PITVIS_TEST)},
+        spec.videos_per_split,
+    )
     fps = phase.PITVIS_FPS
     for num, _ in ids:
         rng = np.random.default_rng(seed + num)
@@ -260,8 +313,11 @@ def write_pitvis(root: Path, spec: SynthSpec, seed: int) -> None:
         # background (-1) at both ends, then a subset of the 14 steps in order
         steps = sorted(rng.choice(14, size=6, replace=False).tolist())
         bg = int(2 * fps)
-        segs = [Segment(-1, 0, bg)] + [Segment(s.label, s.start + bg, s.end + bg)
-                                       for s in workflow_segments(n - 2 * bg, fps, steps, rng)] + [Segment(-1, n - bg, n)]
+        segs = (
+            [Segment(-1, 0, bg)]
+            + [Segment(s.label, s.start + bg, s.end + bg) for s in workflow_segments(n - 2 * bg, fps, steps, rng)]
+            + [Segment(-1, n - bg, n)]
+        )
         fill_segments(plan, segs, sig, rng, assistant=("suction", "aspirate", "sella"))
         y = frame_labels(segs, n)
         render_to_video(plan, root / f"video_{num:02d}.mp4")
@@ -287,8 +343,17 @@ def write_egosurgery(root: Path, spec: SynthSpec, seed: int) -> None:
     ids = split_ids({s: sorted(v) for s, v in phase.EGOSURGERY_SPLIT.items()}, spec.videos_per_split)
     every = 25  # rendered at 25 fps, released as one image per second
     for num, _ in ids:
-        plan, y = workflow_plan("open_ego", spec, 25.0, seed + num, list(range(9)), sig, EGO_TARGETS,
-                                ("forceps", "grasp", "skin"), seconds=2 * spec.seconds)
+        plan, y = workflow_plan(
+            "open_ego",
+            spec,
+            25.0,
+            seed + num,
+            list(range(9)),
+            sig,
+            EGO_TARGETS,
+            ("forceps", "grasp", "skin"),
+            seconds=2 * spec.seconds,
+        )
         session = f"{num:02d}_1"
         stems = [f"{session}_{k + 1:04d}" for k in range(plan.num_frames // every)]
         render_to_images(plan, [root / "images" / f"{num:02d}" / f"{s}.jpg" for s in stems], every)
@@ -304,16 +369,30 @@ LIVER_TARGETS = ["liver", "hepatic_vein", "foley_catheter", "resection_plane"]
 
 def write_pmlr50(root: Path, spec: SynthSpec, seed: int) -> None:
     sig = class_signatures("liver_resection", 5, LIVER_TOOLS, LIVER_TARGETS)
-    ids = split_ids({"train": [*range(1, 34), 49, 50], "val": [34, 35, 36, 37, 48], "test": list(range(38, 48))},
-                    spec.videos_per_split)
+    ids = split_ids(
+        {"train": [*range(1, 34), 49, 50], "val": [34, 35, 36, 37, 48], "test": list(range(38, 48))},
+        spec.videos_per_split,
+    )
     every = 25
     for num, _ in ids:
-        plan, y = workflow_plan("lap_liver", spec, 25.0, seed + num, list(range(5)), sig, LIVER_TARGETS,
-                                ("grasper", "retract", "liver"), seconds=2 * spec.seconds, skip_prob=0.0)
+        plan, y = workflow_plan(
+            "lap_liver",
+            spec,
+            25.0,
+            seed + num,
+            list(range(5)),
+            sig,
+            LIVER_TARGETS,
+            ("grasper", "retract", "liver"),
+            seconds=2 * spec.seconds,
+            skip_prob=0.0,
+        )
         k = plan.num_frames // every
         render_to_images(plan, [root / "frames" / f"{num:02d}" / f"{i:08d}.jpg" for i in range(k)], every)
-        write_text(root / "phase_annotations" / f"{num:02d}.txt",
-                   "Frame\tPhase\n" + "".join(f"{i}\t{y[i * every]}\n" for i in range(k)))
+        write_text(
+            root / "phase_annotations" / f"{num:02d}.txt",
+            "Frame\tPhase\n" + "".join(f"{i}\t{y[i * every]}\n" for i in range(k)),
+        )
 
 
 # --------------------------------------------------------------------------- 9. OphNet2024
@@ -327,7 +406,9 @@ def write_ophnet(root: Path, spec: SynthSpec, seed: int) -> None:
     sig = class_signatures("ophthalmic", phase.OPHNET_NUM_PHASES, OPH_TOOLS, OPH_TARGETS)
     rows = []
     n_vid = sum(spec.videos_per_split)
-    splits = ["train"] * spec.videos_per_split[0] + ["val"] * spec.videos_per_split[1] + ["test"] * spec.videos_per_split[2]
+    splits = (
+        ["train"] * spec.videos_per_split[0] + ["val"] * spec.videos_per_split[1] + ["test"] * spec.videos_per_split[2]
+    )
     for k in range(n_vid):
         vid = f"case_{k * 7 + 2:04d}"
         rng = np.random.default_rng(seed + 1000 + k)
@@ -393,8 +474,17 @@ def cholect50_signatures() -> dict[int, list[tuple[int, Action]]]:
     out = {}
     for p in range(len(triplets.CHOLECT50_PHASES)):
         picks = rng.choice(candidates, size=2, replace=False)
-        out[p] = [(int(k), (triplets.INSTRUMENTS[triplets.TRIPLET_IVT[k][0]], triplets.VERBS[triplets.TRIPLET_IVT[k][1]],
-                            triplets.TARGETS[triplets.TRIPLET_IVT[k][2]])) for k in picks]
+        out[p] = [
+            (
+                int(k),
+                (
+                    triplets.INSTRUMENTS[triplets.TRIPLET_IVT[k][0]],
+                    triplets.VERBS[triplets.TRIPLET_IVT[k][1]],
+                    triplets.TARGETS[triplets.TRIPLET_IVT[k][2]],
+                ),
+            )
+            for k in picks
+        ]
     return out
 
 
@@ -404,16 +494,32 @@ def write_cholect50(root: Path, spec: SynthSpec, seed: int) -> None:
     act_to_id = {a: k for v in sigs.values() for k, a in v}
     targets = sorted({a[2] for v in actions.values() for a in v})
     train_ids = [1, 2, 4, 5, 13, 15, 18, 22, 23, 25]
-    ids = split_ids({"train": train_ids, "val": sorted(triplets.CHOLECT50_SPLIT["val"]),
-                     "test": [6, 10, 14, 32, 42, 51, 73, 74, 80, 111]}, spec.videos_per_split)
+    ids = split_ids(
+        {
+            "train": train_ids,
+            "val": sorted(triplets.CHOLECT50_SPLIT["val"]),
+            "test": [6, 10, 14, 32, 42, 51, 73, 74, 80, 111],
+        },
+        spec.videos_per_split,
+    )
     inames = {n: i for i, n in enumerate(triplets.INSTRUMENTS)}
     vnames = {n: i for i, n in enumerate(triplets.VERBS)}
     tnames = {n: i for i, n in enumerate(triplets.TARGETS)}
     every = 25
     for num, _ in ids:
         vid = f"VID{num:02d}"
-        plan, y = workflow_plan("lap_chole", spec, 25.0, seed + num, list(range(7)), actions, targets, None,
-                                seconds=2 * spec.seconds, skip_prob=0.0)
+        plan, y = workflow_plan(
+            "lap_chole",
+            spec,
+            25.0,
+            seed + num,
+            list(range(7)),
+            actions,
+            targets,
+            None,
+            seconds=2 * spec.seconds,
+            skip_prob=0.0,
+        )
         k = plan.num_frames // every
         render_to_images(plan, [root / "videos" / vid / f"{i:06d}.png" for i in range(k)], every)
         ann = {}
@@ -421,10 +527,30 @@ def write_cholect50(root: Path, spec: SynthSpec, seed: int) -> None:
             inst = []
             for a in sorted(active_actions(plan, i * every)):
                 tid = act_to_id[a]
-                inst.append([tid, inames[a[0]], 1, -1, -1, -1, -1, vnames[a[1]], tnames[a[2]], 1, -1, -1, -1, -1, int(y[i * every])])
+                inst.append(
+                    [
+                        tid,
+                        inames[a[0]],
+                        1,
+                        -1,
+                        -1,
+                        -1,
+                        -1,
+                        vnames[a[1]],
+                        tnames[a[2]],
+                        1,
+                        -1,
+                        -1,
+                        -1,
+                        -1,
+                        int(y[i * every]),
+                    ]
+                )
             ann[str(i)] = inst or [[-1] * 14 + [int(y[i * every])]]
         doc = {
-            "video": num, "fps": 1, "num_frames": k,
+            "video": num,
+            "fps": 1,
+            "num_frames": k,
             "categories": {
                 "instrument": {str(i): n for i, n in enumerate(triplets.INSTRUMENTS)},
                 "verb": {str(i): n for i, n in enumerate(triplets.VERBS)},
@@ -493,8 +619,12 @@ def write_jigsaws(root: Path, spec: SynthSpec, seed: int) -> None:
                 tr.entry = np.array([spec.size * (0.4 + 1.2 * hand), spec.size * 1.9], np.float32)
                 plan.tracks.append(tr)
                 paths.append(tr.tip)
-            render_to_video(plan, root / task / "video" / f"{name}_capture1.avi", container="avi",
-                            mirror_path=root / task / "video" / f"{name}_capture2.avi")
+            render_to_video(
+                plan,
+                root / task / "video" / f"{name}_capture1.avi",
+                container="avi",
+                mirror_path=root / task / "video" / f"{name}_capture2.avi",
+            )
             sm, ec = zip(*(motion_quality(p, fps, spec.size) for p in paths))
             measured = 0.5 * np.mean(sm) + 0.5 * np.mean(ec)
             items = [int(np.clip(round(1 + 4 * measured + rng.normal(0, 0.3)), 1, 5)) for _ in range(6)]
@@ -503,11 +633,15 @@ def write_jigsaws(root: Path, spec: SynthSpec, seed: int) -> None:
             kin = np.zeros((n, 76), np.float32)
             kin[:, 38:40] = paths[0] / spec.size * 0.05
             kin[:, 57:59] = paths[1] / spec.size * 0.05
-            write_text(root / task / "kinematics" / "AllGestures" / f"{name}.txt",
-                       "".join("     ".join(f"{v:.6e}" for v in row) + "\n" for row in kin))
+            write_text(
+                root / task / "kinematics" / "AllGestures" / f"{name}.txt",
+                "".join("     ".join(f"{v:.6e}" for v in row) + "\n" for row in kin),
+            )
             cuts = np.linspace(1, n, 5).astype(int)
-            write_text(root / task / "transcriptions" / f"{name}.txt",
-                       "".join(f"{cuts[i]} {cuts[i + 1] - 1} G{[1, 5, 8, 2][i]} \n" for i in range(4)))
+            write_text(
+                root / task / "transcriptions" / f"{name}.txt",
+                "".join(f"{cuts[i]} {cuts[i + 1] - 1} G{[1, 5, 8, 2][i]} \n" for i in range(4)),
+            )
     write_text(root / task / f"meta_file_{task}.txt", "".join(meta))
 
 
@@ -553,8 +687,19 @@ def write_kvasir(root: Path, spec: SynthSpec, seed: int) -> None:
             p.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(p), np.ascontiguousarray(arr), [cv2.IMWRITE_JPEG_QUALITY, 95])
         ys, xs = np.nonzero(fr.mask)
-        bb = [{"label": "polyp", "xmin": int(xs.min()), "ymin": int(ys.min()), "xmax": int(xs.max()),
-               "ymax": int(ys.max())}] if len(xs) else []
+        bb = (
+            [
+                {
+                    "label": "polyp",
+                    "xmin": int(xs.min()),
+                    "ymin": int(ys.min()),
+                    "xmax": int(xs.max()),
+                    "ymax": int(ys.max()),
+                }
+            ]
+            if len(xs)
+            else []
+        )
         boxes[iid] = {"height": spec.size, "width": spec.size, "bbox": bb}
     write_text(root / "kavsir_bboxes.json", json.dumps(boxes, sort_keys=True) + "\n")
 
@@ -566,8 +711,9 @@ def write_c3vd(root: Path, spec: SynthSpec, seed: int) -> None:
     n_train_seq = 3 + (1 if va else 0)
     per_seq = max(tr // 3, 2)
     for seq in train[:n_train_seq] + test[: max(te // per_seq, 1)]:
-        scene = DenseScene("lumen", spec.size, stable_seed(seed, "c3vd", seq), polyps=0,
-                           tissue=((200, 150, 120), (240, 205, 170)))
+        scene = DenseScene(
+            "lumen", spec.size, stable_seed(seed, "c3vd", seq), polyps=0, tissue=((200, 150, 120), (240, 205, 170))
+        )
         d = root / seq
         d.mkdir(parents=True, exist_ok=True)
         for k in range(per_seq):

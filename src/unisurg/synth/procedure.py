@@ -15,17 +15,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scene import ScenePlan, Look, Target, Track, TOOL_STYLES
+from .scene import TOOL_STYLES, Look, ScenePlan, Target, Track
 
 VERBS: tuple[str, ...] = (
-    "grasp", "retract", "dissect", "coagulate", "clip", "cut", "aspirate", "irrigate", "pack", "null_verb",
+    "grasp",
+    "retract",
+    "dissect",
+    "coagulate",
+    "clip",
+    "cut",
+    "aspirate",
+    "irrigate",
+    "pack",
+    "null_verb",
 )
 
 # Stable colours for anatomical targets, independent of the source's look (semantic cue).
 _TARGET_PALETTE = [
-    (196, 168, 60), (150, 60, 70), (220, 200, 150), (200, 80, 90), (120, 40, 60), (90, 20, 40),
-    (110, 15, 20), (230, 170, 160), (130, 50, 40), (240, 220, 200), (235, 205, 120), (200, 150, 150),
-    (210, 170, 140), (240, 240, 240), (170, 120, 170), (90, 120, 160), (160, 190, 110), (60, 90, 60),
+    (196, 168, 60),
+    (150, 60, 70),
+    (220, 200, 150),
+    (200, 80, 90),
+    (120, 40, 60),
+    (90, 20, 40),
+    (110, 15, 20),
+    (230, 170, 160),
+    (130, 50, 40),
+    (240, 220, 200),
+    (235, 205, 120),
+    (200, 150, 150),
+    (210, 170, 140),
+    (240, 240, 240),
+    (170, 120, 170),
+    (90, 120, 160),
+    (160, 190, 110),
+    (60, 90, 60),
 ]
 
 
@@ -144,8 +168,20 @@ def make_track(
     bag = 0.0
     if verb == "pack" or tool == "specimen_bag":
         bag = s * 0.07
-    return Track(tool=tool, start=start, end=end, entry=entry, tip=tip.astype(np.float32), jaw=jaw, glow=glow,
-                 active=active, verb=verb, target=target.name if target else "null_target", stream=stream, bag=bag)
+    return Track(
+        tool=tool,
+        start=start,
+        end=end,
+        entry=entry,
+        tip=tip.astype(np.float32),
+        jaw=jaw,
+        glow=glow,
+        active=active,
+        verb=verb,
+        target=target.name if target else "null_target",
+        stream=stream,
+        bag=bag,
+    )
 
 
 # --------------------------------------------------------------------------- scenes
@@ -187,13 +223,21 @@ def add_nuisance(plan: ScenePlan, rng: np.random.Generator) -> None:
     plan.fluid = bool(rng.random() < plan.look.fluid)
 
 
-def new_plan(look: Look, size: int, fps: float, num_frames: int, seed: int, target_names: list[str],
-             layout_key: str = "") -> ScenePlan:
+def new_plan(
+    look: Look, size: int, fps: float, num_frames: int, seed: int, target_names: list[str], layout_key: str = ""
+) -> ScenePlan:
     """A scene of one case: ``layout_key`` (the procedure) fixes anatomy and ports, ``seed`` the case."""
     rng = np.random.default_rng(seed)
     key = layout_key or look.name
-    plan = ScenePlan(look=look, size=size, fps=fps, num_frames=num_frames, seed=seed,
-                     targets=place_targets(target_names, size, rng, key), layout_key=key)
+    plan = ScenePlan(
+        look=look,
+        size=size,
+        fps=fps,
+        num_frames=num_frames,
+        seed=seed,
+        targets=place_targets(target_names, size, rng, key),
+        layout_key=key,
+    )
     add_nuisance(plan, rng)
     return plan
 

@@ -127,7 +127,7 @@ def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Band-limited noise in [0, 1], shape (size, size): random grid upsampled bicubically."""
     grid = rng.random((cells + 3, cells + 3), dtype=np.float32)
     up = cv2.resize(grid, (size + 3 * size // cells, size + 3 * size // cells), interpolation=cv2.INTER_CUBIC)
-    up = up[: size, : size]
+    up = up[:size, :size]
     lo, hi = float(up.min()), float(up.max())
     return (up - lo) / max(hi - lo, 1e-6)
 
@@ -175,8 +175,17 @@ class SceneRenderer:
             cv2.polylines(world, [pts.astype(np.int32)], False, vessel_rgb, int(rng.integers(1, 3)), cv2.LINE_AA)
         for tgt in plan.targets:
             mask = np.zeros((w, w), np.float32)
-            cv2.ellipse(mask, (int(tgt.center[0]), int(tgt.center[1])), (int(tgt.axes[0]), int(tgt.axes[1])),
-                        float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA)
+            cv2.ellipse(
+                mask,
+                (int(tgt.center[0]), int(tgt.center[1])),
+                (int(tgt.axes[0]), int(tgt.axes[1])),
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                1.0,
+                -1,
+                cv2.LINE_AA,
+            )
             mask = cv2.GaussianBlur(mask, (0, 0), 1.5)[..., None]
             tex = 0.8 + 0.4 * smooth_noise(rng, w, look.texture_cells * 3)[..., None]
             world = world * (1 - mask) + (np.array(tgt.rgb, np.float32) * tex) * mask
@@ -218,8 +227,9 @@ class SceneRenderer:
         if plan.fluid:
             m = np.zeros((w, w), np.float32)
             c = rng.uniform(0.7 * s, 1.3 * s, 2)
-            cv2.ellipse(m, (int(c[0]), int(c[1])), (int(s * 0.25), int(s * 0.12)), float(rng.uniform(0, 180)),
-                        0, 360, 1.0, -1)
+            cv2.ellipse(
+                m, (int(c[0]), int(c[1])), (int(s * 0.25), int(s * 0.12)), float(rng.uniform(0, 180)), 0, 360, 1.0, -1
+            )
             self.fluid_mask = cv2.GaussianBlur(m, (0, 0), 3)[..., None] * 0.75
             self.fluid_tex = fractal_noise(rng, w, 10)
             self.fluid_velocity = rng.uniform(-1.0, 1.0, 2) * 1.2

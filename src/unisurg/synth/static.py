@@ -26,8 +26,14 @@ class DenseFrame:
 class DenseScene:
     """A static 3D scene (surface or colon lumen) viewed by a slowly moving camera."""
 
-    def __init__(self, kind: str, size: int, seed: int, polyps: int = 0,
-                 tissue: tuple[tuple[int, int, int], tuple[int, int, int]] = ((200, 105, 95), (245, 170, 150))):
+    def __init__(
+        self,
+        kind: str,
+        size: int,
+        seed: int,
+        polyps: int = 0,
+        tissue: tuple[tuple[int, int, int], tuple[int, int, int]] = ((200, 105, 95), (245, 170, 150)),
+    ):
         if kind not in ("surface", "lumen"):
             raise ValueError(f"kind must be 'surface' or 'lumen', got {kind!r}")
         self.kind, self.size = kind, size
@@ -52,7 +58,9 @@ class DenseScene:
         a = np.array(tissue[0], np.float32) * (1 - n) + np.array(tissue[1], np.float32) * n
         for _ in range(8):
             pts = np.cumsum(rng.normal(0, w / 16, (6, 2)), axis=0) + rng.uniform(0, w, 2)
-            cv2.polylines(a, [pts.astype(np.int32)], False, tuple(float(v) for v in np.array(tissue[0]) * 0.5), 1, cv2.LINE_AA)
+            cv2.polylines(
+                a, [pts.astype(np.int32)], False, tuple(float(v) for v in np.array(tissue[0]) * 0.5), 1, cv2.LINE_AA
+            )
         return a / 255.0
 
     def render(self, t: float = 0.0) -> DenseFrame:
@@ -60,10 +68,11 @@ class DenseScene:
         s = self.size
         off = (0.5 * s + 0.2 * s * np.array([np.sin(0.3 * t), np.cos(0.23 * t)])).astype(int)
         yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
-        gx, gy = xx + off[0], yy + off[1]
         bumps = self.bumps[off[1] : off[1] + s, off[0] : off[0] + s]
         if self.kind == "surface":
-            depth = self.base * (1 + 0.1 * np.sin(0.4 * t)) + 40 * (self.tilt[0] * (xx / s - 0.5) + self.tilt[1] * (yy / s - 0.5))
+            depth = self.base * (1 + 0.1 * np.sin(0.4 * t)) + 40 * (
+                self.tilt[0] * (xx / s - 0.5) + self.tilt[1] * (yy / s - 0.5)
+            )
             depth = depth + 12.0 * bumps
         else:
             # Looking down a tube: the wall is near at the border and far at the lumen centre.
@@ -89,9 +98,15 @@ class DenseScene:
         dzdx = cv2.Sobel(depth, cv2.CV_32F, 1, 0, ksize=3) / 8.0
         dzdy = cv2.Sobel(depth, cv2.CV_32F, 0, 1, ksize=3) / 8.0
         ndotl = 1.0 / np.sqrt(1 + (dzdx * 0.8) ** 2 + (dzdy * 0.8) ** 2)
-        falloff = np.clip((25.0 / depth) ** 2, 0, 1.6) if self.kind == "lumen" else 0.75 * np.clip((self.base / depth) ** 2, 0, 1.3)
+        falloff = (
+            np.clip((25.0 / depth) ** 2, 0, 1.6)
+            if self.kind == "lumen"
+            else 0.75 * np.clip((self.base / depth) ** 2, 0, 1.3)
+        )
         albedo = self.albedo[off[1] : off[1] + s, off[0] : off[0] + s].copy()
-        albedo = albedo * (1 - polyp_tone[..., None] * 0.35) + polyp_tone[..., None] * 0.35 * np.array([0.95, 0.55, 0.5], np.float32)
+        albedo = albedo * (1 - polyp_tone[..., None] * 0.35) + polyp_tone[..., None] * 0.35 * np.array(
+            [0.95, 0.55, 0.5], np.float32
+        )
         spec = np.clip((ndotl - 0.985) * 40, 0, 1) * (falloff > 0.5)
         img = albedo * (0.15 + 0.85 * (ndotl * falloff)[..., None]) + spec[..., None] * 0.8
         noise = np.random.default_rng((self.seed, int(round(t * 1000)))).normal(0, 0.01, img.shape)

@@ -1,0 +1,122 @@
+"""Index-scale benchmark: build the clip table for a UniSurg-15M-sized corpus and query it.
+
+A synthetic video table (no video files: metadata only, drawn to match UniSurg-15M's
+3,658 hours over 50 sources and 13 regions) goes through the same clip-table builder and
+Parquet writer as ``unisurg curate``; we measure build time, bytes per row, peak memory and
+typical DuckDB queries, next to a bare DuckDB write of the same number of rows measured in
+the same run (the physical reference).
+
+    python benchmarks/bench_index.py --clips 15000000      # writes reports/perf_index.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+REGIONS = ["brain", "eye", "stomach", "gallbladder", "colon", "uterus", "prostate", "liver", "breast", "bronchi",
+           "bench-top", "spine", "heart"]
+REGION_SHARE = np.array([0.78, 0.05, 0.03, 0.03, 0.03, 0.02, 0.015, 0.015, 0.01, 0.01, 0.01, 0.005, 0.005])
+
+
+def synthetic_videos(target_clips: int, clip_stride_s: float, seed: int = 0) -> pa.Table:
+    """A video table whose clips add up to ~``target_clips`` (one clip per stride second)."""
+    from unisurg.curate import VIDEO_SCHEMA
+
+    rng = np.random.default_rng(seed)
+    hours_needed = target_clips * clip_stride_s / 3600
+    durations = []
+    while sum(durations) / 3600 < hours_needed:
+        durations.append(float(rng.lognormal(np.log(1800), 0.8)))  # ~30 min typical case
+    n = len(durations)
+    fps = rng.choice([25.0, 30.0, 50.0], n, p=[0.6, 0.3, 0.1])
+    region = rng.choice(len(REGIONS), n, p=REGION_SHARE / REGION_SHARE.sum())
+    source = rng.integers(0, 50, n)
+    rows = {
+        "video_id": [f"source_{s:02d}/case_{i:06d}.mp4" for i, s in enumerate(source)],
+        "path": [f"/archive/source_{s:02d}/case_{i:06d}.mp4" for i, s in enumerate(source)],
+        "source": [f"source_{s:02d}" for s in source],
+        "region": [REGIONS[r] for r in region],
+        "procedure": ["surgery"] * n, "license": ["private"] * n, "role": ["pretrain"] * n, "split": [""] * n,
+        "num_frames": (np.array(durations) * fps).astype(np.int64), "fps": fps,
+        "duration_s": np.array(durations), "width": np.full(n, 1280, np.int32), "height": np.full(n, 720, np.int32),
+        "codec": ["h264"] * n, "bytes": (np.array(durations) * 4e5).astype(np.int64),
+        "sha256": [f"{i:064x}" for i in range(n)], "signature": [[0, 0, 0, 0]] * n,
+        "status": ["kept"] * n, "reason": [""] * n,
+    }
+    return pa.table(rows, schema=VIDEO_SCHEMA)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bare_duckdb_write(n: int, path: Path) -> float:
+    """The physical reference: DuckDB generating n rows of 7 clip-like columns and writing them."""
+    import duckdb
+
+    con = duckdb.connect()
+    t0 = time.perf_counter()
+    con.execute(f"""CREATE TABLE t AS SELECT range AS clip, range // 900 AS video, (range % 50)::VARCHAR AS source,
+                 (range % 13)::VARCHAR AS region, (range % 900) * 25 AS start_frame, 2 AS frame_step,
+                 (range % 900)::DOUBLE AS start_s FROM range({n})""")
+    con.execute(f"COPY t TO '{path}' (FORMAT parquet, COMPRESSION zstd)")
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=15_000_000)
+    ap.add_argument("--out", default="reports/perf_index.json")
+    args = ap.parse_args(argv)
+    from unisurg.curate import build_clip_table, open_index, write_table
+
+    videos = synthetic_videos(args.clips, 1.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        clips = build_clip_table(videos, clip_frames=16, frame_step=2, clip_stride_s=1.0)
+        write_table(tmp / "clips.parquet", clips)
+        write_table(tmp / "videos.parquet", videos)
+        write_table(tmp / "quarantine.parquet", pa.table({"path": [], "source": [], "reason": []},
+                                                         schema=pa.schema([("path", pa.string()), ("source", pa.string()),
+                                                                           ("reason", pa.string())])))
+        from unisurg.curate import build_index_sql
+
+        build_index_sql(tmp)
+        build_s = time.perf_counter() - t0
+        size = (tmp / "clips.parquet").stat().st_size
+        bare_s = bare_duckdb_write(clips.num_rows, tmp / "bare.parquet")
+        con = open_index(tmp)
+        queries = {
+            "hours_by_region": "SELECT region, sum(duration_s) / 3600 AS hours FROM videos GROUP BY region",
+            "clips_by_region": "SELECT region, count(*) FROM clips GROUP BY region",
+            "clips_of_one_source": "SELECT count(*), avg(end_s - start_s) FROM clips WHERE source = 'source_07'",
+        }
+        timings = {}
+        for name, sql in queries.items():
+            t = time.perf_counter()
+            con.sql(sql).fetchall()
+            timings[name] = round(time.perf_counter() - t, 3)
+    result = {
+        "clip_rows": clips.num_rows, "videos": videos.num_rows, "hours": round(float(np.sum(videos["duration_s"])) / 3600, 1),
+        "build_s": round(build_s, 2), "bare_duckdb_write_s": round(bare_s, 2),
+        "build_vs_bare": round(build_s / bare_s, 2), "clips_parquet_bytes": size,
+        "bytes_per_row": round(size / clips.num_rows, 2), "peak_rss_mb": round(peak_rss_mb(), 0), "queries_s": timings,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The `unisurg` command line: benchmark listing and validation of a user's download."""
+
+import json
+import shutil
+
+from unisurg.cli import main
+
+
+def test_benchmarks_list_json(capsys):
+    assert main(["benchmarks", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 17 and {r["task"] for r in rows} == {
+        "phase",
+        "multilabel",
+        "clip",
+        "skill",
+        "segmentation",
+        "depth",
+    }
+
+
+def test_benchmarks_validate_ok_and_broken(bench_root, tmp_path, capsys):
+    assert main(["benchmarks", "validate", "autolaparo", "--root", str(bench_root("autolaparo")), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["ok"] and rep["counts"]["test"] > 0
+    broken = tmp_path / "autolaparo"
+    shutil.copytree(bench_root("autolaparo"), broken)
+    label = broken / "labels" / "label_01.txt"
+    label.write_text(label.read_text().replace("\t", " ", 3).replace("\n3\t", "\n3\t9", 1))
+    (broken / "labels" / "label_02.txt").unlink()
+    assert main(["benchmarks", "validate", "autolaparo", "--root", str(broken)]) == 1
+    out = capsys.readouterr().out
+    assert "label_02.txt: missing label file" in out and "label_01.txt:1: expected header" in out
+
+
+def test_bad_params_fail_before_any_work(tmp_path, capsys, caplog):
+    p = tmp_path / "params.yaml"
+    p.write_text("pretrain:\n  stepz: 3\n")
+    assert main(["pretrain", "--params", str(p), "--out", str(tmp_path / "out")]) == 2
+    assert "pretrain.stepz" in caplog.text
+    assert not (tmp_path / "out").exists()
