@@ -13,9 +13,9 @@ venv: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install -q -q --upgrade "pip>=24"
+	$(BIN)/python -m pip install -q -q -r requirements.lock
+	$(BIN)/python -m pip install -q -q --no-deps -e .
 	touch $(STAMP)
 
 repro: $(STAMP)
@@ -27,6 +27,11 @@ test: $(STAMP)
 # Everything except the end-to-end cases (a quick loop while developing).
 test-fast: $(STAMP)
 	$(RUN) python -m pytest -m "not slow"
+
+# Speed/memory benchmarks -> reports/perf.md (targets live here, never in unit tests).
+bench: $(STAMP)
+	$(RUN) python benchmarks/bench_index.py --clips 15000000 --out reports/perf_index.json
+	$(RUN) python benchmarks/perf_report.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -22,8 +22,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-REGIONS = ["brain", "eye", "stomach", "gallbladder", "colon", "uterus", "prostate", "liver", "breast", "bronchi",
-           "bench-top", "spine", "heart"]
+REGIONS = [
+    "brain",
+    "eye",
+    "stomach",
+    "gallbladder",
+    "colon",
+    "uterus",
+    "prostate",
+    "liver",
+    "breast",
+    "bronchi",
+    "bench-top",
+    "spine",
+    "heart",
+]
 REGION_SHARE = np.array([0.78, 0.05, 0.03, 0.03, 0.03, 0.02, 0.015, 0.015, 0.01, 0.01, 0.01, 0.005, 0.005])
 
 
@@ -45,12 +58,21 @@ def synthetic_videos(target_clips: int, clip_stride_s: float, seed: int = 0) -> 
         "path": [f"/archive/source_{s:02d}/case_{i:06d}.mp4" for i, s in enumerate(source)],
         "source": [f"source_{s:02d}" for s in source],
         "region": [REGIONS[r] for r in region],
-        "procedure": ["surgery"] * n, "license": ["private"] * n, "role": ["pretrain"] * n, "split": [""] * n,
-        "num_frames": (np.array(durations) * fps).astype(np.int64), "fps": fps,
-        "duration_s": np.array(durations), "width": np.full(n, 1280, np.int32), "height": np.full(n, 720, np.int32),
-        "codec": ["h264"] * n, "bytes": (np.array(durations) * 4e5).astype(np.int64),
-        "sha256": [f"{i:064x}" for i in range(n)], "signature": [[0, 0, 0, 0]] * n,
-        "status": ["kept"] * n, "reason": [""] * n,
+        "procedure": ["surgery"] * n,
+        "license": ["private"] * n,
+        "role": ["pretrain"] * n,
+        "split": [""] * n,
+        "num_frames": (np.array(durations) * fps).astype(np.int64),
+        "fps": fps,
+        "duration_s": np.array(durations),
+        "width": np.full(n, 1280, np.int32),
+        "height": np.full(n, 720, np.int32),
+        "codec": ["h264"] * n,
+        "bytes": (np.array(durations) * 4e5).astype(np.int64),
+        "sha256": [f"{i:064x}" for i in range(n)],
+        "signature": [[0, 0, 0, 0]] * n,
+        "status": ["kept"] * n,
+        "reason": [""] * n,
     }
     return pa.table(rows, schema=VIDEO_SCHEMA)
 
@@ -86,9 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         clips = build_clip_table(videos, clip_frames=16, frame_step=2, clip_stride_s=1.0)
         write_table(tmp / "clips.parquet", clips)
         write_table(tmp / "videos.parquet", videos)
-        write_table(tmp / "quarantine.parquet", pa.table({"path": [], "source": [], "reason": []},
-                                                         schema=pa.schema([("path", pa.string()), ("source", pa.string()),
-                                                                           ("reason", pa.string())])))
+        write_table(
+            tmp / "quarantine.parquet",
+            pa.table(
+                {"path": [], "source": [], "reason": []},
+                schema=pa.schema([("path", pa.string()), ("source", pa.string()), ("reason", pa.string())]),
+            ),
+        )
         from unisurg.curate import build_index_sql
 
         build_index_sql(tmp)
@@ -107,10 +133,16 @@ def main(argv: list[str] | None = None) -> int:
             con.sql(sql).fetchall()
             timings[name] = round(time.perf_counter() - t, 3)
     result = {
-        "clip_rows": clips.num_rows, "videos": videos.num_rows, "hours": round(float(np.sum(videos["duration_s"])) / 3600, 1),
-        "build_s": round(build_s, 2), "bare_duckdb_write_s": round(bare_s, 2),
-        "build_vs_bare": round(build_s / bare_s, 2), "clips_parquet_bytes": size,
-        "bytes_per_row": round(size / clips.num_rows, 2), "peak_rss_mb": round(peak_rss_mb(), 0), "queries_s": timings,
+        "clip_rows": clips.num_rows,
+        "videos": videos.num_rows,
+        "hours": round(float(np.sum(videos["duration_s"])) / 3600, 1),
+        "build_s": round(build_s, 2),
+        "bare_duckdb_write_s": round(bare_s, 2),
+        "build_vs_bare": round(build_s / bare_s, 2),
+        "clips_parquet_bytes": size,
+        "bytes_per_row": round(size / clips.num_rows, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 0),
+        "queries_s": timings,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

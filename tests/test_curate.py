@@ -51,7 +51,9 @@ def curated(corpus, tmp_path_factory):
         ),
     ]
     out = base / "out"
-    metrics = curate(sources, out, clip_frames=8, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=2)
+    metrics = curate(
+        sources, out, clip_frames=8, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=2, motion_step=2
+    )
     return out, metrics
 
 
@@ -153,3 +155,72 @@ def test_quality_gate_passes_a_good_index_and_fails_a_broken_one(curated, tmp_pa
     msg = str(err.value)
     assert "[kept_videos] expect_column_values_to_be_between(fps)" in msg
     assert "[clips] expect_column_values_to_be_in_set(video_id)" in msg and leak["video_id"] in msg
+
+
+def test_motion_scores_and_balancing_weights(curated):
+    out, _ = curated
+    clips = pq.read_table(out / "clips.parquet").to_pandas()
+    assert clips["motion"].notna().all() and (clips["motion"] >= 0).all()
+    # the synthetic videos move (instruments, camera): a motion score of exactly zero everywhere would be a bug
+    assert clips["motion"].mean() > 0.1
+
+
+def test_clip_table_is_vectorised_and_exact():
+    import pyarrow as pa
+
+    from unisurg.curate import VIDEO_SCHEMA, build_clip_table
+
+    rows = [
+        {
+            "video_id": "a/1",
+            "path": "/a/1",
+            "source": "a",
+            "region": "brain",
+            "num_frames": 100,
+            "fps": 25.0,
+            "status": "kept",
+        },
+        {
+            "video_id": "b/1",
+            "path": "/b/1",
+            "source": "b",
+            "region": "eye",
+            "num_frames": 60,
+            "fps": 30.0,
+            "status": "kept",
+        },
+        {
+            "video_id": "b/2",
+            "path": "/b/2",
+            "source": "b",
+            "region": "eye",
+            "num_frames": 10,
+            "fps": 30.0,
+            "status": "kept",
+        },  # too short for one clip
+        {
+            "video_id": "c/1",
+            "path": "/c/1",
+            "source": "c",
+            "region": "eye",
+            "num_frames": 500,
+            "fps": 25.0,
+            "status": "excluded",
+        },
+    ]
+    full = [{f: r.get(f, {"signature": []}.get(f)) for f in VIDEO_SCHEMA.names} for r in rows]
+    videos = pa.Table.from_pylist(full, schema=VIDEO_SCHEMA)
+    clips = build_clip_table(
+        videos, clip_frames=8, frame_step=2, clip_stride_s=1.0, motion={"a/1": (1.0, 3.0, 5.0, 7.0)}
+    ).to_pylist()
+    span = 7 * 2 + 1  # 15 native frames
+    a = [c for c in clips if c["video_id"] == "a/1"]
+    assert [c["start_frame"] for c in a] == [0, 25, 50, 75] and all(c["start_frame"] + span <= 100 for c in a)
+    assert a[1]["clip_id"] == "a/1#00001" and a[1]["start_s"] == 1.0 and a[1]["end_s"] == pytest.approx(1.6)
+    assert a[1]["motion"] == pytest.approx(3.0)  # second 1 of the profile
+    b = [c for c in clips if c["video_id"] == "b/1"]
+    assert [c["start_frame"] for c in b] == [0, 30] and np.isnan(b[0]["motion"])
+    assert not [c for c in clips if c["video_id"] in ("b/2", "c/1")]
+    assert sum(c["weight"] for c in a) == pytest.approx(1.0) and sum(c["weight"] for c in b) == pytest.approx(1.0)
+    by_region = build_clip_table(videos, 8, 2, 1.0, balance="region").to_pylist()
+    assert {c["weight"] for c in by_region if c["region"] == "brain"} == {0.25}

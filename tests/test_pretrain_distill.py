@@ -21,7 +21,7 @@ def clips(corpus, tmp_path_factory):
     return out / "clips.parquet"
 
 
-def _params(steps: int) -> PretrainParams:
+def _params(steps: int, **kw) -> PretrainParams:
     # constant schedules so that a 2-step run resumed to 4 steps equals an uninterrupted 4-step run
     return PretrainParams(
         arch="vit_pico",
@@ -33,6 +33,7 @@ def _params(steps: int) -> PretrainParams:
         optim=OptimParams(lr=1e-3, start_lr=1e-3, warmup_steps=0, schedule="constant"),
         checkpoint_every=100,
         log_every=1,
+        **{"probe_every": 0, **kw},
     )
 
 
@@ -41,7 +42,9 @@ def test_pretrain_runs_logs_and_resumes_exactly(clips, tmp_path):
     m = run_pretrain(clips, full, _params(4), seed=0, progress=False)
     assert m["steps"] == 4 and m["final_loss"] > 0
     rows = (full / "log.csv").read_text().splitlines()
-    assert rows[0] == "step,loss,lr,momentum,seconds" and len(rows) == 5
+    assert rows[0].startswith("step,loss,pred,affinity,diversity,lr,momentum,feat_std,eff_rank") and len(rows) == 5
+    last = dict(zip(rows[0].split(","), rows[-1].split(",")))
+    assert float(last["eff_rank"]) > 1 and float(last["feat_std"]) > 0  # telemetry is logged
     part = tmp_path / "part"
     run_pretrain(clips, part, _params(2), seed=0, progress=False)
     assert load_checkpoint(part / "checkpoint.pt")["step"] == 2
@@ -70,3 +73,48 @@ def test_distillation_moves_student_towards_teacher(clips, tmp_path):
     assert sum(cos[-3:]) / 3 < sum(cos[:3]) / 3  # cosine similarity rises
     assert m["student_params"] > 0 and (tmp_path / "s" / "student.pt").exists()
     shutil.rmtree(tmp_path / "t")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"objective": "pixel"},
+        {"motion": {"enabled": False}, "affinity": {"weight": 0.0}, "diversity": {"weight": 0.0}},  # plain V-JEPA
+        {"motion": {"source": "framediff"}, "export": "context"},
+    ],
+)
+def test_objective_variants_train(clips, tmp_path, variant):
+    m = run_pretrain(clips, tmp_path / "v", _params(3, **variant), seed=0, progress=False)
+    assert m["steps"] == 3 and torch.isfinite(torch.tensor(m["final_loss"]))
+    enc = load_encoder(tmp_path / "v" / "encoder.pt")
+    meta = torch.load(tmp_path / "v" / "encoder.pt", weights_only=True)["meta"]
+    assert meta["objective"] == variant.get("objective", "latent")
+    assert meta["exported"] == ("context" if variant.get("objective") == "pixel" else variant.get("export", "target"))
+    assert enc.embed_dim == 48
+
+
+def test_region_probe_is_logged(corpus, tmp_path):
+    # two regions with several videos each, so the probe can fit on some videos and score on others
+    src = [
+        Source(
+            name="chole",
+            root=str(corpus / "benchmarks" / "cholec80"),
+            glob="videos/*.mp4",
+            region="gallbladder",
+            procedure="x",
+            license="x",
+        ),
+        Source(
+            name="hyst",
+            root=str(corpus / "benchmarks" / "autolaparo"),
+            glob="videos/*.mp4",
+            region="uterus",
+            procedure="x",
+            license="x",
+        ),
+    ]
+    curate(src, tmp_path / "idx", clip_frames=4, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=1)
+    run_pretrain(tmp_path / "idx" / "clips.parquet", tmp_path / "p", _params(2, probe_every=2), seed=0, progress=False)
+    rows = (tmp_path / "p" / "log.csv").read_text().splitlines()
+    last = dict(zip(rows[0].split(","), rows[-1].split(",")))
+    assert 0.0 <= float(last["probe_region_acc"]) <= 1.0

@@ -26,9 +26,13 @@ def test_masks_partition_the_grid_and_are_seeded():
     spatial = {i % 16 for i in t[0].tolist()}
     assert set(t[0].tolist()) == {s + 16 * k for s in spatial for k in range(8)}
     assert len(c[0]) + len(t[0]) == 8 * 16
-    c1 = MaskCollator([spec], grid, seed=3)(batch_index=5, batch_size=2)
-    c2 = MaskCollator([spec], grid, seed=3)(batch_index=5, batch_size=2)
+    col = MaskCollator([spec], grid, seed=3)
+    c1, c2 = col(step=5, sample_ids=[0, 1, 2, 3]), col(step=5, sample_ids=[0, 1, 2, 3])
     assert torch.equal(c1[0][0], c2[0][0]) and torch.equal(c1[0][1], c2[0][1])
+    # a process that draws only samples 2 and 3 (DDP rank 1) gets the same rows, once truncated alike
+    kc, kt = c1[0][0].size(1), c1[0][1].size(1)
+    part = col(step=5, sample_ids=[2, 3], reduce_min=lambda v: [min(v[0], kc), min(v[1], kt)])
+    assert torch.equal(part[0][0], c1[0][0][2:]) and torch.equal(part[0][1], c1[0][1][2:])
 
 
 def test_vjepa2_long_range_block_covers_most_of_the_frame():
@@ -43,6 +47,9 @@ def test_latent_l1_and_weighting():
     assert latent_l1(pred, tgt).item() == pytest.approx(0.5)
     w = torch.tensor([[3.0, 1.0]])  # token 0 error 1, token 1 error 0 -> 3/4
     assert latent_l1(pred, tgt, w).item() == pytest.approx(0.75)
+    # two clips: per-clip weighted means (0.75 and 0), then averaged
+    pred2 = torch.cat([pred, torch.zeros(1, 2, 2)])
+    assert latent_l1(pred2, torch.zeros(2, 2, 2), torch.tensor([[3.0, 1.0], [1.0, 5.0]])).item() == pytest.approx(0.375)
 
 
 def test_normalize_targets_is_affine_free_layernorm():

@@ -55,7 +55,9 @@ def cmd_curate(args: argparse.Namespace) -> int:
     c = p.curate
     sources = load_sources(args.sources or c.sources)
     out = Path(args.out)
-    metrics = curate(sources, out, c.clip_frames, c.frame_step, c.clip_stride_s, c.min_seconds, c.workers)
+    metrics = curate(
+        sources, out, c.clip_frames, c.frame_step, c.clip_stride_s, c.min_seconds, c.workers, c.motion_step, c.balance
+    )
     write_json(out / "params.json", c.model_dump(mode="json"))
     run_gate(out)  # raises QualityGateError (exit code 3) listing every failed expectation
     log.info(

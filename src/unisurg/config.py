@@ -49,6 +49,8 @@ class CurateParams(Strict):
     clip_stride_s: float = Field(1.0, gt=0, description="seconds between consecutive clip starts")
     workers: int = Field(2, ge=1)
     min_seconds: float = Field(1.0, ge=0, description="shorter videos are quarantined")
+    motion_step: int = Field(2, ge=0, description="frames between the pair measured for motion scores; 0 = off")
+    balance: Literal["source", "region", "none"] = "source"
 
 
 # --------------------------------------------------------------------------- pretrain
@@ -83,8 +85,39 @@ class OptimParams(Strict):
     betas: tuple[float, float] = (0.9, 0.999)
 
 
+class MotionParams(Strict):
+    """Motion-guided latent prediction (UniSurg addition 1)."""
+
+    enabled: bool = True
+    source: Literal["flow", "framediff"] = "flow"
+    loss_alpha: float = Field(1.0, ge=0, description="target-token loss weight w = 1 + alpha * motion")
+    mask_bias: float = Field(1.0, ge=0, description="mask block placement prob ∝ motion^bias; 0 = uniform")
+
+
+class AffinityParams(Strict):
+    """Spatiotemporal affinity self-distillation (UniSurg addition 2); weight 0 disables."""
+
+    weight: float = Field(0.5, ge=0)
+    tau: float = Field(0.1, gt=0)
+    max_tokens: int = Field(256, ge=2)
+
+
+class DiversityParams(Strict):
+    """Feature diversity regularisation (UniSurg addition 3); weight 0 disables."""
+
+    weight: float = Field(0.1, ge=0)
+    cov_weight: float = Field(0.04, ge=0)
+    gamma: float = Field(1.0, gt=0)
+
+
 class PretrainParams(Strict):
-    objective: Literal["vjepa"] = "vjepa"
+    objective: Literal["latent", "pixel"] = "latent"
+    motion: MotionParams = MotionParams()
+    affinity: AffinityParams = AffinityParams()
+    diversity: DiversityParams = DiversityParams()
+    export: Literal["target", "context"] = "target"
+    activation_checkpointing: bool = False
+    probe_every: int = Field(100, ge=0, description="steps between region-probe evaluations; 0 = off")
     arch: str = "vit_micro"
     predictor: PredictorParams = PredictorParams()
     clip: ClipParams = ClipParams()

@@ -2,14 +2,18 @@
 
 Steps (``unisurg curate``):
 1. list every file matching each source's glob (paths never leave the source root);
-2. probe each file in a process pool: frames, fps, size, codec, bytes, sha256 and a
+2. probe each file in parallel (a process pool, or a Prefect task runner via ``probe_map``
+   when run from ``flows/curate.py``): frames, fps, size, codec, bytes, sha256 and a
    perceptual signature (64-bit DCT hash of 4 sampled frames) — failures are *quarantined*
    with a reason, never fatal;
 3. drop exact duplicates (same sha256) and near duplicates (signature Hamming distance <=
    ``NEAR_DUP_BITS`` on every sampled frame), keeping the first by (role, source, path);
 4. leakage guard: benchmark videos outside their training split, and any video duplicating
    one, are excluded from pretraining with the reason recorded;
-5. cut kept videos into fixed-length clips with per-source balancing weights.
+5. cut kept videos into fixed-length clips (vectorised: 15 M rows build in seconds) with a
+   motion score (mean absolute frame difference, one pair of frames per second) and
+   per-source balancing weights;
+6. write the index and run the data-quality gate (:mod:`unisurg.quality`).
 
 Outputs: ``videos.parquet``, ``clips.parquet``, ``quarantine.parquet``, ``index.sql`` (DuckDB
 views over the Parquet files, see :func:`open_index`) and ``curation.json`` (hours/clips per
@@ -20,8 +24,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -74,10 +80,13 @@ CLIP_SCHEMA = pa.schema(
         ("num_frames", pa.int64()),
         ("start_s", pa.float64()),
         ("end_s", pa.float64()),
+        ("motion", pa.float64()),
         ("weight", pa.float64()),
     ]
 )
 QUARANTINE_SCHEMA = pa.schema([("path", pa.string()), ("source", pa.string()), ("reason", pa.string())])
+
+ProbeMap = Callable[[Callable[[str], "Probe"], list[str]], list["Probe"]]
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,7 @@ class Probe:
     bytes: int = 0
     sha256: str = ""
     signature: tuple[int, ...] = ()
+    motion: tuple[float, ...] = field(default=(), repr=False)  # per second, mean |frame difference|
 
 
 def dct_hash(frame: np.ndarray) -> int:
@@ -104,8 +114,23 @@ def dct_hash(frame: np.ndarray) -> int:
     return int(sum(1 << i for i, b in enumerate(bits) if b))
 
 
-def probe_video(path: str) -> Probe:
-    """Probe one file; any failure becomes ``Probe(ok=False, reason=...)``."""
+def motion_profile(vr, motion_step: int) -> tuple[float, ...]:
+    """Mean absolute difference (grey, 32x32, 0-255) between frame t and t + motion_step, per second."""
+    n, fps = len(vr), vr.meta.fps
+    starts = np.arange(0, n - motion_step, max(int(round(fps)), 1))
+    if not len(starts):
+        return ()
+    idx = np.stack([starts, starts + motion_step], axis=1).reshape(-1)
+    frames = vr.get_frames(idx)
+    small = np.stack(
+        [cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA) for f in frames]
+    )
+    small = small.astype(np.float32).reshape(len(starts), 2, 32, 32)
+    return tuple(float(x) for x in np.abs(small[:, 1] - small[:, 0]).mean(axis=(1, 2)).round(4))
+
+
+def probe_video(path: str, motion_step: int = 0) -> Probe:
+    """Probe one file; any failure becomes ``Probe(ok=False, reason=...)``, never an exception."""
     try:
         size = os.path.getsize(path)
         if size == 0:
@@ -121,12 +146,24 @@ def probe_video(path: str) -> Probe:
         idx = np.linspace(0.1, 0.9, SIGNATURE_FRAMES) * (meta.num_frames - 1)
         frames = vr.get_frames(idx.round().astype(np.int64))
         sig = tuple(dct_hash(f) for f in frames)
+        motion = motion_profile(vr, motion_step) if motion_step > 0 else ()
         import av  # codec name: decord does not expose it
 
         with av.open(path) as c:
             codec = c.streams.video[0].codec_context.name if c.streams.video else ""
         return Probe(
-            path, True, "", meta.num_frames, meta.fps, meta.width, meta.height, codec, size, sha256_file(path), sig
+            path,
+            True,
+            "",
+            meta.num_frames,
+            meta.fps,
+            meta.width,
+            meta.height,
+            codec,
+            size,
+            sha256_file(path),
+            sig,
+            motion,
         )
     except VideoError as err:
         return Probe(path, False, f"unreadable video: {err}", bytes=_size(path))
@@ -146,10 +183,11 @@ def hamming(a: int, b: int) -> int:
 
 
 def near_duplicate(sa: tuple[int, ...], sb: tuple[int, ...], bits: int = NEAR_DUP_BITS) -> bool:
-    return len(sa) == len(sb) and all(hamming(x, y) <= bits for x, y in zip(sa, sb))
+    return len(sa) == len(sb) > 0 and all(hamming(x, y) <= bits for x, y in zip(sa, sb))
 
 
 def list_files(src: Source) -> list[Path]:
+    """Files matching the source's glob that resolve inside its root (symlinks out are ignored)."""
     root = Path(src.root).resolve()
     out = []
     for p in sorted(root.glob(src.glob)):
@@ -164,60 +202,51 @@ def benchmark_splits(src: Source) -> dict[str, str]:
     from .benchmarks.base import VideoSource
 
     bench = get_benchmark(src.benchmark or "")
-    records = bench.load(src.root)
     out = {}
-    for r in records:
+    for r in bench.load(src.root):
         if isinstance(r.source, VideoSource):
+            # cross-validated benchmarks test on every video at some fold: none may pretrain
             out[str(Path(r.source.path).resolve())] = "test" if bench.folds else r.split
     return out
 
 
-def curate(
-    sources: list[Source],
-    out: Path,
-    clip_frames: int,
-    frame_step: int,
-    clip_stride_s: float,
-    min_seconds: float,
-    workers: int,
-) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    # 1. list files
-    files: list[tuple[Source, Path]] = [(s, p) for s in sources for p in list_files(s)]
-    log.info("curate: %d files from %d sources", len(files), len(sources))
-    # 2. probe in parallel
-    paths = [str(p) for _, p in files]
-    if workers > 1 and len(paths) > 1:
+def process_pool_map(workers: int) -> ProbeMap:
+    def run(fn, paths):
+        if workers <= 1 or len(paths) <= 1:
+            return [fn(p) for p in paths]
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            probes = list(pool.map(probe_video, paths, chunksize=4))
-    else:
-        probes = [probe_video(p) for p in paths]
-    splits: dict[str, dict[str, str]] = {}
-    for s in sources:
-        if s.benchmark:
-            splits[s.name] = benchmark_splits(s)
+            return list(pool.map(fn, paths, chunksize=4))
 
-    # 3-4. quarantine, dedup, leakage guard
-    rows, quarantine = [], []
-    order = sorted(range(len(files)), key=lambda i: (files[i][0].role != "pretrain", files[i][0].name, paths[i]))
-    blocked: list[tuple[str, tuple[int, ...], str]] = []  # (sha, signature, why) of held-out benchmark videos
-    for i, (src, p) in enumerate(files):
-        pr = probes[i]
-        if pr.ok and pr.num_frames / pr.fps < min_seconds:
-            pr = Probe(pr.path, False, f"shorter than {min_seconds}s ({pr.num_frames / pr.fps:.2f}s)", bytes=pr.bytes)
-            probes[i] = pr
-        if src.benchmark and pr.ok:
-            split = splits[src.name].get(str(p.resolve()))
-            if split != "train":
-                blocked.append(
-                    (pr.sha256, pr.signature, f"benchmark:{src.benchmark} {split or 'unlisted'} video {p.name}")
-                )
+    return run
+
+
+# --------------------------------------------------------------------------- assembling
+
+
+def assess(
+    files: list[tuple[Source, Path]], probes: list[Probe], splits: dict[str, dict[str, str]], min_seconds: float
+) -> tuple[list[dict], list[dict], dict[str, tuple[float, ...]]]:
+    """Decide each file's status (kept / duplicate / excluded / quarantined) with its reason.
+
+    Returns video rows (sorted by id), quarantine rows and the kept videos' motion profiles.
+    """
+    blocked: list[tuple[str, tuple[int, ...], str]] = []  # held-out benchmark videos: (sha, signature, why)
+    for (src, p), pr in zip(files, probes):
+        if src.benchmark and pr.ok and splits[src.name].get(str(p.resolve())) != "train":
+            split = splits[src.name].get(str(p.resolve())) or "unlisted"
+            blocked.append((pr.sha256, pr.signature, f"benchmark:{src.benchmark} {split} video {p.name}"))
+    # pretraining sources first, so a benchmark's training video duplicating one is the dropped copy
+    order = sorted(
+        range(len(files)), key=lambda i: (files[i][0].role != "pretrain", files[i][0].name, str(files[i][1]))
+    )
+    rows, quarantine, motion = [], [], {}
     kept: list[tuple[str, tuple[int, ...], str]] = []
     for i in order:
-        src, p = files[i]
-        pr = probes[i]
+        (src, p), pr = files[i], probes[i]
         vid = f"{src.name}/{p.relative_to(src.root)}"
         split = splits.get(src.name, {}).get(str(p.resolve()), "") if src.benchmark else ""
+        if pr.ok and pr.num_frames / pr.fps < min_seconds:
+            pr = Probe(pr.path, False, f"shorter than {min_seconds}s ({pr.num_frames / pr.fps:.2f}s)", bytes=pr.bytes)
         status, reason = "kept", ""
         if not pr.ok:
             status, reason = "quarantined", pr.reason
@@ -225,9 +254,7 @@ def curate(
         elif src.benchmark and split != "train":
             status, reason = "excluded", f"benchmark:{src.benchmark} {split or 'unlisted'} split"
         else:
-            leak = next(
-                (why for sha, sig, why in blocked if sha == pr.sha256 or near_duplicate(sig, pr.signature)), None
-            )
+            leak = next((w for sha, sig, w in blocked if sha == pr.sha256 or near_duplicate(sig, pr.signature)), None)
             dup = next((v for sha, sig, v in kept if sha == pr.sha256 or near_duplicate(sig, pr.signature)), None)
             if leak:
                 status, reason = "excluded", f"duplicates held-out {leak}"
@@ -235,6 +262,7 @@ def curate(
                 status, reason = "duplicate", f"duplicate of {dup}"
             else:
                 kept.append((pr.sha256, pr.signature, vid))
+                motion[vid] = pr.motion
         rows.append(
             {
                 "video_id": vid,
@@ -259,49 +287,133 @@ def curate(
             }
         )
     rows.sort(key=lambda r: r["video_id"])
+    quarantine.sort(key=lambda q: q["path"])
+    return rows, quarantine, motion
 
-    # 5. clips with per-source balancing weights
-    clips = []
+
+def build_clip_table(
+    videos: pa.Table,
+    clip_frames: int,
+    frame_step: int,
+    clip_stride_s: float,
+    motion: dict[str, tuple[float, ...]] | None = None,
+    balance: str = "source",
+) -> pa.Table:
+    """Fixed-length clips of every *kept* video, vectorised -> a table with the CLIP_SCHEMA columns.
+
+    A clip spans ``(clip_frames - 1) * frame_step + 1`` native frames; clip starts are
+    ``clip_stride_s`` seconds apart. ``weight`` = 1 / (clips of the clip's source or region,
+    per ``balance``), so every source (region) contributes equally in expectation; ``none``
+    weighs every clip 1. ``motion`` = mean of the video's per-second motion
+    profile over the clip (NaN when not measured).
+    """
+    import pyarrow.compute as pc
+
+    kept = videos.filter(pc.equal(videos["status"], "kept"))
+    n_frames = kept["num_frames"].to_numpy()
+    fps = kept["fps"].to_numpy()
     span = (clip_frames - 1) * frame_step + 1
-    for r in rows:
-        if r["status"] != "kept":
-            continue
-        stride = max(int(round(clip_stride_s * r["fps"])), 1)
-        for k, start in enumerate(range(0, r["num_frames"] - span + 1, stride)):
-            clips.append(
-                {
-                    "clip_id": f"{r['video_id']}#{k:05d}",
-                    "video_id": r["video_id"],
-                    "path": r["path"],
-                    "source": r["source"],
-                    "region": r["region"],
-                    "start_frame": start,
-                    "frame_step": frame_step,
-                    "num_frames": clip_frames,
-                    "start_s": start / r["fps"],
-                    "end_s": (start + span) / r["fps"],
-                    "weight": 0.0,
-                }
-            )
-    per_source: dict[str, int] = {}
-    for c in clips:
-        per_source[c["source"]] = per_source.get(c["source"], 0) + 1
-    for c in clips:
-        c["weight"] = 1.0 / per_source[c["source"]]  # every source contributes equally in expectation
+    stride = np.maximum(np.round(clip_stride_s * fps).astype(np.int64), 1)
+    count = np.where(n_frames >= span, (n_frames - span) // stride + 1, 0)  # clips per video
+    total = int(count.sum())
+    vidx = np.repeat(np.arange(len(count)), count)  # (total,) video index of each clip
+    first = np.cumsum(count) - count
+    k = np.arange(total) - first[vidx]  # clip number within its video
+    start = k * stride[vidx]
+    start_s = start / fps[vidx]
+    end_s = (start + span) / fps[vidx]
 
-    _write_parquet(out / "videos.parquet", rows, VIDEO_SCHEMA)
-    _write_parquet(out / "clips.parquet", clips, CLIP_SCHEMA)
-    _write_parquet(out / "quarantine.parquet", sorted(quarantine, key=lambda q: q["path"]), QUARANTINE_SCHEMA)
+    # Per-video strings repeat over thousands of clips: dictionary-encode them (indices into the
+    # video table) instead of materialising one string per clip.
+    def per_clip(col: str) -> pa.DictionaryArray:
+        # unique dictionary first: Parquet output with a duplicated dictionary was not reproducible
+        enc = pc.dictionary_encode(kept[col].combine_chunks())
+        codes = enc.indices.to_numpy(zero_copy_only=False)[vidx]
+        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), enc.dictionary)
+
+    if balance == "none" or not total:
+        weight = np.ones(total)
+    else:  # group sizes are counted per video, then broadcast to its clips
+        _, gidx = np.unique(kept[balance].to_numpy(zero_copy_only=False), return_inverse=True)
+        per_group = np.bincount(gidx, weights=count)
+        weight = 1.0 / per_group[gidx][vidx]
+    clip_motion = np.full(total, np.nan)
+    if motion:
+        ids = kept["video_id"].to_pylist()
+        for v, vid in enumerate(ids):
+            prof = np.asarray(motion.get(vid, ()), np.float64)
+            if not len(prof) or not count[v]:
+                continue
+            cs = np.concatenate([[0.0], np.cumsum(prof)])
+            sel = slice(first[v], first[v] + count[v])
+            a = np.clip(np.floor(start_s[sel]).astype(np.int64), 0, len(prof) - 1)
+            b = np.clip(np.ceil(end_s[sel]).astype(np.int64), a + 1, len(prof))
+            clip_motion[sel] = (cs[b] - cs[a]) / (b - a)
+    video_id = per_clip("video_id")
+    clip_id = pc.binary_join_element_wise(
+        pc.cast(video_id, pa.string()), pc.utf8_lpad(pc.cast(pa.array(k), pa.string()), 5, "0"), "#"
+    )
+    return pa.table(
+        {
+            "clip_id": clip_id,
+            "video_id": video_id,
+            "path": per_clip("path"),
+            "source": per_clip("source"),
+            "region": per_clip("region"),
+            "start_frame": pa.array(start, pa.int64()),
+            "frame_step": pa.array(np.full(total, frame_step), pa.int64()),
+            "num_frames": pa.array(np.full(total, clip_frames), pa.int64()),
+            "start_s": pa.array(start_s),
+            "end_s": pa.array(end_s),
+            "motion": pa.array(clip_motion),
+            "weight": pa.array(weight, pa.float64()),
+        }
+    )
+
+
+def write_table(path: Path, table: pa.Table, schema: pa.Schema | None = None) -> None:
+    """Atomic, single-file, zstd Parquet write (byte-identical for identical tables).
+
+    Dictionary-encoded columns are written as plain strings in the file schema
+    (``store_schema=False``), so readers always see ``schema``.
+    """
+    if schema is not None and [f.name for f in table.schema] != schema.names:
+        raise ValueError(f"{path.name}: columns {table.schema.names} do not match the schema {schema.names}")
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", store_schema=False)
+
+
+def curate(
+    sources: list[Source],
+    out: Path,
+    clip_frames: int,
+    frame_step: int,
+    clip_stride_s: float,
+    min_seconds: float,
+    workers: int,
+    motion_step: int = 0,
+    balance: str = "source",
+    probe_map: ProbeMap | None = None,
+) -> dict:
+    """Build the index of ``sources`` in ``out``; returns the curation metrics (also in curation.json)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files: list[tuple[Source, Path]] = [(s, p) for s in sources for p in list_files(s)]
+    log.info("curate: %d files from %d sources", len(files), len(sources))
+    run = probe_map or process_pool_map(workers)
+    probes = run(partial(probe_video, motion_step=motion_step), [str(p) for _, p in files])
+    splits = {s.name: benchmark_splits(s) for s in sources if s.benchmark}
+    rows, quarantine, motion = assess(files, probes, splits, min_seconds)
+    videos = pa.Table.from_pylist(rows, schema=VIDEO_SCHEMA)
+    clips = build_clip_table(videos, clip_frames, frame_step, clip_stride_s, motion, balance)
+    write_table(out / "videos.parquet", videos, VIDEO_SCHEMA)
+    write_table(out / "clips.parquet", clips, CLIP_SCHEMA)
+    write_table(
+        out / "quarantine.parquet", pa.Table.from_pylist(quarantine, schema=QUARANTINE_SCHEMA), QUARANTINE_SCHEMA
+    )
     build_index_sql(out)
     metrics = summarize(rows, clips)
     write_json(out / "curation.json", metrics)
     return metrics
-
-
-def _write_parquet(path: Path, rows: list[dict], schema: pa.Schema) -> None:
-    table = pa.Table.from_pylist(rows, schema=schema)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
 
 
 INDEX_SQL = """-- DuckDB views over the curated index. Paths are relative to this folder:
@@ -330,7 +442,7 @@ def open_index(folder: str | Path, con=None):
     return con
 
 
-def summarize(rows: list[dict], clips: list[dict]) -> dict:
+def summarize(rows: list[dict], clips: pa.Table) -> dict:
     def group(key: str) -> dict:
         out: dict[str, dict] = {}
         for r in rows:
@@ -338,8 +450,8 @@ def summarize(rows: list[dict], clips: list[dict]) -> dict:
                 g = out.setdefault(r[key], {"videos": 0, "hours": 0.0, "clips": 0})
                 g["videos"] += 1
                 g["hours"] += r["duration_s"] / 3600
-        for c in clips:
-            out[c[key]]["clips"] += 1
+        for item in clips.group_by(key).aggregate([(key, "count")]).to_pylist():
+            out[str(item[key])]["clips"] = item[f"{key}_count"]
         return {k: {**v, "hours": round(v["hours"], 4)} for k, v in sorted(out.items())}
 
     reasons: dict[str, int] = {}
@@ -354,7 +466,7 @@ def summarize(rows: list[dict], clips: list[dict]) -> dict:
         "excluded_benchmark_heldout": sum(r["status"] == "excluded" for r in rows),
         "quarantined": sum(r["status"] == "quarantined" for r in rows),
         "quarantined_by_reason": dict(sorted(reasons.items())),
-        "clips": len(clips),
+        "clips": clips.num_rows,
         "hours_kept": round(sum(r["duration_s"] for r in rows if r["status"] == "kept") / 3600, 4),
         "by_region": group("region"),
         "by_source": group("source"),

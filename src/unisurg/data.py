@@ -34,18 +34,22 @@ def to_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
 
 
 class ClipTable(Dataset):
-    """Clips of the curated index -> (3, T, S, S) tensors. Unreadable clips are replaced, not fatal."""
+    """Clips of the curated index -> {"clip": (3, T, S, S)} (+ "motion": (N,) flow saliency).
+
+    Unreadable clips are replaced by the next readable one (logged), never fatal.
+    """
 
     COLUMNS = ("clip_id", "path", "start_frame", "frame_step", "num_frames", "weight")
 
-    def __init__(self, parquet_path: str, frames: int, size: int) -> None:
+    def __init__(self, parquet_path: str, frames: int, size: int, flow: tuple[int, int] | None = None) -> None:
+        """``flow`` = (tubelet, patch): also return camera-compensated optical-flow saliency per tubelet."""
         table = pq.read_table(parquet_path, columns=list(self.COLUMNS))
         cols = table.to_pydict()
         self.paths = cols["path"]
         self.start = np.asarray(cols["start_frame"], np.int64)
         self.step = np.asarray(cols["frame_step"], np.int64)
         self.weight = np.asarray(cols["weight"], np.float64)
-        self.frames, self.size = frames, size
+        self.frames, self.size, self.flow = frames, size, flow
         if not len(self.paths):
             raise ValueError(f"{parquet_path}: the clip table is empty")
 
@@ -56,31 +60,52 @@ class ClipTable(Dataset):
         idx = self.start[i] + np.arange(self.frames) * self.step[i]
         return open_video(self.paths[i]).get_frames(idx)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         for k in range(len(self)):
             j = (i + k) % len(self)
             try:
-                return to_tensor(self.decode(j), self.size)
+                frames = self.decode(j)
             except VideoError as err:
                 log.warning("skipping unreadable clip %d: %s", j, err)
+                continue
+            item = {"clip": to_tensor(frames, self.size)}
+            if self.flow is not None:
+                from .objectives import flow_saliency
+
+                item["motion"] = torch.from_numpy(flow_saliency(frames, self.flow[0], self.flow[1], self.size))
+            return item
         raise RuntimeError("no readable clip in the table")
 
 
 class StepBatchSampler:
-    """Yields the index batches of steps [start, total): batch k = f(seed, k), weighted by ``weights``."""
+    """Yields the index batches of steps [start, total): batch k = f(seed, k), weighted by ``weights``.
 
-    def __init__(self, weights: np.ndarray, batch_size: int, seed: int, start: int, total: int) -> None:
+    With ``world`` > 1 each process yields its contiguous slice of the global batch, so the
+    union over processes is exactly the single-process batch.
+    """
+
+    def __init__(
+        self, weights: np.ndarray, batch_size: int, seed: int, start: int, total: int, rank: int = 0, world: int = 1
+    ) -> None:
+        if batch_size % world:
+            raise ValueError(f"global batch {batch_size} is not divisible by {world} processes")
         p = np.asarray(weights, np.float64)
         self.p = p / p.sum()
         self.batch_size, self.seed, self.start, self.total = batch_size, seed, start, total
+        self.rank, self.world = rank, world
 
     def batch(self, step: int) -> list[int]:
+        """The global batch of ``step`` (clip indices)."""
         rng = np.random.default_rng((self.seed, step))
         return rng.choice(len(self.p), size=self.batch_size, replace=len(self.p) < self.batch_size, p=self.p).tolist()
 
+    def local_slice(self) -> slice:
+        per = self.batch_size // self.world
+        return slice(self.rank * per, (self.rank + 1) * per)
+
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start, self.total):
-            yield self.batch(step)
+            yield self.batch(step)[self.local_slice()]
 
     def __len__(self) -> int:
         return max(self.total - self.start, 0)

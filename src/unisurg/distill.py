@@ -94,7 +94,8 @@ def run_distill(
     loss_val = float("nan")
     bar = tqdm(total=p.steps, initial=start, desc="distill", disable=not progress, mininterval=2.0)
     x = None
-    for step, x in enumerate(loader, start=start):
+    for step, batch in enumerate(loader, start=start):
+        x = batch["clip"]
         lr = lr_at(
             step, p.steps, p.optim.lr, p.optim.start_lr, p.optim.final_lr, p.optim.warmup_steps, p.optim.schedule
         )
@@ -129,7 +130,7 @@ def run_distill(
     save_checkpoint(
         out / "student.pt", encoder_payload(student, p.student_arch, teacher=str(teacher_path), steps=p.steps)
     )
-    probe = x if x is not None else torch.stack([table[0]] * p.batch_size)
+    probe = x if x is not None else torch.stack([table[0]["clip"]] * p.batch_size)
     metrics = {
         "final_loss": round(loss_val, 6),
         "final_cosine_distance": round(parts["cosine"], 6),

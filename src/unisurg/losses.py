@@ -22,11 +22,16 @@ def gather_tokens(h: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def latent_l1(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean |pred - target| over (B, K, D); with per-token ``weight`` (B, K): sum_i w_i |.|_i / sum_i w_i."""
+    """Mean |pred - target| over (B, K, D).
+
+    With per-token ``weight`` (B, K), each clip's loss is its weighted mean
+    sum_i w_i |.|_i / sum_i w_i, and clips are averaged: every clip counts the same, and the
+    loss of a batch split over processes averages to the loss of the whole batch (DDP).
+    """
     err = (pred - target).abs().mean(dim=-1)  # (B, K)
     if weight is None:
         return err.mean()
-    return (err * weight).sum() / weight.sum().clamp_min(1e-12)
+    return ((err * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1e-12)).mean()
 
 
 def distill_loss(

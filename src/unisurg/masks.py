@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -38,40 +40,85 @@ def block_size(spec: MaskSpec, grid: tuple[int, int, int], g: torch.Generator) -
     return t, h, w
 
 
+def placement_probs(saliency: torch.Tensor, t: int, h: int, w: int, bias: float) -> torch.Tensor:
+    """Probability of each block position (t0, y0, x0) ∝ (mean saliency under the block)^bias.
+
+    saliency (T', H', W') -> (T'-t+1, H'-h+1, W'-w+1), sums to 1. bias 0 = uniform placement.
+    """
+    box = F.avg_pool3d(saliency[None, None].float(), kernel_size=(t, h, w), stride=1)[0, 0]
+    score = box.clamp_min(1e-6) ** bias
+    return score / score.sum()
+
+
 def sample_masks(
-    batch_size: int, grid: tuple[int, int, int], spec: MaskSpec, g: torch.Generator
+    batch_size: int,
+    grid: tuple[int, int, int],
+    spec: MaskSpec,
+    g: torch.Generator,
+    saliency: torch.Tensor | None = None,
+    bias: float = 0.0,
+    sample_generators: list[torch.Generator] | None = None,
+    lengths: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (context, target) index tensors, each (B, K) int64, sorted ascending per row."""
+    """-> (context, target) index tensors, each (B, K) int64, sorted ascending per row.
+
+    The block size is drawn once from ``g`` (shared by the batch, as in V-JEPA); block positions
+    from ``sample_generators[b]`` when given (so a sample's mask does not depend on which
+    process draws it), else from ``g``. With ``saliency`` (B, T', H', W') and ``bias`` > 0,
+    blocks land preferentially where the saliency (motion) is high: motion-guided masking.
+    Rows are truncated to the shortest row, or to ``lengths`` = (context, target) when the
+    minimum is taken over a larger (distributed) batch.
+    """
     T, H, W = grid
     t, h, w = block_size(spec, grid, g)
     ctx, tgt = [], []
-    for _ in range(batch_size):
+    for b in range(batch_size):
+        gb = sample_generators[b] if sample_generators is not None else g
+        probs = placement_probs(saliency[b], t, h, w, bias).flatten() if saliency is not None and bias > 0 else None
         for _attempt in range(20):
             keep = torch.ones(T, H, W, dtype=torch.bool)
             for _ in range(spec.num_blocks):
-                t0 = int(torch.randint(0, T - t + 1, (1,), generator=g))
-                y0 = int(torch.randint(0, H - h + 1, (1,), generator=g))
-                x0 = int(torch.randint(0, W - w + 1, (1,), generator=g))
+                if probs is None:
+                    t0 = int(torch.randint(0, T - t + 1, (1,), generator=gb))
+                    y0 = int(torch.randint(0, H - h + 1, (1,), generator=gb))
+                    x0 = int(torch.randint(0, W - w + 1, (1,), generator=gb))
+                else:
+                    k = int(torch.multinomial(probs, 1, generator=gb))
+                    t0, rem = divmod(k, (H - h + 1) * (W - w + 1))
+                    y0, x0 = divmod(rem, W - w + 1)
                 keep[t0 : t0 + t, y0 : y0 + h, x0 : x0 + w] = False
             flat = keep.flatten()
             if flat.any() and (~flat).any():  # need some context and some target
                 break
         ctx.append(torch.nonzero(flat).squeeze(1))
         tgt.append(torch.nonzero(~flat).squeeze(1))
-    kc = min(len(c) for c in ctx)
-    kt = min(len(c) for c in tgt)
+    kc, kt = lengths if lengths is not None else (min(len(c) for c in ctx), min(len(c) for c in tgt))
     return torch.stack([c[:kc] for c in ctx]), torch.stack([c[:kt] for c in tgt])
 
 
 class MaskCollator:
-    """DataLoader collate_fn: stacks clips and draws one (context, target) pair per mask spec.
-
-    Seeded from (seed, batch counter) so a resumed run draws the same masks as an uninterrupted one.
+    """Draws one (context, target) pair per mask spec for a batch, as a pure function of
+    (seed, step, global sample index): a resumed run, or a run split over several processes,
+    draws exactly the masks of an uninterrupted single-process run.
     """
 
     def __init__(self, specs: list[MaskSpec], grid: tuple[int, int, int], seed: int) -> None:
         self.specs, self.grid, self.seed = specs, grid, seed
 
-    def __call__(self, batch_index: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + batch_index)
-        return [sample_masks(batch_size, self.grid, s, g) for s in self.specs]
+    def __call__(
+        self, step: int, sample_ids: list[int], saliency: torch.Tensor | None = None, bias: float = 0.0, reduce_min=None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``reduce_min(list[int]) -> list[int]`` takes the element-wise minimum over processes."""
+        out = []
+        for k, spec in enumerate(self.specs):
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + step * 101 + k)
+            gens = [
+                torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, step, k, i]).generate_state(1)[0]))
+                for i in sample_ids
+            ]
+            c, t = sample_masks(len(sample_ids), self.grid, spec, g, saliency, bias, gens)
+            if reduce_min is not None:
+                kc, kt = reduce_min([c.size(1), t.size(1)])
+                c, t = c[:, :kc], t[:, :kt]
+            out.append((c, t))
+        return out

@@ -1,16 +1,25 @@
-"""V-JEPA-style pretraining loop (latent prediction with an EMA teacher).
+"""Pretraining: V-JEPA latent prediction with the three UniSurg objectives, or pixel reconstruction.
 
-One training step, for a batch of clips x (B, 3, T, H, W) on a (T', H', W') token grid:
+One step, for a global batch of clips x (B, 3, T, H, W) on a (T', H', W') token grid:
 
-1. draw (context, target) token indices per mask generator (multiblock 3D masks);
-2. teacher: h = LN(target_encoder(x)) (B, N, D), no gradient;
-3. student: z = predictor(encoder(x | context), context, target) (B, K_t, D) per generator;
-4. loss = mean over generators of L1(z, h[target]);
-5. AdamW step (no decay on biases/norms), gradient clipping, then EMA update of the teacher.
+1. motion saliency m̂ (B, N) per tubelet (optical flow from the loader, or frame difference);
+2. (context, target) token indices per mask generator — multiblock 3D masks, placed
+   preferentially on moving tokens when ``motion.mask_bias`` > 0;
+3. latent objective: teacher h = LN(target_encoder(x)) (B, N, D) without gradient; student
+   z = predictor(encoder(x | context)) at the target positions (B, K_t, D);
+   loss = L1(z, h_target; weights 1 + α·m̂) + affinity_weight · KL-affinity(z, h_target)
+        + diversity_weight · (variance + cov_weight · covariance)(encoder context tokens);
+   pixel objective (baseline): the predictor regresses the masked tubelets' normalised
+   pixels (MSE), no teacher;
+4. AdamW (no decay on biases/norms), gradient clipping, EMA update of the teacher.
 
-Checkpoints are written atomically every ``checkpoint_every`` steps and at the end; a run
-finding ``checkpoint.pt`` in its output folder resumes from it and reaches the same weights
-as an uninterrupted run (batches and masks are functions of (seed, step)).
+Every random choice is a function of (seed, step, sample index), so a resumed run, or a run
+split over ``torchrun`` processes (DDP), follows the single-process trajectory. Checkpoints
+are atomic; ``checkpoint.pt`` in the output folder is resumed from. Telemetry (token feature
+std, effective rank, periodic region probe) goes to ``log.csv``. The exported encoder
+(``encoder.pt``) is the EMA target encoder (``export: target``, the V-JEPA choice) or the
+online context encoder (``export: context``), always the final one: the telemetry is there to
+show a collapsing run, not to cherry-pick a checkpoint on a benchmark.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from .checkpoint import count_params, encoder_payload, load_checkpoint, save_checkpoint
@@ -30,54 +40,156 @@ from .ema import ema_update, momentum_at
 from .io import write_json
 from .losses import gather_tokens, latent_l1, normalize_targets
 from .masks import MaskCollator, MaskSpec
-from .models import Predictor, create_model
+from .models import Predictor, VisionTransformer, create_model
+from .objectives import (
+    affinity_loss,
+    diversity_loss,
+    framediff_saliency,
+    motion_weights,
+    normalize_saliency,
+    pixel_targets,
+)
 from .schedules import lr_at
-from .trainer import StepLog, param_groups, seed_everything, set_lr
+from .telemetry import RegionProbe, effective_rank, feature_std
+from .trainer import Dist, StepLog, param_groups, seed_everything, set_lr, setup_distributed, teardown_distributed
 
 log = logging.getLogger(__name__)
 
-LOG_FIELDS = ["step", "loss", "lr", "momentum", "seconds"]
+LOG_FIELDS = [
+    "step",
+    "loss",
+    "pred",
+    "affinity",
+    "diversity",
+    "lr",
+    "momentum",
+    "feat_std",
+    "eff_rank",
+    "probe_region_acc",
+    "seconds",
+]
+
+
+class JEPA(nn.Module):
+    """Encoder + predictor behind one forward, so DDP sees a single forward per step."""
+
+    def __init__(self, encoder: VisionTransformer, predictor: Predictor) -> None:
+        super().__init__()
+        self.encoder, self.predictor = encoder, predictor
+
+    def forward(
+        self, x: torch.Tensor, masks: list[tuple[torch.Tensor, torch.Tensor]], grid: tuple[int, int, int]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """-> per mask generator: (predictions at target positions (B, K_t, D_out), context tokens (B, K_c, D))."""
+        out = []
+        for k, (ctx, tgt) in enumerate(masks):
+            z_ctx = self.encoder(x, [ctx])
+            out.append((self.predictor(z_ctx, ctx, tgt, grid, mask_index=k), z_ctx))
+        return out
+
+
+def step_losses(
+    p: PretrainParams,
+    outs,
+    masks,
+    h: torch.Tensor | None,
+    x: torch.Tensor,
+    m_hat: torch.Tensor | None,
+    grid: tuple[int, int, int],
+    tubelet: int,
+    patch: int,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its parts, averaged over mask generators."""
+    pred_l, aff_l, div_l = [], [], []
+    targets_px = pixel_targets(x, tubelet, patch) if p.objective == "pixel" else None
+    for (z, z_ctx), (_, tgt) in zip(outs, masks):
+        if p.objective == "pixel":
+            pred_l.append((z - gather_tokens(targets_px, tgt)).pow(2).mean())
+            continue
+        ht = gather_tokens(h, tgt)  # (B, K_t, D)
+        w = motion_weights(m_hat, tgt, p.motion.loss_alpha) if m_hat is not None and p.motion.loss_alpha else None
+        pred_l.append(latent_l1(z, ht, w))
+        if p.affinity.weight:
+            sp, tm = affinity_loss(z, ht, tgt, grid, p.affinity.tau, p.affinity.max_tokens)
+            aff_l.append(0.5 * (sp + tm))
+        if p.diversity.weight:
+            var, cov = diversity_loss(z_ctx, p.diversity.gamma)
+            div_l.append(var + p.diversity.cov_weight * cov)
+    pred = torch.stack(pred_l).mean()
+    aff = torch.stack(aff_l).mean() if aff_l else torch.zeros(())
+    div = torch.stack(div_l).mean() if div_l else torch.zeros(())
+    total = pred + p.affinity.weight * aff + p.diversity.weight * div
+    return total, {"pred": pred.item(), "affinity": aff.item(), "diversity": div.item()}
 
 
 def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress: bool = True) -> dict:
     """Pretrain on the clip table ``clips``; write checkpoint.pt, encoder.pt, log.csv, metrics.json to ``out``."""
+    d = setup_distributed()
+    try:
+        return _run(clips, out, p, seed, d, progress and d.is_main)
+    finally:
+        teardown_distributed(d)
+
+
+def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
 
-    # 1. models
-    encoder = create_model(p.arch)
-    target = copy.deepcopy(encoder).requires_grad_(False)
+    # 1. models (identical initial weights on every rank: same seed)
+    encoder = create_model(p.arch, use_activation_checkpointing=p.activation_checkpointing)
+    tubelet, patch = encoder.tubelet_size, encoder.patch_size
+    out_dim = tubelet * patch * patch * 3 if p.objective == "pixel" else None
     predictor = Predictor(
-        encoder.embed_dim, p.predictor.embed_dim, p.predictor.depth, p.predictor.num_heads, num_mask_tokens=len(p.masks)
+        encoder.embed_dim,
+        p.predictor.embed_dim,
+        p.predictor.depth,
+        p.predictor.num_heads,
+        num_mask_tokens=len(p.masks),
+        out_embed_dim=out_dim,
     )
+    target = copy.deepcopy(encoder).requires_grad_(False) if p.objective == "latent" else None
+    model = JEPA(encoder, predictor).to(d.device)
+    if target is not None:
+        target.to(d.device)
     opt = torch.optim.AdamW(
         param_groups([encoder, predictor], p.optim.weight_decay), lr=p.optim.lr, betas=p.optim.betas
     )
 
-    # 2. resume
+    # 2. resume (every rank loads the same checkpoint)
     ckpt_path = out / "checkpoint.pt"
     start = 0
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
         encoder.load_state_dict(ck["encoder"])
-        target.load_state_dict(ck["target_encoder"])
         predictor.load_state_dict(ck["predictor"])
+        if target is not None:
+            target.load_state_dict(ck["target_encoder"])
         opt.load_state_dict(ck["optimizer"])
         start = int(ck["step"])
         log.info("resuming pretraining from step %d", start)
+    ddp = nn.parallel.DistributedDataParallel(model) if d.world > 1 else model
 
     # 3. data and masks
-    grid = (p.clip.frames // encoder.tubelet_size, p.clip.size // encoder.patch_size, p.clip.size // encoder.patch_size)
-    table = ClipTable(str(clips), p.clip.frames, p.clip.size)
-    sampler = StepBatchSampler(table.weight, p.batch_size, seed, start, p.steps)
+    grid = (p.clip.frames // tubelet, p.clip.size // patch, p.clip.size // patch)
+    flow = (tubelet, patch) if p.motion.enabled and p.motion.source == "flow" else None
+    table = ClipTable(str(clips), p.clip.frames, p.clip.size, flow=flow)
+    sampler = StepBatchSampler(table.weight, p.batch_size, seed, start, p.steps, d.rank, d.world)
     loader = torch.utils.data.DataLoader(table, batch_sampler=sampler, num_workers=p.num_workers)
     collate = MaskCollator(
         [MaskSpec(m.num_blocks, m.spatial_scale, m.temporal_scale, m.aspect_ratio) for m in p.masks], grid, seed
     )
-    steplog = StepLog(out / "log.csv", LOG_FIELDS, resume_step=start)
+    sample_ids = list(range(p.batch_size))[sampler.local_slice()]
+    probe = RegionProbe(str(clips), seed=seed) if d.is_main and p.probe_every else None
+    steplog = StepLog(out / "log.csv", LOG_FIELDS, resume_step=start) if d.is_main else None
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if d.device.type == "cuda"
+        else torch.autocast("cpu", enabled=False)
+    )
 
     def save(step: int) -> None:
+        if not d.is_main:
+            return
         save_checkpoint(
             ckpt_path,
             {
@@ -86,8 +198,8 @@ def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress:
                 "config": encoder.config,
                 "predictor_config": predictor.config,
                 "encoder": encoder.state_dict(),
-                "target_encoder": target.state_dict(),
                 "predictor": predictor.state_dict(),
+                "target_encoder": target.state_dict() if target is not None else None,
                 "optimizer": opt.state_dict(),
                 "step": step,
                 "params": p.model_dump(mode="json"),
@@ -95,44 +207,66 @@ def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress:
         )
 
     # 4. loop
-    encoder.train()
-    predictor.train()
+    model.train()
     t0 = time.perf_counter()
-    tokens_seen = 0
-    loss_val = float("nan")
+    tokens_seen, loss_val, parts = 0, float("nan"), {}
     bar = tqdm(total=p.steps, initial=start, desc="pretrain", disable=not progress, mininterval=2.0)
-    for step, x in enumerate(loader, start=start):
+    for step, batch in enumerate(loader, start=start):
+        x = batch["clip"].to(d.device, non_blocking=True)
         lr = lr_at(
             step, p.steps, p.optim.lr, p.optim.start_lr, p.optim.final_lr, p.optim.warmup_steps, p.optim.schedule
         )
         set_lr(opt, lr)
-        m = momentum_at(step, p.steps, *p.ema)
-        masks = collate(step, x.size(0))
-        with torch.no_grad():
-            h = normalize_targets(target(x))  # (B, N, D)
-        losses = []
-        for k, (ctx, tgt) in enumerate(masks):
-            z = predictor(encoder(x, [ctx]), ctx, tgt, grid, mask_index=k)  # (B, Kt, D)
-            losses.append(latent_l1(z, gather_tokens(h, tgt)))
-        loss = torch.stack(losses).mean()
+        mom = momentum_at(step, p.steps, *p.ema)
+        m_hat = None
+        if p.motion.enabled:
+            m = batch["motion"].to(d.device) if flow else framediff_saliency(x, tubelet, patch)
+            m_hat = normalize_saliency(m)  # (B, N)
+        masks = collate(
+            step,
+            sample_ids,
+            m_hat.view(-1, *grid).cpu() if m_hat is not None else None,
+            p.motion.mask_bias if p.motion.enabled else 0.0,
+            d.reduce_min,
+        )
+        masks = [(c.to(d.device), t.to(d.device)) for c, t in masks]
+        with autocast:
+            h = None
+            if target is not None:
+                with torch.no_grad():
+                    h_raw = target(x)
+                    h = normalize_targets(h_raw)  # (B, N, D)
+            outs = ddp(x, masks, grid)
+            loss, parts = step_losses(p, outs, masks, h, x, m_hat, grid, tubelet, patch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if p.optim.clip_grad:
-            torch.nn.utils.clip_grad_norm_([*encoder.parameters(), *predictor.parameters()], p.optim.clip_grad)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), p.optim.clip_grad)
         opt.step()
-        ema_update(target, encoder, m)
-        loss_val = loss.item()
-        if not torch.isfinite(loss):
+        if target is not None:
+            ema_update(target, encoder, mom)
+        loss_val = d.mean(loss.item())
+        if not torch.isfinite(torch.tensor(loss_val)):
             raise FloatingPointError(f"pretraining diverged at step {step}: loss {loss_val}")
-        tokens_seen += x.size(0) * grid[0] * grid[1] * grid[2]
+        tokens_seen += x.size(0) * d.world * grid[0] * grid[1] * grid[2]
         done = step + 1
-        if done % p.log_every == 0 or done == p.steps:
+        if steplog is not None and (done % p.log_every == 0 or done == p.steps):
+            feats = h_raw if target is not None else outs[0][1]
+            acc = ""
+            if probe is not None and probe.usable and (done % p.probe_every == 0 or done == p.steps):
+                acc = f"{probe.score(target or encoder, lambda r: table[int(r)]['clip'].to(d.device)):.4f}"
             steplog.write(
                 {
                     "step": done,
                     "loss": f"{loss_val:.6f}",
+                    "pred": f"{parts['pred']:.6f}",
+                    "affinity": f"{parts['affinity']:.6f}",
+                    "diversity": f"{parts['diversity']:.6f}",
                     "lr": f"{lr:.3e}",
-                    "momentum": f"{m:.6f}",
+                    "momentum": f"{mom:.6f}",
+                    "feat_std": f"{feature_std(feats):.5f}",
+                    "eff_rank": f"{effective_rank(feats):.3f}",
+                    "probe_region_acc": acc,
                     "seconds": f"{time.perf_counter() - t0:.2f}",
                 }
             )
@@ -143,15 +277,39 @@ def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress:
     bar.close()
     elapsed = time.perf_counter() - t0
 
-    # 5. outputs: the full checkpoint (for resume) and the EMA encoder used downstream
+    # 5. outputs: the full checkpoint (for resume) and the exported encoder used downstream
     save(p.steps)
-    save_checkpoint(out / "encoder.pt", encoder_payload(target, p.arch, objective=p.objective, steps=p.steps))
-    metrics = {
-        "final_loss": round(loss_val, 6),
-        "steps": p.steps,
-        "encoder_params": count_params(encoder),
-        "predictor_params": count_params(predictor),
-        "tokens_per_second": round(tokens_seen / elapsed, 1) if elapsed > 0 and tokens_seen else None,
-    }
-    write_json(out / "metrics.json", metrics)
+    metrics = {}
+    if d.is_main:
+        exported = target if (p.export == "target" and target is not None) else encoder
+        save_checkpoint(
+            out / "encoder.pt",
+            encoder_payload(
+                exported,
+                p.arch,
+                objective=p.objective,
+                steps=p.steps,
+                exported=p.export if target is not None else "context",
+            ),
+        )
+        rows = _last_row(out / "log.csv")
+        metrics = {
+            "final_loss": round(loss_val, 6),
+            "steps": p.steps,
+            "encoder_params": count_params(encoder),
+            "predictor_params": count_params(predictor),
+            "final_eff_rank": float(rows.get("eff_rank") or "nan"),
+            "final_feat_std": float(rows.get("feat_std") or "nan"),
+            "final_probe_region_acc": float(rows["probe_region_acc"]) if rows.get("probe_region_acc") else None,
+            "tokens_per_second": round(tokens_seen / elapsed, 1) if elapsed > 0 and tokens_seen else None,
+        }
+        write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _last_row(path: Path) -> dict:
+    import csv
+
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return rows[-1] if rows else {}

@@ -77,6 +77,7 @@ def _suites(gx, videos: pd.DataFrame, clips: pd.DataFrame) -> dict[str, list]:
             E.ExpectColumnValuesToBeBetween(column="num_frames", min_value=2),
             E.ExpectColumnValuesToBeBetween(column="weight", min_value=0.0, strict_min=True),
             E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="end_s", column_B="start_s"),
+            E.ExpectColumnValuesToBeBetween(column="motion", min_value=0.0, max_value=255.0),
             # every clip belongs to a kept video (never a quarantined/excluded/duplicate one)
             E.ExpectColumnValuesToBeInSet(column="video_id", value_set=sorted(kept["video_id"].tolist())),
         ]

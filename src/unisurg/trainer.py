@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +55,78 @@ class StepLog:
     def write(self, row: dict) -> None:
         with open(self.path, "a", newline="") as fh:
             csv.DictWriter(fh, fieldnames=self.fields).writerow({k: row[k] for k in self.fields})
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process sits in a (possibly single-process) run."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def reduce_min(self, values: list[int]) -> list[int]:
+        """Element-wise minimum over processes (identity when single-process)."""
+        if self.world == 1:
+            return values
+        import torch.distributed as dist
+
+        t = torch.tensor(values, dtype=torch.int64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return t.tolist()
+
+    def mean(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world
+
+
+def setup_distributed() -> Dist:
+    """Read the torchrun environment; fail loudly on a half-configured launch.
+
+    Single process: no WORLD_SIZE / RANK / LOCAL_RANK in the environment. Under ``torchrun``
+    all three are set; a process that sees only some of them, or a world size that the process
+    group does not confirm, raises instead of silently training alone.
+    """
+    env = os.environ
+    keys = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
+    present = [k for k in keys if k in env]
+    cuda = torch.cuda.is_available()
+    if not present:
+        return Dist(device=torch.device("cuda", 0) if cuda else torch.device("cpu"))
+    if len(present) != len(keys):
+        missing = sorted(set(keys) - set(present))
+        raise RuntimeError(f"misconfigured distributed launch: {present} set but {missing} missing (use torchrun)")
+    world, rank, local = (int(env[k]) for k in keys)
+    if not 0 <= rank < world:
+        raise RuntimeError(f"misconfigured distributed launch: RANK={rank} not in [0, WORLD_SIZE={world})")
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if world > 1:
+        import torch.distributed as dist
+
+        if cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if cuda else "gloo")
+        if dist.get_world_size() != world:
+            raise RuntimeError(f"process group has {dist.get_world_size()} ranks, WORLD_SIZE says {world}")
+    return Dist(rank=rank, world=world, local_rank=local, device=device)
+
+
+def teardown_distributed(d: Dist) -> None:
+    if d.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()

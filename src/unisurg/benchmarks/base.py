@@ -209,8 +209,23 @@ def get_benchmark(name: str) -> Benchmark:
 
 # The paper's numbering of the UniSurg-17 suite (benchmarks.md): tables follow this order.
 SUITE_ORDER = (
-    "cholec80", "m2cai16", "autolaparo", "heichole", "multibypass140", "pitvis", "egosurgery", "pmlr50",
-    "ophnet2024", "surgicalactions160", "polypdiag", "cholect50", "jigsaws", "cvc12k", "kvasirseg", "c3vd", "scared",
+    "cholec80",
+    "m2cai16",
+    "autolaparo",
+    "heichole",
+    "multibypass140",
+    "pitvis",
+    "egosurgery",
+    "pmlr50",
+    "ophnet2024",
+    "surgicalactions160",
+    "polypdiag",
+    "cholect50",
+    "jigsaws",
+    "cvc12k",
+    "kvasirseg",
+    "c3vd",
+    "scared",
 )
 
 

@@ -1,0 +1,158 @@
+"""The three UniSurg additions to latent prediction, and the pixel-reconstruction baseline.
+
+The paper does not publish its loss formulas; these are the instantiations we chose, every
+coefficient exposed in ``params.yaml`` (``pretrain.motion``, ``pretrain.affinity``,
+``pretrain.diversity``). Shapes: B clips, N = T'H'W' tokens (t-major), D features.
+
+1. **Motion-guided latent prediction.** Per-tubelet motion saliency ``m_i`` (B, N): the mean
+   optical-flow magnitude over the tubelet's pixels, after subtracting each frame's median
+   flow (camera motion), from OpenCV Farnebäck on the decoded frames; or, as a cheap proxy,
+   the mean absolute difference between consecutive frames. Normalised per clip,
+   ``m̂ = m / mean(m)``. It weights the latent L1 loss over target tokens,
+   ``L = Σ_i w_i |z_i − sg(LN(h_i))|_1 / Σ_i w_i`` with ``w_i = 1 + α·m̂_i``, and biases mask
+   placement: a block's position is drawn with probability ∝ (mean m̂ under it)^β.
+2. **Spatiotemporal affinity self-distillation.** With L2-normalised predicted tokens ẑ and
+   teacher tokens ĥ at the target positions, ``A = softmax(ẑẑᵀ/τ)`` row-wise over the
+   tokens that share the row token's time step (spatial affinity) or its spatial position
+   (temporal affinity), the diagonal excluded; the loss is the mean over rows of
+   ``KL(A_teacher ‖ A_student)``, spatial and temporal averaged. At most ``max_tokens``
+   spatial positions per clip are used (all their time steps kept).
+3. **Feature diversity regularisation** on the encoder's context tokens z (B, K, D), per clip
+   over the token axis: ``mean_d relu(γ − sqrt(Var_k z_kd + ε))`` plus ``cov_weight ·``
+   (sum of squared off-diagonal covariances)/D (VICReg-style), averaged over clips.
+
+Baseline: **pixel reconstruction** (VideoMAE-style) regresses each masked tubelet's pixels,
+normalised per patch (mean 0, variance 1), with an MSE loss.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------- motion saliency
+
+
+def framediff_saliency(x: torch.Tensor, tubelet: int, patch: int) -> torch.Tensor:
+    """Cheap motion proxy. x (B, C, T, H, W) -> m (B, N): mean |x_{t} − x_{t−1}| per tubelet."""
+    d = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=1)  # (B, T-1, H, W)
+    d = torch.cat([d[:, :1], d], dim=1)  # frame 0 reuses the first difference -> (B, T, H, W)
+    m = F.avg_pool3d(d.unsqueeze(1), kernel_size=(tubelet, patch, patch)).squeeze(1)  # (B, T', H', W')
+    return m.flatten(1)
+
+
+def flow_saliency(frames: np.ndarray, tubelet: int, patch: int, size: int) -> np.ndarray:
+    """Camera-compensated optical-flow magnitude per tubelet.
+
+    frames: uint8 (T, H, W, 3) RGB (any size; flow is computed at ``size`` x ``size``) -> (N,)
+    float32 with N = (T / tubelet) * (size / patch)^2. Uses OpenCV Farnebäck between
+    consecutive frames; each flow field's median vector (the camera's pan/shake) is removed
+    so that moving instruments and tissue stand out from camera motion.
+    """
+    grey = [cv2.cvtColor(cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY) for f in frames]
+    mags = np.zeros((len(frames), size, size), np.float32)
+    for t in range(1, len(frames)):
+        flow = cv2.calcOpticalFlowFarneback(grey[t - 1], grey[t], None, 0.5, 2, 9, 2, 5, 1.1, 0)  # (H, W, 2)
+        flow -= np.median(flow.reshape(-1, 2), axis=0)
+        mags[t] = np.linalg.norm(flow, axis=-1)
+    mags[0] = mags[1] if len(frames) > 1 else 0.0
+    T = len(frames)
+    m = mags.reshape(T // tubelet, tubelet, size // patch, patch, size // patch, patch).mean(axis=(1, 3, 5))
+    return m.reshape(-1).astype(np.float32)
+
+
+def normalize_saliency(m: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """m̂ = m / mean(m) per clip: (B, N) -> (B, N), mean 1 per row (all-static clips stay all-1)."""
+    mean = m.mean(dim=1, keepdim=True)
+    return torch.where(mean > eps, m / mean.clamp_min(eps), torch.ones_like(m))
+
+
+def motion_weights(m_hat: torch.Tensor, idx: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Loss weights of target tokens: w = 1 + α·m̂ gathered at idx. m_hat (B, N), idx (B, K) -> (B, K)."""
+    return 1.0 + alpha * torch.gather(m_hat, 1, idx)
+
+
+# --------------------------------------------------------------------------- affinity
+
+
+def _affinity_kl(s_logits: torch.Tensor, t_logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Mean over rows with >= 1 allowed entry of KL(softmax(t) || softmax(s)) restricted to ``allowed``.
+
+    s_logits, t_logits (B, K, K); allowed (B, K, K) bool.
+    """
+    neg = torch.finfo(s_logits.dtype).min
+    s = s_logits.masked_fill(~allowed, neg)
+    t = t_logits.masked_fill(~allowed, neg)
+    log_ps, log_pt = F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1)
+    kl = (log_pt.exp() * (log_pt - log_ps)).masked_fill(~allowed, 0.0).sum(-1)  # (B, K)
+    rows = allowed.any(-1)
+    return kl[rows].mean() if rows.any() else s_logits.sum() * 0.0
+
+
+def affinity_loss(
+    z: torch.Tensor,
+    h: torch.Tensor,
+    idx: torch.Tensor,
+    grid: tuple[int, int, int],
+    tau: float,
+    max_tokens: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spatial and temporal affinity distillation losses.
+
+    z: student (predicted) tokens (B, K, D); h: teacher tokens at the same positions (B, K, D),
+    no gradient; idx: their token indices (B, K). Returns (spatial, temporal) scalar losses.
+    """
+    per_frame = grid[1] * grid[2]
+    t_id, s_id = idx // per_frame, idx % per_frame  # (B, K) time step and spatial position
+    if max_tokens and z.size(1) > max_tokens:
+        # keep every time step of a random subset of spatial positions (row 0's positions)
+        pos = torch.unique(s_id[0])
+        keep_n = max(1, max_tokens * len(pos) // z.size(1))
+        chosen = pos[torch.randperm(len(pos), generator=generator)[:keep_n]]
+        sel = torch.isin(s_id[0], chosen)
+        z, h, t_id, s_id = z[:, sel], h[:, sel], t_id[:, sel], s_id[:, sel]
+    zn, hn = F.normalize(z, dim=-1), F.normalize(h, dim=-1)
+    s_logits = zn @ zn.transpose(1, 2) / tau  # (B, K, K)
+    t_logits = hn @ hn.transpose(1, 2) / tau
+    eye = torch.eye(z.size(1), dtype=torch.bool, device=z.device).unsqueeze(0)
+    same_t = (t_id.unsqueeze(2) == t_id.unsqueeze(1)) & ~eye
+    same_s = (s_id.unsqueeze(2) == s_id.unsqueeze(1)) & ~eye
+    return _affinity_kl(s_logits, t_logits, same_t), _affinity_kl(s_logits, t_logits, same_s)
+
+
+# --------------------------------------------------------------------------- diversity
+
+
+def diversity_loss(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """VICReg-style variance and covariance terms over the token axis of each clip.
+
+    z (B, K, D) -> (variance_term, covariance_term), each averaged over clips:
+    variance = mean_d relu(γ − sqrt(Var_k z_kd + ε)); covariance = Σ_{d≠e} C_de² / D.
+    """
+    zc = z - z.mean(dim=1, keepdim=True)
+    var = zc.pow(2).sum(dim=1) / max(z.size(1) - 1, 1)  # (B, D), unbiased over tokens
+    var_term = F.relu(gamma - torch.sqrt(var + eps)).mean()
+    cov = zc.transpose(1, 2) @ zc / max(z.size(1) - 1, 1)  # (B, D, D)
+    off = cov - torch.diag_embed(torch.diagonal(cov, dim1=1, dim2=2))
+    cov_term = (off.pow(2).sum(dim=(1, 2)) / z.size(2)).mean()
+    return var_term, cov_term
+
+
+# --------------------------------------------------------------------------- pixel baseline
+
+
+def patchify(x: torch.Tensor, tubelet: int, patch: int) -> torch.Tensor:
+    """x (B, C, T, H, W) -> tubelet pixels (B, N, tubelet*patch*patch*C), t-major token order."""
+    B, C, T, H, W = x.shape
+    x = x.reshape(B, C, T // tubelet, tubelet, H // patch, patch, W // patch, patch)
+    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)  # (B, T', H', W', tubelet, p, p, C)
+    return x.reshape(B, (T // tubelet) * (H // patch) * (W // patch), -1)
+
+
+def pixel_targets(x: torch.Tensor, tubelet: int, patch: int, eps: float = 1e-6) -> torch.Tensor:
+    """VideoMAE targets: each tubelet's pixels normalised to mean 0 / variance 1. -> (B, N, P)."""
+    p = patchify(x, tubelet, patch)
+    return (p - p.mean(-1, keepdim=True)) / (p.var(-1, keepdim=True, unbiased=True) + eps).sqrt()

@@ -1,0 +1,192 @@
+"""The UniSurg objectives and the pixel baseline on hand-computed and rendered inputs."""
+
+import numpy as np
+import pytest
+import torch
+
+from unisurg.masks import MaskSpec, placement_probs, sample_masks
+from unisurg.models import Predictor, create_model
+from unisurg.objectives import (
+    affinity_loss,
+    diversity_loss,
+    flow_saliency,
+    framediff_saliency,
+    motion_weights,
+    normalize_saliency,
+    patchify,
+    pixel_targets,
+)
+from unisurg.synth.looks import LOOKS
+from unisurg.synth.procedure import make_track, new_plan
+from unisurg.synth.scene import SceneRenderer
+
+
+def _scene(smoke: bool, tool_moves: bool):
+    """16 frames of 64 px: static camera, optional full-frame smoke, one instrument in the top-left quadrant."""
+    look = LOOKS["lap_chole"].__class__(
+        **{**LOOKS["lap_chole"].__dict__, "pan": 0.0, "shake": 0.0, "speculars": 0, "fluid": 0.0}
+    )
+    plan = new_plan(look, 64, 25.0, 16, seed=3, target_names=["liver"])
+    plan.smoke = [(0, 16)] if smoke else []
+    plan.shake = []
+    rng = np.random.default_rng(0)
+    tr = make_track("hook", "dissect", None, 0, 16, plan, rng)
+    # the camera shows world [32, 96)^2; the tip stays in the top-left quadrant, sweeping sideways or still
+    sweep = 8.0 * np.sin(np.arange(16) * 0.9) if tool_moves else np.zeros(16)
+    tr.tip = np.stack([32.0 + 16 + sweep, np.full(16, 32.0 + 14)], 1).astype(np.float32)
+    tr.entry = np.array([0.0, 0.0], np.float32)
+    tr.active[:] = True
+    plan.tracks = [tr]
+    r = SceneRenderer(plan)
+    return np.stack([r.frame(t) for t in range(16)])  # (16, 64, 64, 3)
+
+
+@pytest.mark.parametrize("estimator, smoke", [("flow", True), ("flow", False), ("framediff", False)])
+def test_motion_saliency_highlights_the_moving_instrument_not_tissue_or_smoke(estimator, smoke):
+    # optical flow (the default) separates the instrument from drifting smoke; the frame-difference
+    # proxy only from static tissue (smoke changes pixels too: that is why flow is the default)
+    frames = _scene(smoke=smoke, tool_moves=True)
+    if estimator == "flow":
+        m = flow_saliency(frames, tubelet=2, patch=16, size=64).reshape(8, 4, 4)
+    else:
+        x = torch.from_numpy(frames).float().permute(3, 0, 1, 2)[None] / 255
+        m = framediff_saliency(x, 2, 16)[0].reshape(8, 4, 4).numpy()
+    tool = m[:, :2, :2].mean()  # the instrument moves in the top-left quadrant
+    rest = m[:, 2:, 2:].mean()  # static tissue (under drifting smoke)
+    assert tool > 2 * rest, (tool, rest)
+    static = _scene(smoke=False, tool_moves=False)
+    ms = (
+        flow_saliency(static, 2, 16, 64)
+        if estimator == "flow"
+        else framediff_saliency(torch.from_numpy(static).float().permute(3, 0, 1, 2)[None] / 255, 2, 16)[0].numpy()
+    )
+    assert ms.reshape(8, 4, 4)[:, :2, :2].mean() < 0.5 * tool  # a still instrument is not salient
+
+
+def test_saliency_normalisation_and_weights():
+    m = torch.tensor([[1.0, 3.0], [0.0, 0.0]])
+    mh = normalize_saliency(m)
+    assert torch.allclose(mh, torch.tensor([[0.5, 1.5], [1.0, 1.0]]))  # a static clip stays uniform
+    w = motion_weights(mh, torch.tensor([[1], [0]]), alpha=2.0)
+    assert torch.allclose(w, torch.tensor([[4.0], [3.0]]))
+
+
+def test_affinity_loss_hand_computed():
+    # 1 clip, grid (2, 1, 2): tokens 0,1 at t=0 and 2,3 at t=1; spatial positions 0,1
+    idx = torch.tensor([[0, 1, 2, 3]])
+    z = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]])
+    sp, tm = affinity_loss(z, z.clone(), idx, (2, 1, 2), tau=0.5, max_tokens=0)
+    assert sp.item() == pytest.approx(0.0, abs=1e-7) and tm.item() == pytest.approx(0.0, abs=1e-7)
+    h = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]]])
+    # every row has exactly one allowed partner (one other token per time step / per position):
+    # a one-entry softmax is 1 for both, so the KL is 0 whatever the features -> the loss needs >= 2 partners
+    sp, tm = affinity_loss(z, h, idx, (2, 1, 2), tau=0.5, max_tokens=0)
+    assert sp.item() == pytest.approx(0.0, abs=1e-7) and tm.item() == pytest.approx(0.0, abs=1e-7)
+    # grid (1, 1, 3): three tokens in one frame; token 0 compares partners 1 and 2
+    idx = torch.tensor([[0, 1, 2]])
+    zs = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
+    ht = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
+    sp, tm = affinity_loss(zs, ht, idx, (1, 1, 3), tau=1.0, max_tokens=0)
+
+    def row_kl(t_logits, s_logits):
+        pt, ps = np.exp(t_logits) / np.exp(t_logits).sum(), np.exp(s_logits) / np.exp(s_logits).sum()
+        return float((pt * np.log(pt / ps)).sum())
+
+    # cosine logits over each row's two partners:
+    # student rows -> [1, 0], [1, 0], [0, 0]; teacher rows -> [0, 0], [0, 1], [0, 1]
+    expected = (
+        row_kl(np.array([0.0, 0.0]), np.array([1.0, 0.0]))
+        + row_kl(np.array([0.0, 1.0]), np.array([1.0, 0.0]))
+        + row_kl(np.array([0.0, 1.0]), np.array([0.0, 0.0]))
+    ) / 3
+    assert sp.item() == pytest.approx(expected, rel=1e-5)
+    assert tm.item() == 0.0  # a single time step: no temporal partners
+    z_grad = zs.clone().requires_grad_(True)
+    affinity_loss(z_grad, ht, idx, (1, 1, 3), 1.0, 0)[0].backward()
+    assert z_grad.grad.abs().sum() > 0
+
+
+def test_diversity_loss_hand_computed():
+    z = torch.tensor([[[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]]])  # dim 0 varies, dim 1 collapsed
+    var, cov = diversity_loss(z, gamma=1.0, eps=0.0)
+    # unbiased var dim0 = 4/3 -> relu(1 - 1.1547) = 0 ; dim1 = 0 -> relu(1 - 0) = 1 ; mean = 0.5
+    assert var.item() == pytest.approx(0.5)
+    assert cov.item() == pytest.approx(0.0)
+    z2 = torch.tensor([[[1.0, 1.0], [-1.0, -1.0]]])  # perfectly correlated dims
+    _, cov2 = diversity_loss(z2, eps=0.0)
+    assert cov2.item() == pytest.approx(2 * 2.0**2 / 2)  # C01 = C10 = 2 -> (4 + 4) / D
+
+
+def test_pixel_targets_and_patchify_order():
+    x = torch.arange(1 * 3 * 2 * 32 * 32, dtype=torch.float).view(1, 3, 2, 32, 32)
+    p = patchify(x, tubelet=2, patch=16)
+    assert p.shape == (1, 4, 2 * 16 * 16 * 3)
+    assert p[0, 1, 0].item() == x[0, 0, 0, 0, 16].item()  # token 1 = row 0, column 1 (t-major order)
+    t = pixel_targets(torch.randn(2, 3, 4, 32, 32), 2, 16)
+    assert torch.allclose(t.mean(-1), torch.zeros(2, 8), atol=1e-5)
+    assert torch.allclose(t.std(-1), torch.ones(2, 8), atol=1e-3)
+
+
+def test_mask_statistics_match_vjepa2():
+    grid = (8, 16, 16)  # 16 frames at 256 px
+    g = torch.Generator().manual_seed(0)
+    ratios = []
+    for _ in range(10):
+        ctx_s, tgt_s = sample_masks(1, grid, MaskSpec(8, (0.15, 0.15)), g)
+        ctx_l, tgt_l = sample_masks(1, grid, MaskSpec(2, (0.7, 0.7)), g)
+        for c, t in ((ctx_s, tgt_s), (ctx_l, tgt_l)):
+            assert not set(c[0].tolist()) & set(t[0].tolist())
+            assert sorted(c[0].tolist() + t[0].tolist()) == list(range(8 * 256))  # complete (one sample)
+        ratios.append(tgt_l.size(1) / 2048)
+    assert 0.75 < np.mean(ratios) < 0.98  # long-range masks hide most of the clip (~90% in V-JEPA)
+
+
+def test_motion_bias_moves_masks_onto_motion():
+    grid = (2, 8, 8)
+    sal = torch.zeros(1, *grid)
+    sal[0, :, :3, :3] = 10.0  # motion in the top-left corner
+    sal += 0.01
+    probs = placement_probs(sal[0], 2, 2, 2, bias=2.0)
+    assert probs.flatten().argmax().item() in (0, 1, 7, 8)  # a block inside the moving corner is the likeliest
+    hits_biased, hits_uniform = 0, 0
+    for s in range(30):
+        _, t_b = sample_masks(
+            1,
+            grid,
+            MaskSpec(1, (0.06, 0.06), aspect_ratio=(1.0, 1.0)),
+            torch.Generator().manual_seed(s),
+            saliency=sal,
+            bias=2.0,
+        )
+        _, t_u = sample_masks(
+            1, grid, MaskSpec(1, (0.06, 0.06), aspect_ratio=(1.0, 1.0)), torch.Generator().manual_seed(s)
+        )
+        corner = {r * 8 + c for r in range(3) for c in range(3)}
+        hits_biased += bool({i % 64 for i in t_b[0].tolist()} & corner)
+        hits_uniform += bool({i % 64 for i in t_u[0].tolist()} & corner)
+    assert hits_biased > hits_uniform + 5
+
+
+def test_full_unisurg_step_reaches_every_parameter():
+    from unisurg.config import PretrainParams
+    from unisurg.losses import normalize_targets
+    from unisurg.masks import MaskCollator
+    from unisurg.pretrain import JEPA, step_losses
+
+    torch.manual_seed(0)
+    enc = create_model("vit_pico")
+    pred = Predictor(enc.embed_dim, 32, 1, 2, num_mask_tokens=2)
+    model = JEPA(enc, pred)
+    p = PretrainParams(arch="vit_pico", clip={"frames": 4, "size": 32})
+    grid = (2, 2, 2)
+    x = torch.randn(2, 3, 4, 32, 32)
+    m_hat = normalize_saliency(framediff_saliency(x, 2, 16))
+    specs = [MaskSpec(1, (0.25, 0.25)), MaskSpec(1, (0.5, 0.5))]
+    masks = MaskCollator(specs, grid, 0)(0, [0, 1], m_hat.view(2, *grid), 1.0)
+    h = normalize_targets(create_model("vit_pico")(x)).detach()
+    loss, parts = step_losses(p, model(x, masks, grid), masks, h, x, m_hat, grid, 2, 16)
+    loss.backward()
+    assert parts["affinity"] >= 0 and parts["diversity"] > 0
+    # mask token 0 and 1 are both used (one per generator); every parameter gets a gradient
+    missing = [n for n, q in model.named_parameters() if q.grad is None]
+    assert not missing, missing
