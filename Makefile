@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH so they run inside it.
 RUN := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 
-.PHONY: venv repro test test-fast bench ablation clean-venv
+.PHONY: venv repro test test-fast bench reliability-report clean-venv
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(RUN) python benchmarks/bench_index.py --clips 15000000 --out reports/perf_index.json
 	$(RUN) python benchmarks/perf_report.py
+
+# Run the reliability suite and write what happened to every bad input / fault to reports/reliability.md.
+reliability-report: $(STAMP)
+	$(RUN) UNISURG_RELIABILITY_REPORT=reports/reliability.md python -m pytest -q tests/reliability tests/test_curate.py
 
 clean-venv:
 	rm -rf $(VENV)

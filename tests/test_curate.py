@@ -72,7 +72,7 @@ def test_bad_files_are_quarantined_with_reasons_and_good_ones_indexed(curated):
     assert metrics["quarantined"] == 4 and metrics["videos_kept"] == len(kept)
 
 
-def test_duplicates_and_leaks_are_excluded_with_reasons(curated):
+def test_duplicates_and_leaks_are_excluded_with_reasons(curated, record):
     out, metrics = curated
     videos = {v["video_id"].split("/")[-1]: v for v in pq.read_table(out / "videos.parquet").to_pylist()}
     assert videos["exact_copy.mp4"]["status"] == "duplicate"
@@ -83,6 +83,12 @@ def test_duplicates_and_leaks_are_excluded_with_reasons(curated):
     clips = pq.read_table(out / "clips.parquet").to_pylist()
     assert not any("leaked" in c["path"] or "video49" in c["path"] or "video41" in c["path"] for c in clips)
     assert metrics["duplicates_removed"] == 1
+    record(
+        "leakage",
+        "benchmark test video re-encoded and resized into a pretraining source",
+        f"excluded: {leak['reason']}; no pretraining clip from it",
+    )
+    record("leakage", "exact copy of a pretraining video", f"dropped: {videos['exact_copy.mp4']['reason']}")
 
 
 def test_clip_table_and_duckdb_index(curated):

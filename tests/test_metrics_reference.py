@@ -71,6 +71,10 @@ def test_pitvis_edge_cases():
     y = np.array([bg, 0, 0, 1, 1, bg])
     r = M.video_pitvis_score(y, y.copy(), {bg, 10, 12})
     assert r == {"f1": 1.0, "edit": 1.0, "pitvis_score": 1.0}
-    per = M.per_group(lambda a, b: M.video_pitvis_score(a, b, {bg}), np.r_[np.full(4, bg), y], np.r_[np.zeros(4, int), y],
-                      np.r_[np.zeros(4), np.ones(6)])
+    per = M.per_group(
+        lambda a, b: M.video_pitvis_score(a, b, {bg}),
+        np.r_[np.full(4, bg), y],
+        np.r_[np.zeros(4, int), y],
+        np.r_[np.zeros(4), np.ones(6)],
+    )
     assert list(per) == ["1.0"]  # the all-background video is left out of the mean, not scored 0

@@ -100,3 +100,22 @@ def test_pipeline_flow_under_a_real_prefect_server(project, prefect_server):
     run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "synth"], project)
     status = run([sys.executable, "-m", "dvc", "status"], project).stdout
     assert "up to date" in status, status
+
+
+@pytest.mark.slow
+def test_a_failing_stage_fails_the_flow(tmp_path, prefect_server):
+    from flows.pipeline import pipeline
+
+    proj = tmp_path / "broken"
+    for item in ("src", "stages", "dvc.yaml", "sources.yaml"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, proj / item)
+    p = tiny_params()
+    p["synth"]["sise"] = 64  # misspelled key: the synth stage must refuse to start
+    (proj / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], proj)
+    state = pipeline(project_dir=str(proj), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(RuntimeError, match=r"dvc repro synth.*failed|synth\.sise"):
+        state.result()
+    assert not (proj / "reports" / "benchmark.md").exists()

@@ -129,28 +129,49 @@ def motion_profile(vr, motion_step: int) -> tuple[float, ...]:
     return tuple(float(x) for x in np.abs(small[:, 1] - small[:, 0]).mean(axis=(1, 2)).round(4))
 
 
+MAX_DURATION_S = 48 * 3600.0  # no surgical recording lasts two days: such metadata is corrupt
+
+
+def container_check(path: str) -> tuple[str, str]:
+    """(codec, problem) from the container, read with PyAV: specific reasons decord cannot give."""
+    import av
+
+    try:
+        with av.open(path) as c:
+            if not c.streams.video:
+                kinds = sorted({s.type for s in c.streams}) or ["no streams"]
+                return "", f"no video stream (container holds: {', '.join(kinds)})"
+            return c.streams.video[0].codec_context.name, ""
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        return "", f"not a readable video container ({str(err).split(': ', 1)[-1][:120]})"
+
+
 def probe_video(path: str, motion_step: int = 0) -> Probe:
     """Probe one file; any failure becomes ``Probe(ok=False, reason=...)``, never an exception."""
     try:
+        if not os.path.isfile(path):
+            return Probe(path, False, "not a regular file (pipe, socket or device)")
         size = os.path.getsize(path)
         if size == 0:
             return Probe(path, False, "empty file (0 bytes)", bytes=0)
+        codec, problem = container_check(path)
+        if problem:
+            return Probe(path, False, problem, bytes=size)
         vr = open_video(path)
         meta = vr.meta
         if meta.num_frames <= 0:
             return Probe(path, False, "no decodable frames", bytes=size)
-        if not (0 < meta.fps <= MAX_FPS):
-            return Probe(path, False, f"implausible frame rate {meta.fps}", bytes=size)
+        if not (1.0 <= meta.fps <= MAX_FPS):
+            return Probe(path, False, f"implausible frame rate {meta.fps:g}", bytes=size)
+        if meta.duration_s > MAX_DURATION_S:
+            return Probe(path, False, f"implausible duration {meta.duration_s / 3600:.0f} h", bytes=size)
         if meta.width < 16 or meta.height < 16:
             return Probe(path, False, f"implausible size {meta.width}x{meta.height}", bytes=size)
-        idx = np.linspace(0.1, 0.9, SIGNATURE_FRAMES) * (meta.num_frames - 1)
+        # the last frame too: a file truncated mid-stream fails here, not in the training loop
+        idx = np.r_[np.linspace(0.1, 0.9, SIGNATURE_FRAMES) * (meta.num_frames - 1), meta.num_frames - 1]
         frames = vr.get_frames(idx.round().astype(np.int64))
-        sig = tuple(dct_hash(f) for f in frames)
+        sig = tuple(dct_hash(f) for f in frames[:SIGNATURE_FRAMES])
         motion = motion_profile(vr, motion_step) if motion_step > 0 else ()
-        import av  # codec name: decord does not expose it
-
-        with av.open(path) as c:
-            codec = c.streams.video[0].codec_context.name if c.streams.video else ""
         return Probe(
             path,
             True,
@@ -167,8 +188,8 @@ def probe_video(path: str, motion_step: int = 0) -> Probe:
         )
     except VideoError as err:
         return Probe(path, False, f"unreadable video: {err}", bytes=_size(path))
-    except (OSError, ValueError) as err:  # av errors derive from these
-        return Probe(path, False, f"{type(err).__name__}: {err}", bytes=_size(path))
+    except OSError as err:
+        return Probe(path, False, f"cannot read file ({err.strerror or err})", bytes=_size(path))
 
 
 def _size(path: str) -> int:
@@ -187,13 +208,24 @@ def near_duplicate(sa: tuple[int, ...], sb: tuple[int, ...], bits: int = NEAR_DU
 
 
 def list_files(src: Source) -> list[Path]:
-    """Files matching the source's glob that resolve inside its root (symlinks out are ignored)."""
+    """Entries matching the source's glob that resolve inside its root (symlinks out are ignored;
+    symlinked directories are not followed, so a symlink loop cannot hang the listing). Pipes
+    and other special files are listed too: the probe quarantines them instead of opening them."""
     root = Path(src.root).resolve()
     out = []
     for p in sorted(root.glob(src.glob)):
-        if p.is_file() and p.resolve().is_relative_to(root):
+        try:
+            inside = p.resolve().is_relative_to(root)
+        except (OSError, RuntimeError):  # e.g. a symlink loop resolving to nothing
+            continue
+        if inside and not p.is_dir():
             out.append(p)
     return out
+
+
+def printable_path(p: Path | str) -> str:
+    """A path as valid UTF-8 text (undecodable bytes of a file name shown as \\xNN)."""
+    return os.fsencode(p).decode("utf-8", "backslashreplace")
 
 
 def benchmark_splits(src: Source) -> dict[str, str]:
@@ -234,7 +266,9 @@ def assess(
     for (src, p), pr in zip(files, probes):
         if src.benchmark and pr.ok and splits[src.name].get(str(p.resolve())) != "train":
             split = splits[src.name].get(str(p.resolve())) or "unlisted"
-            blocked.append((pr.sha256, pr.signature, f"benchmark:{src.benchmark} {split} video {p.name}"))
+            blocked.append(
+                (pr.sha256, pr.signature, f"benchmark:{src.benchmark} {split} video {printable_path(p.name)}")
+            )
     # pretraining sources first, so a benchmark's training video duplicating one is the dropped copy
     order = sorted(
         range(len(files)), key=lambda i: (files[i][0].role != "pretrain", files[i][0].name, str(files[i][1]))
@@ -243,14 +277,17 @@ def assess(
     kept: list[tuple[str, tuple[int, ...], str]] = []
     for i in order:
         (src, p), pr = files[i], probes[i]
-        vid = f"{src.name}/{p.relative_to(src.root)}"
+        vid = f"{src.name}/{printable_path(p.relative_to(src.root))}"
+        if printable_path(p) != str(p):
+            # Parquet strings are UTF-8: a name that is not cannot be stored, so it could not be opened again
+            pr = Probe(pr.path, False, "file name is not valid UTF-8 (rename the file)", bytes=pr.bytes)
         split = splits.get(src.name, {}).get(str(p.resolve()), "") if src.benchmark else ""
         if pr.ok and pr.num_frames / pr.fps < min_seconds:
             pr = Probe(pr.path, False, f"shorter than {min_seconds}s ({pr.num_frames / pr.fps:.2f}s)", bytes=pr.bytes)
         status, reason = "kept", ""
         if not pr.ok:
             status, reason = "quarantined", pr.reason
-            quarantine.append({"path": str(p), "source": src.name, "reason": pr.reason})
+            quarantine.append({"path": printable_path(p), "source": src.name, "reason": pr.reason})
         elif src.benchmark and split != "train":
             status, reason = "excluded", f"benchmark:{src.benchmark} {split or 'unlisted'} split"
         else:
@@ -266,7 +303,7 @@ def assess(
         rows.append(
             {
                 "video_id": vid,
-                "path": str(p),
+                "path": printable_path(p),
                 "source": src.name,
                 "region": src.region,
                 "procedure": src.procedure,

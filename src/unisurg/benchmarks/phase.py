@@ -209,6 +209,7 @@ def load_autolaparo(root: Path, problems: Problems) -> list[Record]:
         if not check_header(ann, lines[0], ["Frame", "Phase"], problems, "\t"):
             continue
         secs, labels = [], []
+        seen: set = set()
         for ln, line in enumerate(lines[1:], start=2):
             if not line.strip():
                 continue
@@ -226,6 +227,10 @@ def load_autolaparo(root: Path, problems: Problems) -> list[Record]:
             if not 1 <= ph <= 7:
                 problems.add(ann, ln, f"phase id {ph} outside 1..7")
                 continue
+            if f - 1 in seen:
+                problems.add(ann, ln, f"frame {f} listed twice")
+                continue
+            seen.add(f - 1)
             secs.append(f - 1)  # one row per second, 1-based
             labels.append(ph - 1)
         if not secs:
@@ -274,6 +279,9 @@ def load_pmlr50(root: Path, problems: Problems) -> list[Record]:
     anns = find_files(root / "phase_annotations", "*.txt")
     if not anns:
         problems.add(root / "phase_annotations", None, "no <video>.txt phase annotations")
+    for d in sorted(p for p in (root / "frames").glob("*") if p.is_dir()):
+        if not (root / "phase_annotations" / f"{d.name}.txt").exists():
+            problems.add(root / "phase_annotations" / f"{d.name}.txt", None, f"missing annotation for frames/{d.name}")
     for ann in anns:
         if not ann.stem.isdigit():
             problems.add(ann, None, "annotation name is not a video number")
@@ -287,6 +295,7 @@ def load_pmlr50(root: Path, problems: Problems) -> list[Record]:
         if lines is None:
             continue
         ids, labels = [], []
+        seen: set = set()
         # The first line is a header (PmNet skips it unread); then "<frame_id> <phase_id>", 1 fps, 0-based.
         for ln, line in enumerate(lines[1:], start=2):
             if not line.strip():
@@ -305,6 +314,10 @@ def load_pmlr50(root: Path, problems: Problems) -> list[Record]:
             if not 0 <= f < len(frames):
                 problems.add(ann, ln, f"frame id {f} has no image (video has {len(frames)} frames)")
                 continue
+            if f in seen:
+                problems.add(ann, ln, f"frame id {f} listed twice")
+                continue
+            seen.add(f)
             ids.append(f)
             labels.append(ph)
         if not ids:
@@ -451,6 +464,7 @@ def load_heichole(root: Path, problems: Problems) -> list[Record]:
         if lines is None:
             continue
         frames, labels = [], []
+        seen: set = set()
         for ln, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -465,6 +479,10 @@ def load_heichole(root: Path, problems: Problems) -> list[Record]:
             if not 0 <= ph < len(HEICHOLE_PHASES):
                 problems.add(ann, ln, f"phase id {ph} outside 0..6")
                 continue
+            if f in seen:
+                problems.add(ann, ln, f"frame {f} listed twice")
+                continue
+            seen.add(f)
             frames.append(f)
             labels.append(ph)
         if not frames:
@@ -662,6 +680,7 @@ def load_pitvis(root: Path, problems: Problems) -> list[Record]:
         if lines is None or not check_header(ann, lines[0], PITVIS_COLUMNS, problems, ","):
             continue
         secs, labels = [], []
+        seen: set = set()
         for ln, line in enumerate(lines[1:], start=2):
             if not line.strip():
                 continue
@@ -676,6 +695,10 @@ def load_pitvis(root: Path, problems: Problems) -> list[Record]:
             if step != -1 and not 1 <= step <= 14:
                 problems.add(ann, ln, f"int_step {step} is not -1 or 1..14")
                 continue
+            if t in seen:
+                problems.add(ann, ln, f"int_time {t} listed twice")
+                continue
+            seen.add(t)
             secs.append(t)
             labels.append(pitvis_label(step))
         if not secs:
@@ -727,6 +750,12 @@ def load_egosurgery(root: Path, problems: Problems) -> list[Record]:
     anns = find_files(root / "annotations" / "phase", "*.csv")
     if not anns:
         problems.add(root / "annotations" / "phase", None, "no VV_S.csv phase annotations")
+    annotated = {a.stem.split("_")[0] for a in anns}
+    for d in sorted(p for p in (root / "images").glob("*") if p.is_dir()):
+        if d.name not in annotated:
+            problems.add(
+                root / "annotations" / "phase", None, f"missing annotation for images/{d.name} ({d.name}_S.csv)"
+            )
     index = {n: i for i, n in enumerate(EGOSURGERY_PHASES)}
     for ann in anns:
         m = re.fullmatch(r"(\d+)_(\d+)", ann.stem)
@@ -742,6 +771,7 @@ def load_egosurgery(root: Path, problems: Problems) -> list[Record]:
         if lines is None or not check_header(ann, lines[0], ["Frame", "Phase"], problems, ","):
             continue
         paths, labels = [], []
+        seen: set = set()
         for ln, line in enumerate(lines[1:], start=2):
             if not line.strip():
                 continue
@@ -757,6 +787,10 @@ def load_egosurgery(root: Path, problems: Problems) -> list[Record]:
             if not img.exists():
                 problems.add(ann, ln, f"image {img.name} missing")
                 continue
+            if str(img) in seen:
+                problems.add(ann, ln, f"frame {stem} listed twice")
+                continue
+            seen.add(str(img))
             paths.append(str(img))
             labels.append(index[phase])
         if not paths:
