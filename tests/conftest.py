@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,11 @@ _CASES: list[tuple[str, str, str, str]] = []  # (area, case, what happened, verd
 @pytest.fixture
 def record():
     def add(area: str, case: str, outcome: str, ok: bool = True) -> None:
-        _CASES.append((area, case, outcome.replace("|", "/").replace("\n", " "), "ok" if ok else "FAILED"))
+        def text(x: str) -> str:  # Markdown-safe, valid UTF-8 (file names may not be), no temp-dir noise
+            x = os.fsencode(x).decode("utf-8", "backslashreplace").replace("|", "/").replace("\n", " ")
+            return re.sub(r"/\S*?/pytest-of-[^/]+/pytest-[^/]+/[^/]+/", "", x)
+
+        _CASES.append((area, text(case), text(outcome), "ok" if ok else "FAILED"))
 
     return add
 

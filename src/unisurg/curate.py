@@ -143,7 +143,7 @@ def container_check(path: str) -> tuple[str, str]:
                 return "", f"no video stream (container holds: {', '.join(kinds)})"
             return c.streams.video[0].codec_context.name, ""
     except (av.error.FFmpegError, OSError, ValueError) as err:
-        return "", f"not a readable video container ({str(err).split(': ', 1)[-1][:120]})"
+        return "", f"not a readable video container ({getattr(err, 'strerror', None) or err})"
 
 
 def probe_video(path: str, motion_step: int = 0) -> Probe:

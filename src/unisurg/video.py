@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,12 @@ MIN_VIDEO_BYTES = 1024
 
 class VideoError(RuntimeError):
     """A video could not be opened or decoded; the message names the file and the reason."""
+
+
+def decoder_message(err: Exception) -> str:
+    """decord's C++ message without its time stamp and source location (stable, readable reasons)."""
+    text = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+    return re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", text)[:200]
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ class VideoReader:
         except VideoError:
             raise
         except Exception as err:  # decord raises DECORDError / RuntimeError with C++ messages
-            raise VideoError(f"{self.path}: cannot decode ({type(err).__name__}: {err})") from None
+            raise VideoError(f"{self.path}: cannot decode ({decoder_message(err)})") from None
         self.meta = VideoMeta(num_frames=n, fps=fps, width=int(w), height=int(h))
         self._use_pyav = False
 
@@ -80,7 +87,7 @@ class VideoReader:
                 self._vr.seek(0)  # releases decoder state; limits decord's known memory growth
                 return frames
             except Exception as err:  # decord raises DECORDError with C++ messages
-                log.warning("%s: decord failed (%s); decoding with PyAV", self.path, str(err).splitlines()[-1][:120])
+                log.warning("%s: decord failed (%s); decoding with PyAV", self.path, decoder_message(err))
                 self._use_pyav = True
         return pyav_frames(self.path, idx)
 
