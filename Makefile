@@ -30,7 +30,11 @@ test-fast: $(STAMP)
 
 # Speed/memory benchmarks -> reports/perf.md (targets live here, never in unit tests).
 bench: $(STAMP)
+	$(RUN) python benchmarks/bench_decode.py --out reports/perf_decode.json
 	$(RUN) python benchmarks/bench_index.py --clips 15000000 --out reports/perf_index.json
+	$(RUN) python benchmarks/bench_train.py --out reports/perf_train.json
+	$(RUN) python benchmarks/bench_eval.py --out reports/perf_eval.json
+	$(RUN) python benchmarks/bench_scaling.py --out reports/perf_scaling.json
 	$(RUN) python benchmarks/perf_report.py
 
 # Run the reliability suite and write what happened to every bad input / fault to reports/reliability.md.

@@ -5,7 +5,8 @@ For each resolution we write H.264 videos (PyAV, libx264), draw the same random 
 - ``loader``: ``unisurg.data.ClipTable`` items (decord, one batched read per clip, resize to
   the model's input size, normalise) through a torch DataLoader;
 - ``decord``: raw ``decord.VideoReader(path).get_batch(indices)`` on the same clips (our overhead);
-- ``pyav``: PyAV decoding frame by frame up to the clip's last frame (the common alternative).
+- ``pyav``: PyAV seeking to the keyframe before the clip and decoding frame by frame, converting
+  every frame of the clip's span (what ``torchvision.io.read_video``-style loaders do).
 
     python benchmarks/bench_decode.py --out reports/perf_decode.json
 """
@@ -54,8 +55,16 @@ def clip_table(paths: list[Path], n_clips: int, n_frames: int, path: Path) -> li
     for i in range(n_clips):
         v = str(paths[i % len(paths)])
         start = int(rng.integers(0, n_frames - span))
-        rows.append({"clip_id": f"c{i}", "path": v, "start_frame": start, "frame_step": STEP, "num_frames": FRAMES,
-                     "weight": 1.0})
+        rows.append(
+            {
+                "clip_id": f"c{i}",
+                "path": v,
+                "start_frame": start,
+                "frame_step": STEP,
+                "num_frames": FRAMES,
+                "weight": 1.0,
+            }
+        )
         clips.append((v, list(range(start, start + span, STEP))))
     pq.write_table(pa.Table.from_pylist(rows), path)
     return clips
@@ -70,18 +79,23 @@ def _decord_clip(item: tuple[str, list[int]]) -> int:
 
 
 def _pyav_clip(item: tuple[str, list[int]]) -> int:
+    """What PyAV-based loaders (e.g. torchvision.io.read_video) do: seek to the keyframe before the
+    clip, decode frame by frame to its end converting every frame, keep the sampled ones."""
     import av
 
     path, idx = item
-    want, got = set(idx), 0
     with av.open(path) as c:
-        for k, fr in enumerate(c.decode(video=0)):
-            if k in want:
-                fr.to_ndarray(format="rgb24")
-                got += 1
-            if k >= idx[-1]:
+        st = c.streams.video[0]
+        fps = float(st.average_rate)
+        c.seek(int(idx[0] / fps / st.time_base), stream=st, backward=True, any_frame=False)
+        frames = {}
+        for fr in c.decode(st):
+            k = int(round(float(fr.pts * st.time_base) * fps))
+            if k > idx[-1]:
                 break
-    return got
+            if k >= idx[0]:
+                frames[k] = fr.to_ndarray(format="rgb24")
+    return sum(1 for i in idx if i in frames)
 
 
 def timed_map(fn, items, workers: int) -> float:
@@ -98,8 +112,9 @@ def loader_fps(table: Path, workers: int, size: int) -> float:
     from unisurg.data import ClipTable
 
     ds = ClipTable(str(table), FRAMES, size)
-    dl = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=0 if workers == 1 else workers,
-                                     persistent_workers=False)
+    dl = torch.utils.data.DataLoader(
+        ds, batch_size=8, num_workers=0 if workers == 1 else workers, persistent_workers=False
+    )
     t0 = time.perf_counter()
     n = sum(b["clip"].shape[0] * b["clip"].shape[2] for b in dl)
     return n / (time.perf_counter() - t0)
@@ -108,6 +123,7 @@ def loader_fps(table: Path, workers: int, size: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=96)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="reports/perf_decode.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -118,10 +134,15 @@ def main(argv: list[str] | None = None) -> int:
             paths = make_videos(tmp, size, n=4, seconds=12.0)
             clips = clip_table(paths, args.clips, 12 * 25, tmp / f"clips{size}.parquet")
             for workers in (1, 2):
-                r = {"resolution": size, "model_input": model_size, "workers": workers,
-                     "loader_fps": round(loader_fps(tmp / f"clips{size}.parquet", workers, model_size), 1),
-                     "decord_fps": round(timed_map(_decord_clip, clips, workers), 1),
-                     "pyav_fps": round(timed_map(_pyav_clip, clips, workers), 1)}
+                runs = {"loader": [], "decord": [], "pyav": []}
+                for _ in range(args.repeats):  # interleaved, so drifts in machine load hit all three
+                    runs["loader"].append(loader_fps(tmp / f"clips{size}.parquet", workers, model_size))
+                    runs["decord"].append(timed_map(_decord_clip, clips, workers))
+                    runs["pyav"].append(timed_map(_pyav_clip, clips, workers))
+                r = {"resolution": size, "model_input": model_size, "workers": workers, "repeats": args.repeats}
+                for k, v in runs.items():
+                    r[f"{k}_fps"] = round(float(np.median(v)), 1)
+                    r[f"{k}_range"] = [round(float(min(v)), 1), round(float(max(v)), 1)]
                 r["loader_vs_decord"] = round(r["loader_fps"] / r["decord_fps"], 2)
                 r["loader_vs_pyav"] = round(r["loader_fps"] / r["pyav_fps"], 2)
                 results.append(r)

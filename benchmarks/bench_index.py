@@ -97,52 +97,58 @@ def bare_duckdb_write(n: int, path: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=15_000_000)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="reports/perf_index.json")
     args = ap.parse_args(argv)
-    from unisurg.curate import build_clip_table, open_index, write_table
+    from unisurg.curate import build_clip_table, build_index_sql, open_index, write_table
 
     videos = synthetic_videos(args.clips, 1.0)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        t0 = time.perf_counter()
-        clips = build_clip_table(videos, clip_frames=16, frame_step=2, clip_stride_s=1.0)
-        write_table(tmp / "clips.parquet", clips)
-        write_table(tmp / "videos.parquet", videos)
-        write_table(
-            tmp / "quarantine.parquet",
-            pa.table(
-                {"path": [], "source": [], "reason": []},
-                schema=pa.schema([("path", pa.string()), ("source", pa.string()), ("reason", pa.string())]),
-            ),
-        )
-        from unisurg.curate import build_index_sql
-
-        build_index_sql(tmp)
-        build_s = time.perf_counter() - t0
-        size = (tmp / "clips.parquet").stat().st_size
-        bare_s = bare_duckdb_write(clips.num_rows, tmp / "bare.parquet")
-        con = open_index(tmp)
-        queries = {
-            "hours_by_region": "SELECT region, sum(duration_s) / 3600 AS hours FROM videos GROUP BY region",
-            "clips_by_region": "SELECT region, count(*) FROM clips GROUP BY region",
-            "clips_of_one_source": "SELECT count(*), avg(end_s - start_s) FROM clips WHERE source = 'source_07'",
-        }
-        timings = {}
-        for name, sql in queries.items():
-            t = time.perf_counter()
-            con.sql(sql).fetchall()
-            timings[name] = round(time.perf_counter() - t, 3)
+    builds, bares = [], []
+    timings: dict[str, list[float]] = {}
+    queries = {
+        "hours_by_region": "SELECT region, sum(duration_s) / 3600 AS hours FROM videos GROUP BY region",
+        "clips_by_region": "SELECT region, count(*) FROM clips GROUP BY region",
+        "clips_of_one_source": "SELECT count(*), avg(end_s - start_s) FROM clips WHERE source = 'source_07'",
+    }
+    empty_q = pa.table(
+        {"path": [], "source": [], "reason": []},
+        schema=pa.schema([("path", pa.string()), ("source", pa.string()), ("reason", pa.string())]),
+    )
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            t0 = time.perf_counter()
+            clips = build_clip_table(videos, clip_frames=16, frame_step=2, clip_stride_s=1.0)
+            write_table(tmp / "clips.parquet", clips)
+            write_table(tmp / "videos.parquet", videos)
+            write_table(tmp / "quarantine.parquet", empty_q)
+            build_index_sql(tmp)
+            builds.append(time.perf_counter() - t0)
+            size = (tmp / "clips.parquet").stat().st_size
+            bares.append(bare_duckdb_write(clips.num_rows, tmp / "bare.parquet"))
+            con = open_index(tmp)
+            for name, sql in queries.items():
+                t = time.perf_counter()
+                con.sql(sql).fetchall()
+                timings.setdefault(name, []).append(time.perf_counter() - t)
+            con.close()
+    build_s, bare_s = float(np.median(builds)), float(np.median(bares))
+    spread = lambda v: [round(float(min(v)), 3), round(float(max(v)), 3)]  # noqa: E731
     result = {
         "clip_rows": clips.num_rows,
         "videos": videos.num_rows,
         "hours": round(float(np.sum(videos["duration_s"])) / 3600, 1),
+        "repeats": args.repeats,
         "build_s": round(build_s, 2),
+        "build_range_s": spread(builds),
         "bare_duckdb_write_s": round(bare_s, 2),
+        "bare_range_s": spread(bares),
         "build_vs_bare": round(build_s / bare_s, 2),
         "clips_parquet_bytes": size,
         "bytes_per_row": round(size / clips.num_rows, 2),
         "peak_rss_mb": round(peak_rss_mb(), 0),
-        "queries_s": timings,
+        "queries_s": {k: round(float(np.median(v)), 4) for k, v in timings.items()},
+        "queries_range_s": {k: spread(v) for k, v in timings.items()},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -119,3 +119,27 @@ def test_a_failing_stage_fails_the_flow(tmp_path, prefect_server):
     with pytest.raises(RuntimeError, match=r"dvc repro synth.*failed|synth\.sise"):
         state.result()
     assert not (proj / "reports" / "benchmark.md").exists()
+
+
+@pytest.mark.slow
+def test_deployments_register_with_their_schedules(prefect_server):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from flows.serve import deployments
+
+    for dep in deployments(str(ROOT / "params.yaml"), str(ROOT)):
+        dep.apply()
+
+    async def read():
+        async with get_client() as client:
+            cur = await client.read_deployment_by_name("unisurg-curation/nightly-curation")
+            bench = await client.read_deployment_by_name("unisurg-pipeline/weekly-benchmark")
+            return cur, bench
+
+    cur, bench = asyncio.run(read())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["orchestration"]
+    assert [s.schedule.cron for s in cur.schedules] == [params["curation_cron"]]
+    assert [s.schedule.cron for s in bench.schedules] == [params["benchmark_cron"]]
+    assert bench.parameters["project_dir"] == str(ROOT)

@@ -190,6 +190,14 @@ class ReportParams(Strict):
     title: str = "UniSurg benchmark report"
 
 
+class OrchestrationParams(Strict):
+    """Prefect deployments (flows/serve.py): schedules as cron strings, in ``timezone``."""
+
+    curation_cron: str = "0 2 * * *"  # nightly: index new hospital video
+    benchmark_cron: str = "0 4 * * 0"  # weekly: full pipeline and report
+    timezone: str = "UTC"
+
+
 class Params(Strict):
     base: BaseParams = BaseParams()
     synth: SynthParams = SynthParams()
@@ -198,6 +206,7 @@ class Params(Strict):
     distill: DistillParams = DistillParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
+    orchestration: OrchestrationParams = OrchestrationParams()
 
     @model_validator(mode="after")
     def _consistent(self) -> Params:

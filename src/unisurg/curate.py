@@ -116,7 +116,7 @@ def dct_hash(frame: np.ndarray) -> int:
 
 def motion_profile(vr, motion_step: int) -> tuple[float, ...]:
     """Mean absolute difference (grey, 32x32, 0-255) between frame t and t + motion_step, per second."""
-    n, fps = len(vr), vr.meta.fps
+    n, fps = len(vr), vr.fps
     starts = np.arange(0, n - motion_step, max(int(round(fps)), 1))
     if not len(starts):
         return ()

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .checkpoint import count_params, encoder_payload, load_checkpoint, load_encoder, save_checkpoint
 from .config import DistillParams
-from .data import ClipTable, StepBatchSampler
+from .data import ClipTable, StepBatchSampler, normalize_batch
 from .io import write_json
 from .losses import distill_loss, normalize_targets
 from .models import create_model
@@ -95,7 +95,7 @@ def run_distill(
     bar = tqdm(total=p.steps, initial=start, desc="distill", disable=not progress, mininterval=2.0)
     x = None
     for step, batch in enumerate(loader, start=start):
-        x = batch["clip"]
+        x = normalize_batch(batch["clip"])
         lr = lr_at(
             step, p.steps, p.optim.lr, p.optim.start_lr, p.optim.final_lr, p.optim.warmup_steps, p.optim.schedule
         )
@@ -130,7 +130,7 @@ def run_distill(
     save_checkpoint(
         out / "student.pt", encoder_payload(student, p.student_arch, teacher=str(teacher_path), steps=p.steps)
     )
-    probe = x if x is not None else torch.stack([table[0]["clip"]] * p.batch_size)
+    probe = x if x is not None else normalize_batch(torch.stack([table[0]["clip"]] * p.batch_size))
     metrics = {
         "final_loss": round(loss_val, 6),
         "final_cosine_distance": round(parts["cosine"], 6),

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from .checkpoint import count_params, encoder_payload, load_checkpoint, save_checkpoint
 from .config import PretrainParams
-from .data import ClipTable, StepBatchSampler
+from .data import ClipTable, StepBatchSampler, normalize_batch
 from .ema import ema_update, momentum_at
 from .io import write_json
 from .losses import gather_tokens, latent_l1, normalize_targets
@@ -212,7 +212,7 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
     tokens_seen, loss_val, parts = 0, float("nan"), {}
     bar = tqdm(total=p.steps, initial=start, desc="pretrain", disable=not progress, mininterval=2.0)
     for step, batch in enumerate(loader, start=start):
-        x = batch["clip"].to(d.device, non_blocking=True)
+        x = normalize_batch(batch["clip"].to(d.device, non_blocking=True))  # uint8 -> float on the device
         lr = lr_at(
             step, p.steps, p.optim.lr, p.optim.start_lr, p.optim.final_lr, p.optim.warmup_steps, p.optim.schedule
         )
@@ -254,7 +254,8 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
             feats = h_raw if target is not None else outs[0][1]
             acc = ""
             if probe is not None and probe.usable and (done % p.probe_every == 0 or done == p.steps):
-                acc = f"{probe.score(target or encoder, lambda r: table[int(r)]['clip'].to(d.device)):.4f}"
+                clip = lambda r: normalize_batch(table[int(r)]["clip"][None].to(d.device))[0]  # noqa: E731
+                acc = f"{probe.score(target or encoder, clip):.4f}"
             steplog.write(
                 {
                     "step": done,

@@ -46,7 +46,12 @@ class VideoMeta:
 
 
 class VideoReader:
-    """Random-access reader over one video file (decord backend)."""
+    """Random-access reader over one video file (decord backend).
+
+    Opening reads the index only (frame count, frame rate); the frame size is known after the
+    first decode (``meta`` decodes frame 0 if nothing was decoded yet), so a training loader
+    that opens a file per clip pays for exactly the frames it asks for.
+    """
 
     def __init__(self, path: str | os.PathLike[str], num_threads: int = 1) -> None:
         import decord  # deferred: decord loads native libraries
@@ -60,19 +65,25 @@ class VideoReader:
             raise VideoError(f"{self.path}: file too small to be a video ({size} bytes)")
         try:
             self._vr = decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=num_threads)
-            n = len(self._vr)
-            fps = float(self._vr.get_avg_fps())
-            h, w = self._vr[0].shape[:2] if n else (0, 0)
-            self._vr.seek(0)
-        except VideoError:
-            raise
+            self._n = len(self._vr)
+            self._fps = float(self._vr.get_avg_fps())
         except Exception as err:  # decord raises DECORDError / RuntimeError with C++ messages
             raise VideoError(f"{self.path}: cannot decode ({decoder_message(err)})") from None
-        self.meta = VideoMeta(num_frames=n, fps=fps, width=int(w), height=int(h))
+        self._hw: tuple[int, int] | None = None
         self._use_pyav = False
 
+    @property
+    def meta(self) -> VideoMeta:
+        if self._hw is None:
+            self._hw = self.get_frames([0]).shape[1:3] if self._n else (0, 0)
+        return VideoMeta(num_frames=self._n, fps=self._fps, width=int(self._hw[1]), height=int(self._hw[0]))
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
     def __len__(self) -> int:
-        return self.meta.num_frames
+        return self._n
 
     def get_frames(self, indices: np.ndarray | list[int]) -> np.ndarray:
         """Decode frames at ``indices`` in one batched call -> uint8 array (T, H, W, 3), RGB.
@@ -84,12 +95,18 @@ class VideoReader:
         if not self._use_pyav:
             try:
                 frames = self._vr.get_batch(idx.tolist()).asnumpy()
-                self._vr.seek(0)  # releases decoder state; limits decord's known memory growth
-                return frames
             except Exception as err:  # decord raises DECORDError with C++ messages
                 log.warning("%s: decord failed (%s); decoding with PyAV", self.path, decoder_message(err))
                 self._use_pyav = True
-        return pyav_frames(self.path, idx)
+        if self._use_pyav:
+            frames = pyav_frames(self.path, idx)
+        if self._hw is None and len(frames):
+            self._hw = frames.shape[1:3]
+        return frames
+
+    def release(self) -> None:
+        """Reset decoder state (decord's buffers grow in long-lived readers; call between long uses)."""
+        self._vr.seek(0)
 
 
 def pyav_frames(path: str | os.PathLike[str], indices: np.ndarray) -> np.ndarray:
@@ -140,6 +157,7 @@ class VideoWriter:
         codec: str = "libx264",
         crf: int = 23,
         container: str | None = None,
+        gop: int = 25,
     ) -> None:
         from fractions import Fraction
 
@@ -160,11 +178,14 @@ class VideoWriter:
         # (tests/test_video.py checks it).
         self._stream.thread_count = 1
         if codec == "libx264":
+            # keyframe every ``gop`` frames (~1 s): random access to a clip decodes at most one
+            # GOP before it instead of the whole video (x264's default is one keyframe per 250 frames)
             self._stream.options = {
                 "crf": str(crf),
                 "preset": "veryfast",
                 "threads": "1",
-                "x264-params": "threads=1:lookahead-threads=1:sync-lookahead=0:mbtree=0:rc-lookahead=0",
+                "x264-params": f"threads=1:lookahead-threads=1:sync-lookahead=0:mbtree=0:rc-lookahead=0:keyint={gop}"
+                f":min-keyint={gop}:scenecut=0",
             }
 
     def write(self, frame_rgb: np.ndarray) -> None:

@@ -456,7 +456,7 @@ def load_heichole(root: Path, problems: Problems) -> list[Record]:
             problems.add(root, None, f"missing Hei-Chole{num}_Annotation_Phase.csv")
             continue
         try:
-            fps = open_video(vp).meta.fps
+            fps = open_video(vp).fps
         except VideoError as err:
             problems.add(vp, None, str(err))
             continue

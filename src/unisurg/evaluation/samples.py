@@ -65,7 +65,7 @@ class ClipReader:
         """-> uint8 (frames, size, size, 3) RGB."""
         if isinstance(source, VideoSource):
             vr = self._video(source.path)
-            n, native = len(vr), vr.meta.fps
+            n, native = len(vr), vr.fps
             if t_end is None:
                 idx = np.linspace(0, n - 1, self.frames).round().astype(np.int64)
             else:
