@@ -34,15 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="reports/perf_eval.json")
     args = ap.parse_args(argv)
     e = load_params().evaluate
-    grid = ProbeGrid(
-        tuple(e.probe.lrs),
-        tuple(e.probe.weight_decays),
-        e.probe.epochs,
-        e.probe.batch_size,
-        e.probe.depth,
-        e.probe.num_heads,
-    )
-    proto = Protocol(e.clip.frames, e.clip.fps, e.clip.size, e.label_fps)
+    grid = ProbeGrid.from_params(e.probe)
+    proto = Protocol.from_params(e)
     torch.manual_seed(0)
     enc = create_model("vit_micro")
     bench = get_benchmark("cholec80")

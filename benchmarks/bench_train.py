@@ -11,7 +11,6 @@ overheads are ratios against plain V-JEPA measured in the same run.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time
@@ -24,9 +23,8 @@ from unisurg.config import PretrainParams
 from unisurg.ema import ema_update
 from unisurg.losses import normalize_targets
 from unisurg.masks import MaskCollator, MaskSpec
-from unisurg.models import Predictor, create_model
 from unisurg.objectives import flow_saliency, framediff_saliency, normalize_saliency
-from unisurg.pretrain import JEPA, step_losses
+from unisurg.pretrain import JEPA, build_models, step_losses
 from unisurg.trainer import param_groups
 
 VARIANTS = {
@@ -53,18 +51,8 @@ def make_step(arch: str, variant: dict, batch: int, frames: int, size: int):
     """Build models and random clips for one configuration -> (step function, info)."""
     torch.manual_seed(0)
     p = PretrainParams(arch=arch, clip={"frames": frames, "size": size}, batch_size=batch, **variant)
-    enc = create_model(arch)
+    enc, pred, target = build_models(p)
     tub, patch = enc.tubelet_size, enc.patch_size
-    out_dim = tub * patch * patch * 3 if p.objective == "pixel" else None
-    pred = Predictor(
-        enc.embed_dim,
-        p.predictor.embed_dim,
-        p.predictor.depth,
-        p.predictor.num_heads,
-        num_mask_tokens=2,
-        out_embed_dim=out_dim,
-    )
-    target = copy.deepcopy(enc).requires_grad_(False) if p.objective == "latent" else None
     model = JEPA(enc, pred)
     opt = torch.optim.AdamW(param_groups([enc, pred], 0.04), lr=1e-4)
     grid = (frames // tub, size // patch, size // patch)

@@ -59,3 +59,23 @@ def test_clips_end_at_the_labelled_frame(bench_root):
     reader = ClipReader(frames=4, fps=5.0, size=32)
     clip = reader.read(recs[0].source, 2.0)
     assert clip.shape == (4, 32, 32, 3) and clip.dtype == np.uint8
+
+
+def test_feature_cache_is_invalidated_when_a_source_file_changes(bench_root, tmp_path):
+    import os
+    import shutil
+
+    root = tmp_path / "cholec80"
+    shutil.copytree(bench_root("cholec80"), root)
+    torch.manual_seed(0)
+    enc = {"rand": (create_model("vit_pico"), "rand")}
+    bench = get_benchmark("cholec80")
+    cache = tmp_path / "cache"
+    run_benchmark(bench, root, enc, GRID, PROTO, bootstrap=0, seed=0, cache_dir=cache, batch_size=8)
+    run_benchmark(bench, root, enc, GRID, PROTO, bootstrap=0, seed=0, cache_dir=cache, batch_size=8)
+    assert len(list(cache.glob("*.pt"))) == 1  # unchanged data: reused
+    video = root / "videos" / "video49.mp4"
+    st = video.stat()
+    os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file was regenerated
+    run_benchmark(bench, root, enc, GRID, PROTO, bootstrap=0, seed=0, cache_dir=cache, batch_size=8)
+    assert len(list(cache.glob("*.pt"))) == 2  # a new entry, the stale features were not used

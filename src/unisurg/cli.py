@@ -122,15 +122,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             encoders[name] = (create_model(spec.split(":", 1)[1]), f"{spec}@seed{p.base.seed}")
         else:
             encoders[name] = (load_encoder(spec), sha256_file(spec))
-    grid = ProbeGrid(
-        tuple(e.probe.lrs),
-        tuple(e.probe.weight_decays),
-        e.probe.epochs,
-        e.probe.batch_size,
-        e.probe.depth,
-        e.probe.num_heads,
-    )
-    protocol = Protocol(e.clip.frames, e.clip.fps, e.clip.size, e.label_fps)
+    grid = ProbeGrid.from_params(e.probe)
+    protocol = Protocol.from_params(e)
     result = run_benchmark(
         bench, Path(root), encoders, grid, protocol, e.bootstrap, p.base.seed, Path(e.cache_dir), e.batch_size
     )

@@ -17,14 +17,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoint import count_params, encoder_payload, load_checkpoint, load_encoder, save_checkpoint
+from .checkpoint import count_params, encoder_payload, load_encoder, save_checkpoint
 from .config import DistillParams
 from .data import ClipTable, StepBatchSampler, normalize_batch
 from .io import write_json
 from .losses import distill_loss, normalize_targets
 from .models import create_model
 from .schedules import lr_at
-from .trainer import StepLog, param_groups, seed_everything, set_lr
+from .trainer import StepLog, param_groups, resume, seed_everything, set_lr
 
 log = logging.getLogger(__name__)
 LOG_FIELDS = ["step", "loss", "cosine", "smooth_l1", "lr", "seconds"]
@@ -57,13 +57,8 @@ def run_distill(
     proj = torch.nn.Linear(student.embed_dim, teacher.embed_dim)
     opt = torch.optim.AdamW(param_groups([student, proj], p.optim.weight_decay), lr=p.optim.lr, betas=p.optim.betas)
     ckpt_path = out / "checkpoint.pt"
-    start = 0
-    if ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
-        student.load_state_dict(ck["student"])
-        proj.load_state_dict(ck["proj"])
-        opt.load_state_dict(ck["optimizer"])
-        start = int(ck["step"])
+    start = resume(ckpt_path, {"student": student, "proj": proj}, opt)
+    if start:
         log.info("resuming distillation from step %d", start)
     table = ClipTable(str(clips), frames, size)
     loader = torch.utils.data.DataLoader(

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import count_params, encoder_payload, load_checkpoint, save_checkpoint
+from .checkpoint import count_params, encoder_payload, save_checkpoint
 from .config import PretrainParams
 from .data import ClipTable, StepBatchSampler, normalize_batch
 from .ema import ema_update, momentum_at
@@ -51,7 +51,16 @@ from .objectives import (
 )
 from .schedules import lr_at
 from .telemetry import RegionProbe, effective_rank, feature_std
-from .trainer import Dist, StepLog, param_groups, seed_everything, set_lr, setup_distributed, teardown_distributed
+from .trainer import (
+    Dist,
+    StepLog,
+    param_groups,
+    resume,
+    seed_everything,
+    set_lr,
+    setup_distributed,
+    teardown_distributed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +131,23 @@ def step_losses(
     return total, {"pred": pred.item(), "affinity": aff.item(), "diversity": div.item()}
 
 
+def build_models(p: PretrainParams) -> tuple[VisionTransformer, Predictor, VisionTransformer | None]:
+    """(encoder, predictor, EMA target encoder or None for the pixel objective) for ``p``."""
+    encoder = create_model(p.arch, use_activation_checkpointing=p.activation_checkpointing)
+    tubelet, patch = encoder.tubelet_size, encoder.patch_size
+    out_dim = tubelet * patch * patch * 3 if p.objective == "pixel" else None
+    predictor = Predictor(
+        encoder.embed_dim,
+        p.predictor.embed_dim,
+        p.predictor.depth,
+        p.predictor.num_heads,
+        num_mask_tokens=len(p.masks),
+        out_embed_dim=out_dim,
+    )
+    target = copy.deepcopy(encoder).requires_grad_(False) if p.objective == "latent" else None
+    return encoder, predictor, target
+
+
 def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress: bool = True) -> dict:
     """Pretrain on the clip table ``clips``; write checkpoint.pt, encoder.pt, log.csv, metrics.json to ``out``."""
     d = setup_distributed()
@@ -136,18 +162,8 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
     seed_everything(seed)
 
     # 1. models (identical initial weights on every rank: same seed)
-    encoder = create_model(p.arch, use_activation_checkpointing=p.activation_checkpointing)
+    encoder, predictor, target = build_models(p)
     tubelet, patch = encoder.tubelet_size, encoder.patch_size
-    out_dim = tubelet * patch * patch * 3 if p.objective == "pixel" else None
-    predictor = Predictor(
-        encoder.embed_dim,
-        p.predictor.embed_dim,
-        p.predictor.depth,
-        p.predictor.num_heads,
-        num_mask_tokens=len(p.masks),
-        out_embed_dim=out_dim,
-    )
-    target = copy.deepcopy(encoder).requires_grad_(False) if p.objective == "latent" else None
     model = JEPA(encoder, predictor).to(d.device)
     if target is not None:
         target.to(d.device)
@@ -157,15 +173,9 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
 
     # 2. resume (every rank loads the same checkpoint)
     ckpt_path = out / "checkpoint.pt"
-    start = 0
-    if ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
-        encoder.load_state_dict(ck["encoder"])
-        predictor.load_state_dict(ck["predictor"])
-        if target is not None:
-            target.load_state_dict(ck["target_encoder"])
-        opt.load_state_dict(ck["optimizer"])
-        start = int(ck["step"])
+    modules = {"encoder": encoder, "predictor": predictor, **({"target_encoder": target} if target else {})}
+    start = resume(ckpt_path, modules, opt)
+    if start:
         log.info("resuming pretraining from step %d", start)
     ddp = nn.parallel.DistributedDataParallel(model) if d.world > 1 else model
 

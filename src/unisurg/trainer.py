@@ -57,6 +57,22 @@ class StepLog:
             csv.DictWriter(fh, fieldnames=self.fields).writerow({k: row[k] for k in self.fields})
 
 
+def resume(path: Path, modules: dict, optimizer: torch.optim.Optimizer) -> int:
+    """Load ``path`` (if it exists) into ``modules`` (checkpoint key -> module) and the optimizer.
+
+    Returns the step to resume from (0 when there is no checkpoint).
+    """
+    if not path.exists():
+        return 0
+    from .checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path)
+    for key, module in modules.items():
+        module.load_state_dict(ck[key])
+    optimizer.load_state_dict(ck["optimizer"])
+    return int(ck["step"])
+
+
 # --------------------------------------------------------------------------- distributed
 
 

@@ -127,16 +127,7 @@ register(
 
 # --------------------------------------------------------------------------- M2CAI16-workflow
 
-M2CAI_PHASES = (
-    "TrocarPlacement",
-    "Preparation",
-    "CalotTriangleDissection",
-    "ClippingCutting",
-    "GallbladderDissection",
-    "GallbladderPackaging",
-    "CleaningCoagulation",
-    "GallbladderRetraction",
-)
+M2CAI_PHASES = ("TrocarPlacement", *CHOLEC80_PHASES)  # the official order: trocar placement first
 
 
 def load_m2cai16(root: Path, problems: Problems) -> list[Record]:

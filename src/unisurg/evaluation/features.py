@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
 
-from ..benchmarks.base import Record
+from ..benchmarks.base import FramesSource, Record
 from ..data import to_tensor
 from ..io import atomic_path
 from .samples import ClipReader, Sample
@@ -17,12 +18,27 @@ from .samples import ClipReader, Sample
 log = logging.getLogger(__name__)
 
 
+def _source_stamp(source) -> str:
+    """Size and modification time of every file a sample's pixels come from: a regenerated or
+    replaced dataset file invalidates its cached features even when its name is unchanged."""
+    paths = source.paths if isinstance(source, FramesSource) else (source.path,)
+    parts = []
+    for p in paths:
+        st = os.stat(p)
+        parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+    return ",".join(parts)
+
+
 def cache_key(encoder_id: str, benchmark: str, records: list[Record], samples: list[Sample], protocol: dict) -> str:
+    """Features are reused only for the same encoder weights, protocol, samples and source files."""
     h = hashlib.sha256()
     h.update(json.dumps({"encoder": encoder_id, "benchmark": benchmark, "protocol": protocol}, sort_keys=True).encode())
+    stamps: dict[int, str] = {}
     for s in samples:
         r = records[s.record]
-        h.update(f"{r.id}|{s.t_end}|{getattr(r.source, 'path', '')}\n".encode())
+        if s.record not in stamps:
+            stamps[s.record] = _source_stamp(r.source)
+        h.update(f"{r.id}|{s.t_end}|{getattr(r.source, 'path', '')}|{stamps[s.record]}\n".encode())
     return h.hexdigest()
 
 

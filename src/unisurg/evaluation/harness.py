@@ -48,6 +48,13 @@ class ProbeGrid:
     depth: int
     num_heads: int
 
+    @classmethod
+    def from_params(cls, probe) -> ProbeGrid:
+        """From ``params.yaml``'s ``evaluate.probe`` (a :class:`unisurg.config.ProbeParams`)."""
+        return cls(
+            tuple(probe.lrs), tuple(probe.weight_decays), probe.epochs, probe.batch_size, probe.depth, probe.num_heads
+        )
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -55,6 +62,11 @@ class Protocol:
     fps: float
     size: int
     label_fps: float = 1.0
+
+    @classmethod
+    def from_params(cls, evaluate) -> Protocol:
+        """From ``params.yaml``'s ``evaluate`` section (a :class:`unisurg.config.EvaluateParams`)."""
+        return cls(evaluate.clip.frames, evaluate.clip.fps, evaluate.clip.size, evaluate.label_fps)
 
     def as_dict(self) -> dict:
         return {"frames": self.frames, "fps": self.fps, "size": self.size, "label_fps": self.label_fps}
