@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="reports/perf_index.json")
     args = ap.parse_args(argv)
-    from unisurg.curate import build_clip_table, build_index_sql, open_index, write_table
+    from unisurg.curate import build_clip_table, build_index_sql, open_index
+    from unisurg.io import write_table
 
     videos = synthetic_videos(args.clips, 1.0)
     builds, bares = [], []

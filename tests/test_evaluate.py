@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from unisurg.benchmarks import get_benchmark
-from unisurg.evaluation.harness import ProbeGrid, Protocol, run_benchmark
+from unisurg.evaluation.harness import ProbeGrid, Protocol, rescore, run_benchmark
 from unisurg.evaluation.samples import ClipReader, make_samples
 from unisurg.models import create_model
 
@@ -18,7 +18,7 @@ def test_harness_scores_every_task_family(name, bench_root, tmp_path):
     torch.manual_seed(0)
     enc = create_model("vit_pico")
     bench = get_benchmark(name)
-    res = run_benchmark(
+    res, preds = run_benchmark(
         bench,
         bench_root(name),
         {"rand": (enc, "rand")},
@@ -32,10 +32,16 @@ def test_harness_scores_every_task_family(name, bench_root, tmp_path):
     r = res["models"]["rand"]
     assert r["value"] is not None and np.isfinite(r["value"])
     assert bench.metric in r["metrics"] and r["heads"] and r["n_test_samples"] > 0
+    assert res["classes"] == list(bench.classes) and res["splits"] and r["weights"] == "rand"
     if bench.folds:
         assert len(r["heads"]) == bench.folds  # one head chosen per fold
+    # every reported number can be recomputed from the shipped per-sample predictions
+    assert preds.num_rows == r["n_test_samples"] and set(preds.column("model").to_pylist()) == {"rand"}
+    records = bench.load(bench_root(name))
+    again = rescore(bench, records, make_samples(bench, records, PROTO.label_fps), preds.to_pydict(), PROTO.label_fps)
+    assert {k: round(v, 6) for k, v in again.items()} == r["metrics"]
     # second run: features come from the cache and the result is identical
-    res2 = run_benchmark(
+    res2, preds2 = run_benchmark(
         bench,
         bench_root(name),
         {"rand": (enc, "rand")},
@@ -46,8 +52,20 @@ def test_harness_scores_every_task_family(name, bench_root, tmp_path):
         cache_dir=tmp_path,
         batch_size=8,
     )
-    assert res2 == res
+    assert res2 == res and preds2.equals(preds)
     assert len(list(tmp_path.glob("*.pt"))) == 1
+
+
+def test_phase_results_carry_the_labelled_relaxed_boundary_variant(bench_root, tmp_path):
+    torch.manual_seed(0)
+    bench = get_benchmark("cholec80")
+    res, _ = run_benchmark(
+        bench, bench_root("cholec80"), {"rand": (create_model("vit_pico"), "rand")}, GRID, PROTO, 0, 0, tmp_path, 8
+    )
+    m = res["models"]["rand"]["metrics"]
+    for k in ("relaxed_accuracy", "relaxed_jaccard", "relaxed_precision", "relaxed_recall"):
+        assert k in m
+    assert m["relaxed_accuracy"] >= m["accuracy"]  # relaxation only forgives errors
 
 
 def test_clips_end_at_the_labelled_frame(bench_root):

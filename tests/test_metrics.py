@@ -98,3 +98,48 @@ def test_numpy_metrics_equal_the_reference_implementations():
         assert M.average_precision(yb, s) == pytest.approx(average_precision_score(yb, s))
         a, b = rng.integers(0, 8, 15).astype(float), rng.random(15)
         assert M.spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)
+
+
+def test_relaxed_boundary_hand_computed_and_the_reference_indexing_bug():
+    jumps = M.RELAXED_JUMPS["cholec80"]
+    y = np.array([0] * 5 + [1] * 5)
+    p = np.array([0, 0, 0, 1, 1, 0, 1, 1, 1, 1])  # early into phase 1, then late out of phase 0
+    fixed = M.relaxed_video_phase(y, p, 7, window=2, jumps=jumps)
+    # early transition (last 2 s of phase 0 predicted as 1) and late transition (first second of
+    # phase 1 predicted as 0) are both forgiven: every instant counts as correct
+    assert fixed["accuracy"] == 1.0
+    np.testing.assert_allclose(fixed["jaccard"][:2], [1.0, 1.0])
+    np.testing.assert_allclose(fixed["precision"][:2], [1.0, 1.0])  # 6/4 clipped to 1
+    assert np.isnan(fixed["jaccard"][2:]).all()  # phases absent from the ground truth
+    # the reference script applies the early-transition mask to the segment's first entries:
+    # the two early predictions of phase 1 stay wrong
+    buggy = M.relaxed_video_phase(y, p, 7, window=2, jumps=jumps, fixed=False)
+    assert buggy["accuracy"] == 0.8
+    np.testing.assert_allclose(buggy["jaccard"][:2], [4 / 6, 5 / 7])
+    np.testing.assert_allclose(buggy["precision"][:2], [1.0, 5 / 6])
+    np.testing.assert_allclose(buggy["recall"][:2], [0.8, 1.0])
+    plain = M.video_phase_metrics(y, p)["accuracy"]
+    assert plain == 0.7 < buggy["accuracy"] < fixed["accuracy"]
+
+
+def test_relaxed_boundary_forgives_two_phase_jumps_only_where_the_protocol_allows():
+    jumps = M.RELAXED_JUMPS["cholec80"]
+    # phase 3 (dissection) may be predicted two ahead near its end, phase 5 two behind near its start
+    y = np.array([3] * 4 + [5] * 4)
+    p = np.array([3, 3, 5, 5, 3, 5, 5, 5])
+    assert M.relaxed_video_phase(y, p, 7, window=2, jumps=jumps)["accuracy"] == 1.0
+    # the same errors between phases 0 and 2 are not transitions the protocol forgives
+    y2, p2 = y - 3, p - 3
+    assert M.relaxed_video_phase(y2, p2, 7, window=2, jumps=jumps)["accuracy"] == 5 / 8
+    # the window is tied to the label rate: outside it nothing is forgiven
+    assert M.relaxed_video_phase(y, p, 7, window=1, jumps=jumps)["accuracy"] == 7 / 8
+
+
+def test_relaxed_summary_averages_phases_over_videos_then_phases():
+    jumps = M.RELAXED_JUMPS["m2cai16"]
+    a = M.relaxed_video_phase(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]), 8, 1, jumps)
+    b = M.relaxed_video_phase(np.array([0, 0, 0, 0]), np.array([1, 1, 0, 0]), 8, 1, jumps)
+    s = M.relaxed_phase_summary([a, b])
+    assert s["relaxed_accuracy"] == (1.0 + 0.5) / 2
+    # phase 0: video a 1.0, video b 2/4 -> 0.75; phase 1 only in video a: 1.0 -> mean 0.875
+    assert s["relaxed_jaccard"] == 0.875

@@ -8,6 +8,7 @@ its outputs and the resolved parameters it used into its output folder. ``stages
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -101,13 +102,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from .benchmarks import get_benchmark
-    from .checkpoint import load_encoder
+    from .encoders import load_encoder_spec
     from .evaluation.harness import ProbeGrid, Protocol, run_benchmark
-    from .io import sha256_file
-    from .models import create_model
+    from .io import write_table
 
     p = _params(args)
     e = p.evaluate
@@ -115,22 +113,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     root = args.root or e.benchmarks.get(bench.name)
     if root is None:
         raise ConfigError(f"no dataset root for {bench.name}: pass --root or set evaluate.benchmarks.{bench.name}")
-    encoders = {}
-    for name, spec in e.models.items():
-        if spec.startswith("random:"):
-            torch.manual_seed(p.base.seed)
-            encoders[name] = (create_model(spec.split(":", 1)[1]), f"{spec}@seed{p.base.seed}")
-        else:
-            encoders[name] = (load_encoder(spec), sha256_file(spec))
+    encoders = {name: load_encoder_spec(spec, p.base.seed, e.clip.size) for name, spec in e.models.items()}
     grid = ProbeGrid.from_params(e.probe)
     protocol = Protocol.from_params(e)
-    result = run_benchmark(
+    result, predictions = run_benchmark(
         bench, Path(root), encoders, grid, protocol, e.bootstrap, p.base.seed, Path(e.cache_dir), e.batch_size
     )
     out = Path(args.out)
-    write_json(out / "results.json", result)
+    write_table(out / "predictions.parquet", predictions)
+    write_json(Path(args.metrics or f"reports/metrics/{bench.name}.json"), result)
     summary = {m: d["value"] for m, d in result["models"].items()}
     log.info("evaluate %s (%s): %s", bench.title, bench.metric, summary)
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from .encoders import load_encoder_spec
+    from .evaluation.extract import Windows, extract, find_videos
+
+    windows = Windows(args.frames, args.fps, args.stride, args.size)
+    model, wid = load_encoder_spec(args.encoder, args.seed, args.size)
+    videos = find_videos(args.videos)
+    if not videos:
+        raise ConfigError(f"no videos found in {args.videos}")
+    meta = {"encoder": args.encoder, "weights": wid, "windows": json.dumps(dataclasses.asdict(windows))}
+    rows = extract(model, videos, Path(args.out), windows, args.batch_size, args.pool, meta)
+    log.info("features: %d windows of %d videos -> %s", rows, len(videos), args.out)
     return 0
 
 
@@ -139,7 +147,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     p = _params(args)
     logs = {"pretrain": Path(args.pretrain_log), "distill": Path(args.distill_log)}
-    info = build_report(Path(args.eval_dir), Path(args.out), logs, Path(args.curation), p.report.title)
+    info = build_report(Path(args.metrics_dir), Path(args.out), logs, Path(args.curation), p.report.title)
     log.info("report: %d benchmarks, models %s -> %s", info["benchmarks"], info["models"], args.out)
     return 0
 
@@ -221,9 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = stage("evaluate", cmd_evaluate, "evaluate encoders on one benchmark")
     sp.add_argument("--benchmark", required=True)
     sp.add_argument("--root", default=None)
-    sp.add_argument("--out", required=True)
+    sp.add_argument("--out", required=True, help="directory for predictions.parquet (per test sample)")
+    sp.add_argument("--metrics", default=None, help="results JSON (default reports/metrics/<benchmark>.json)")
     sp = stage("report", cmd_report, "build reports/benchmark.md and reports/index.html")
-    sp.add_argument("--eval-dir", default="data/evaluate")
+    sp.add_argument("--metrics-dir", default="reports/metrics")
     sp.add_argument("--pretrain-log", default="data/pretrain/log.csv")
     sp.add_argument("--distill-log", default="data/distill/log.csv")
     sp.add_argument("--curation", default="data/curate/curation.json")
@@ -234,6 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--root")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_benchmarks)
+    sp = sub.add_parser("features", help="clip embeddings of whole videos (sliding windows) with any encoder")
+    sp.add_argument("action", choices=["extract"])
+    sp.add_argument("videos", nargs="+", help="video files or directories (searched recursively)")
+    sp.add_argument(
+        "--encoder", required=True, help="checkpoint path, random:<arch>, vjepa:<arch>:<path> or timm:<name>[:<path>]"
+    )
+    sp.add_argument("--out", required=True, help="a .parquet file (pooled embeddings) or a directory of .npy")
+    sp.add_argument("--frames", type=int, default=16)
+    sp.add_argument("--fps", type=float, default=8.0)
+    sp.add_argument("--stride", type=float, default=1.0, help="seconds between window starts")
+    sp.add_argument("--size", type=int, default=64)
+    sp.add_argument("--pool", choices=["mean", "none"], default="mean", help="none: keep every token (.npy only)")
+    sp.add_argument("--batch-size", type=int, default=8)
+    sp.add_argument("--seed", type=int, default=0, help="seed of random:/timm: encoders without weights")
+    sp.set_defaults(fn=cmd_features)
     return ap
 
 
@@ -246,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.fn(args)
-    except ConfigError as err:
+    except (ConfigError, FileNotFoundError) as err:  # a wrong path or setting: the message says which
         log.error("%s", err)
         return 2
     except QualityGateError as err:

@@ -33,9 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from .io import atomic_path, atomic_write_text, sha256_file, write_json
+from .io import atomic_write_text, sha256_file, write_json, write_table
 from .sources import Source
 from .video import VideoError, open_video
 
@@ -406,18 +405,6 @@ def build_clip_table(
             "weight": pa.array(weight, pa.float64()),
         }
     )
-
-
-def write_table(path: Path, table: pa.Table, schema: pa.Schema | None = None) -> None:
-    """Atomic, single-file, zstd Parquet write (byte-identical for identical tables).
-
-    Dictionary-encoded columns are written as plain strings in the file schema
-    (``store_schema=False``), so readers always see ``schema``.
-    """
-    if schema is not None and [f.name for f in table.schema] != schema.names:
-        raise ValueError(f"{path.name}: columns {table.schema.names} do not match the schema {schema.names}")
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", store_schema=False)
 
 
 def curate(

@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -66,3 +69,16 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def write_table(path: str | os.PathLike[str], table: pa.Table, schema: pa.Schema | None = None) -> None:
+    """Atomic, single-file, zstd Parquet write (byte-identical for identical tables).
+
+    Dictionary-encoded columns are written as plain strings in the file schema
+    (``store_schema=False``, for tables without key/value metadata), so readers always see ``schema``.
+    """
+    if schema is not None and [f.name for f in table.schema] != schema.names:
+        raise ValueError(f"{Path(path).name}: columns {table.schema.names} do not match the schema {schema.names}")
+    with atomic_path(path) as tmp:
+        # key/value metadata (provenance) lives in the stored Arrow schema: keep it when there is some
+        pq.write_table(table, tmp, compression="zstd", store_schema=bool(table.schema.metadata))

@@ -25,12 +25,12 @@ TASK_FAMILY = {
 }
 
 
-def load_results(eval_dir: Path) -> list[dict]:
-    """Results of every evaluated benchmark, in the registry's (the paper's) order."""
+def load_results(metrics_dir: Path) -> list[dict]:
+    """Results of every evaluated benchmark (``<benchmark>.json``), in the registry's (the paper's) order."""
     from .benchmarks import list_benchmarks
 
     order = {b.name: i for i, b in enumerate(list_benchmarks())}
-    results = [read_json(p) for p in eval_dir.glob("*/results.json")]
+    results = [read_json(p) for p in metrics_dir.glob("*.json")]
     return sorted(results, key=lambda r: (order.get(r["name"], len(order)), r["name"]))
 
 
@@ -225,10 +225,12 @@ def _cell(c: str) -> str:
     return f"<td>{html.escape(c)}</td>"
 
 
-def build_report(eval_dir: Path, out_dir: Path, logs: dict[str, Path], curation_path: Path | None, title: str) -> dict:
-    results = load_results(eval_dir)
+def build_report(
+    metrics_dir: Path, out_dir: Path, logs: dict[str, Path], curation_path: Path | None, title: str
+) -> dict:
+    results = load_results(metrics_dir)
     if not results:
-        raise FileNotFoundError(f"no */results.json under {eval_dir}")
+        raise FileNotFoundError(f"no <benchmark>.json results under {metrics_dir}")
     models = sorted({m for r in results for m in r["models"]})
     curation = read_json(curation_path) if curation_path and curation_path.exists() else None
     md = markdown(results, models, curation, title)

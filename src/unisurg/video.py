@@ -135,6 +135,10 @@ def open_video(path: str | os.PathLike[str], num_threads: int = 1) -> VideoReade
     return VideoReader(path, num_threads=num_threads)
 
 
+# File suffixes treated as video when a directory is searched (`unisurg features extract DIR`).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
+
+
 def clip_indices(end_frame: int, num_frames: int, step: float) -> np.ndarray:
     """Indices of ``num_frames`` frames spaced ``step`` native frames apart, ending at ``end_frame``.
 

@@ -167,14 +167,19 @@ def test_kill_during_evaluation_reruns_to_the_same_results(world, bench_root, re
         str(bench_root("cholec80")),
         "--quiet",
     ]
-    _run([*args, "--out", str(base / "e_full")])
+
+    def out_args(d: Path) -> list[str]:
+        return ["--out", str(d), "--metrics", str(d / "results.json")]
+
+    _run([*args, *out_args(base / "e_full")])
     shutil.rmtree(base / "cache")
     out = base / "e_killed"
     # kill once the first encoder's features are cached, before the results exist
-    assert _kill_when([*args, "--out", str(out)], lambda: any((base / "cache").glob("*.pt")))
-    assert not (out / "results.json").exists()
-    _run([*args, "--out", str(out)])
+    assert _kill_when([*args, *out_args(out)], lambda: any((base / "cache").glob("*.pt")))
+    assert not (out / "results.json").exists() and not (out / "predictions.parquet").exists()
+    _run([*args, *out_args(out)])
     assert (out / "results.json").read_text() == (base / "e_full" / "results.json").read_text()
+    assert (out / "predictions.parquet").read_bytes() == (base / "e_full" / "predictions.parquet").read_bytes()
     record("faults", "kill -9 during evaluation", "no results.json from the killed run; rerun (cache reused) identical")
 
 

@@ -4,9 +4,23 @@ AttentiveProbe: optional self-attention blocks over the tokens, then one cross-a
 block whose single learned query attends to them (queries not normalised, keys/values are),
 then a linear layer. DenseHead: per-patch linear decoder on the time-averaged patch tokens,
 pixel-shuffled back to the clip resolution.
+
+The cross-attention with one query is computed without projecting every token to keys and
+values (exactly, not approximately). For attention head h with query q_h (d,), key/value
+weights W_k,h, W_v,h (d, D) and the token LayerNorm LN(x_n) = g * x̂_n + b:
+
+    logit_hn = q_h · (W_k,h LN(x_n) + c) / sqrt(d) = x̂_n · (g * W_k,h^T q_h) / sqrt(d) + const_h
+    out_h    = sum_n a_hn (W_v,h LN(x_n) + c_v) = W_v,h (g * sum_n a_hn x̂_n + b) + c_v
+
+(the constant is the same for every token, so the softmax ignores it). Per sample this costs
+O(N·D·heads) instead of O(N·D²) for the key/value projections — ~50x fewer FLOPs for a
+192-wide encoder — which is what lets the probe grid train many epochs on a CPU.
+:func:`reference_cross_attention` is the textbook computation the tests compare against.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -14,25 +28,45 @@ from torch import nn
 
 
 class CrossAttentionBlock(nn.Module):
+    """V-JEPA's probe block: q + attn(q, norm1(x)) -> + mlp(norm2(.)); attn has q/kv/proj linears."""
+
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.norm1 = nn.LayerNorm(dim)
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
 
-    def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """q (B, Q, D) queries, x (B, N, D) tokens -> (B, Q, D)."""
+    def attend(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """q (B, 1, D) query, x (B, N, D) tokens -> attention output (B, 1, D), token-linear cost."""
         B, N, D = x.shape
-        h = self.num_heads
-        xn = self.norm1(x)
-        qh = self.q(q).unflatten(-1, (h, D // h)).transpose(1, 2)  # (B, h, Q, D/h)
-        k, v = self.kv(xn).unflatten(-1, (2, h, D // h)).permute(2, 0, 3, 1, 4)  # each (B, h, N, D/h)
-        a = F.scaled_dot_product_attention(qh, k, v).transpose(1, 2).reshape(B, -1, D)
-        q = q + a
+        h, d = self.num_heads, D // self.num_heads
+        xh = F.layer_norm(x, (D,))  # x̂: normalised, affine folded in below
+        g, b = self.norm1.weight, self.norm1.bias
+        wk, wv = self.kv.weight[:D].view(h, d, D), self.kv.weight[D:].view(h, d, D)
+        qh = self.q(q).view(B, h, d)
+        u = torch.einsum("bhd,hde->bhe", qh, wk) * g  # (B, h, D): g * W_k,h^T q_h
+        a = (torch.einsum("bnd,bhd->bhn", xh, u) / math.sqrt(d)).softmax(-1)  # (B, h, N)
+        pooled = torch.einsum("bhn,bnd->bhd", a, xh) * g + b  # (B, h, D): sum_n a_hn LN(x_n)
+        v = torch.einsum("bhe,hde->bhd", pooled, wv) + self.kv.bias[D:].view(h, d)  # (B, h, d)
+        return self.proj(v.reshape(B, 1, D))
+
+    def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """q (B, 1, D) query, x (B, N, D) tokens -> (B, 1, D)."""
+        q = q + self.attend(q, x)
         return q + self.mlp(self.norm2(q))
+
+
+def reference_cross_attention(block: CrossAttentionBlock, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The textbook computation of :meth:`CrossAttentionBlock.attend` (project every token)."""
+    B, N, D = x.shape
+    h = block.num_heads
+    qh = block.q(q).unflatten(-1, (h, D // h)).transpose(1, 2)  # (B, h, Q, d)
+    k, v = block.kv(block.norm1(x)).unflatten(-1, (2, h, D // h)).permute(2, 0, 3, 1, 4)  # each (B, h, N, d)
+    return block.proj(F.scaled_dot_product_attention(qh, k, v).transpose(1, 2).reshape(B, -1, D))
 
 
 class AttentiveProbe(nn.Module):

@@ -1,0 +1,159 @@
+"""`unisurg features extract`: clip embeddings of whole videos with any encoder.
+
+A video is covered by sliding windows: window k holds ``frames`` frames at ``fps`` starting
+at ``k * stride_s`` seconds (the last window is shifted back to end at the last frame, so the
+tail is never dropped; a video shorter than one window gives one window padded with its first
+frame, as in the probe protocol). Each window's tokens (N, D) are mean-pooled to one
+embedding (D,), or kept whole with ``pool="none"``.
+
+Outputs:
+- ``*.parquet``: one row per window: video, window, t_start, t_end (seconds), embedding
+  (list<float32>, pooled only);
+- a directory: one ``<video stem>.npy`` per video, float32 (windows, D) or (windows, N, D),
+  plus ``windows.parquet`` giving every row's video, file, window and times.
+Files are written atomically; a rerun skips ``.npy`` files already complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import nn
+
+from ..data import to_tensor
+from ..io import atomic_path, write_table
+from ..video import VIDEO_EXTENSIONS, clip_indices, open_video
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Windows:
+    frames: int = 16
+    fps: float = 8.0
+    stride_s: float = 1.0
+    size: int = 64
+
+    def starts(self, n_frames: int, native_fps: float) -> np.ndarray:
+        """Window end frames (native indices), one per stride, the last ending at the last frame."""
+        span = (self.frames - 1) * native_fps / self.fps  # native frames covered by one window
+        last = n_frames - 1
+        ends = np.arange(span, last + 1e-9, self.stride_s * native_fps)
+        if not len(ends) or ends[-1] < last - 1e-9:
+            ends = np.r_[ends, last]
+        return np.round(ends).astype(np.int64)
+
+
+WINDOW_SCHEMA = pa.schema(
+    [
+        ("video", pa.string()),
+        ("window", pa.int32()),
+        ("t_start", pa.float64()),
+        ("t_end", pa.float64()),
+    ]
+)
+
+
+def find_videos(paths: list[str | Path]) -> list[Path]:
+    """Files as given; directories searched recursively for video files (sorted)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file())
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"no video or directory {p}")
+    return out
+
+
+def window_frames(n_frames: int, native_fps: float, w: Windows) -> list[np.ndarray]:
+    """Native frame indices (frames,) of every window of a video."""
+    step = native_fps / w.fps
+    return [clip_indices(int(e), w.frames, step) for e in w.starts(n_frames, native_fps)]
+
+
+def _window_batches(path: Path, w: Windows, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray, torch.Tensor]]:
+    """-> (t_start, t_end, clips (b, 3, T, S, S)) per batch of windows of one video."""
+    vr = open_video(path)
+    windows = window_frames(len(vr), vr.fps, w)
+    for i in range(0, len(windows), batch):
+        idx = windows[i : i + batch]
+        need = np.unique(np.concatenate(idx))
+        decoded = vr.get_frames(need)  # each frame once, even where windows overlap
+        pos = {int(k): j for j, k in enumerate(need)}
+        clips = torch.stack([to_tensor(decoded[[pos[int(k)] for k in ix]], w.size) for ix in idx])
+        yield np.array([ix[0] / vr.fps for ix in idx]), np.array([ix[-1] / vr.fps for ix in idx]), clips
+
+
+@torch.inference_mode()
+def video_embeddings(
+    encoder: nn.Module, path: Path, w: Windows, batch: int = 8, pool: str = "mean"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (t_start (n,), t_end (n,), embeddings float32 (n, D) or (n, N, D) with pool='none')."""
+    if pool not in ("mean", "none"):
+        raise ValueError(f"pool must be 'mean' or 'none', not {pool!r}")
+    starts, ends, embs = [], [], []
+    for t0, t1, clips in _window_batches(path, w, batch):
+        tokens = encoder(clips).float()  # (b, N, D)
+        embs.append((tokens.mean(1) if pool == "mean" else tokens).numpy())
+        starts.append(t0)
+        ends.append(t1)
+    return np.concatenate(starts), np.concatenate(ends), np.concatenate(embs)
+
+
+def extract(
+    encoder: nn.Module,
+    videos: list[Path],
+    out: Path,
+    w: Windows,
+    batch: int = 8,
+    pool: str = "mean",
+    meta: dict[str, str] | None = None,
+) -> int:
+    """Embed every video into ``out`` (a ``.parquet`` file or a directory of ``.npy``) -> rows written."""
+    encoder.eval()
+    to_parquet = out.suffix == ".parquet"
+    if to_parquet and pool != "mean":
+        raise ValueError("token-level features (pool='none') are written as .npy: give a directory as --out")
+    cols: dict[str, list] = {k: [] for k in (*WINDOW_SCHEMA.names, "embedding", "file")}
+    for n, path in enumerate(videos, 1):
+        npy = out / f"{path.stem}.npy"
+        if not to_parquet and npy.exists():
+            emb = np.load(npy, mmap_mode="r")
+            vr = open_video(path)
+            windows = window_frames(len(vr), vr.fps, w)
+            t0 = np.array([ix[0] / vr.fps for ix in windows])
+            t1 = np.array([ix[-1] / vr.fps for ix in windows])
+            log.info("features: %s already extracted (%d windows)", path.name, len(emb))
+        else:
+            t0, t1, emb = video_embeddings(encoder, path, w, batch, pool)
+            if not to_parquet:
+                with atomic_path(npy) as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.save(fh, emb.astype(np.float32))
+            log.info("features: %d/%d %s: %d windows, %s", n, len(videos), path.name, len(emb), emb.shape[1:])
+        cols["video"] += [str(path)] * len(t0)
+        cols["window"] += list(range(len(t0)))
+        cols["t_start"] += t0.tolist()
+        cols["t_end"] += t1.tolist()
+        cols["file"] += [npy.name] * len(t0)
+        if to_parquet:
+            cols["embedding"] += [e.astype(np.float32) for e in emb]
+    base = {k: cols[k] for k in WINDOW_SCHEMA.names}
+    schema_meta = {k.encode(): v.encode() for k, v in (meta or {}).items()}
+    if to_parquet:
+        dim = len(cols["embedding"][0]) if cols["embedding"] else 0
+        emb_type = pa.list_(pa.float32(), dim) if dim else pa.list_(pa.float32())  # fixed-size: one D per file
+        table = pa.table({**base, "embedding": pa.array(cols["embedding"], emb_type)})
+        write_table(out, table.replace_schema_metadata(schema_meta))
+    else:
+        table = pa.table({**base, "file": cols["file"]})
+        write_table(out / "windows.parquet", table.replace_schema_metadata(schema_meta))
+    return len(cols["video"])
