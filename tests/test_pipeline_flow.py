@@ -76,11 +76,16 @@ def test_pipeline_flow_under_a_real_prefect_server(project, prefect_server):
     ]
     table = rows[:17]
     assert len(table) == 17
-    models = ["random_init", "student", "unisurg"]
+    models = ["random_init", "random_student", "student", "unisurg"]
     assert f"| benchmark | task | metric | {' | '.join(models)} |" in md
     for row in table:
         cells = [c.strip().strip("*") for c in row.strip("|").split("|")][3:]
-        assert len(cells) == 3 and all(re.match(r"-?\d+\.\d{3}", c) for c in cells), row
+        assert len(cells) == 4 and all(re.match(r"-?\d+\.\d{3}", c) for c in cells), row
+    for section in ("Against the baselines", "Relaxed-boundary", "Distillation: teacher vs student", "Provenance"):
+        assert f"## {section}" in md
+    assert "| unisurg | random_init |" in md and "| student | random_student |" in md
+    assert len(list((project / "reports" / "metrics").glob("*.json"))) == 17
+    assert len(list((project / "data" / "evaluate").glob("*/predictions.parquet"))) == 17
     html = (project / "reports" / "index.html").read_text()
     assert html.count("data:image/png;base64,") >= 2 and "http" not in html.replace("http-equiv", "")
 

@@ -2,13 +2,16 @@
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from unisurg.checkpoint import load_checkpoint, load_encoder
 from unisurg.config import DistillParams, OptimParams, PretrainParams
 from unisurg.curate import curate
-from unisurg.distill import run_distill
+from unisurg.distill import TeacherEnsemble, flops_per_clip, run_distill
+from unisurg.losses import normalize_targets
+from unisurg.models import create_model
 from unisurg.pretrain import run_pretrain
 from unisurg.sources import Source
 
@@ -67,12 +70,45 @@ def test_distillation_moves_student_towards_teacher(clips, tmp_path):
         log_every=1,
         optim=OptimParams(lr=3e-3, start_lr=3e-3, warmup_steps=0, schedule="constant"),
     )
-    m = run_distill(clips, tmp_path / "t" / "encoder.pt", tmp_path / "s", p, frames=4, size=32, seed=0, progress=False)
+    m = run_distill(
+        clips, [tmp_path / "t" / "encoder.pt"], tmp_path / "s", p, frames=4, size=32, seed=0, progress=False
+    )
     rows = [r.split(",") for r in (tmp_path / "s" / "log.csv").read_text().splitlines()[1:]]
     cos = [float(r[2]) for r in rows]  # cosine distance per step
     assert sum(cos[-3:]) / 3 < sum(cos[:3]) / 3  # cosine similarity rises
     assert m["student_params"] > 0 and (tmp_path / "s" / "student.pt").exists()
+    assert 0 < m["student_gflops_per_clip"] == m["teacher_gflops_per_clip"] and m["teachers"] == 1  # both vit_pico
+    # an ensemble of two pretraining seeds distils too (targets: mean of their normalised tokens)
+    run_pretrain(clips, tmp_path / "t2", _params(2), seed=1, progress=False)
+    teachers = [tmp_path / "t" / "encoder.pt", tmp_path / "t2" / "encoder.pt"]
+    p2 = p.model_copy(update={"steps": 2})
+    m2 = run_distill(clips, teachers, tmp_path / "s2", p2, frames=4, size=32, seed=0, progress=False)
+    assert m2["teachers"] == 2 and np.isfinite(m2["final_loss"])
     shutil.rmtree(tmp_path / "t")
+
+
+def test_teacher_ensemble_averages_normalised_tokens_and_rejects_mismatched_grids():
+    torch.manual_seed(0)
+    a, b = create_model("vit_pico").eval(), create_model("vit_pico").eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    ens = TeacherEnsemble([a, b])
+    want = (normalize_targets(a(x)) + normalize_targets(b(x))) / 2
+    torch.testing.assert_close(ens(x), want)
+    assert not any(p.requires_grad for p in ens.parameters())
+    with pytest.raises(ValueError, match="same token grid and width"):
+        TeacherEnsemble([a, create_model("vit_nano")])
+
+
+def test_flops_per_clip_matches_the_analytic_count():
+    model = create_model("vit_pico")
+    x = torch.randn(1, 3, 4, 32, 32)
+    n = (4 // model.tubelet_size) * (32 // model.patch_size) ** 2  # tokens
+    d = model.embed_dim
+    depth = len(model.blocks)
+    patch = 2 * n * d * 3 * model.tubelet_size * model.patch_size**2
+    # per block: qkv + proj + 2-layer MLP (ratio 4) = 12 d^2 per token, attention 2 n^2 d; x2 for multiply-add
+    blocks = depth * (2 * n * 12 * d * d + 2 * 2 * n * n * d)
+    assert flops_per_clip(model, x) == pytest.approx(patch + blocks, rel=0.02)
 
 
 @pytest.mark.parametrize(

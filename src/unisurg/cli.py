@@ -88,7 +88,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     out = Path(args.out)
     metrics = run_distill(
         Path(args.clips),
-        Path(args.teacher),
+        [Path(t) for t in args.teacher],
         out,
         p.distill,
         p.pretrain.clip.frames,
@@ -143,11 +143,25 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from .io import read_json
+    from .report import Extras, build_report, provenance
 
     p = _params(args)
+    r = p.report
     logs = {"pretrain": Path(args.pretrain_log), "distill": Path(args.distill_log)}
-    info = build_report(Path(args.metrics_dir), Path(args.out), logs, Path(args.curation), p.report.title)
+
+    def optional(path: str) -> dict | None:
+        return read_json(path) if Path(path).exists() else None
+
+    extras = Extras(
+        curation=optional(args.curation),
+        distill=optional(args.distill_metrics),
+        baselines=r.baselines,
+        teacher=r.teacher,
+        student=r.student,
+        provenance=provenance(Path.cwd(), Path(args.params)),
+    )
+    info = build_report(Path(args.metrics_dir), Path(args.out), logs, extras, r.title)
     log.info("report: %d benchmarks, models %s -> %s", info["benchmarks"], info["models"], args.out)
     return 0
 
@@ -224,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="data/pretrain")
     sp = stage("distill", cmd_distill, "distill a small student")
     sp.add_argument("--clips", default="data/curate/clips.parquet")
-    sp.add_argument("--teacher", default="data/pretrain/encoder.pt")
+    sp.add_argument(
+        "--teacher",
+        nargs="+",
+        default=["data/pretrain/encoder.pt"],
+        help="teacher checkpoint(s); several = an ensemble whose normalised features are averaged",
+    )
     sp.add_argument("--out", default="data/distill")
     sp = stage("evaluate", cmd_evaluate, "evaluate encoders on one benchmark")
     sp.add_argument("--benchmark", required=True)
@@ -236,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pretrain-log", default="data/pretrain/log.csv")
     sp.add_argument("--distill-log", default="data/distill/log.csv")
     sp.add_argument("--curation", default="data/curate/curation.json")
+    sp.add_argument("--distill-metrics", default="data/distill/metrics.json")
     sp.add_argument("--out", default="reports")
     sp = sub.add_parser("benchmarks", help="list the benchmarks or validate a dataset download")
     sp.add_argument("action", choices=["list", "validate"])

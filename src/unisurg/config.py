@@ -188,6 +188,12 @@ class EvaluateParams(Strict):
 
 class ReportParams(Strict):
     title: str = "UniSurg benchmark report"
+    baselines: dict[str, str] = Field(
+        default_factory=lambda: {"unisurg": "random_init", "student": "random_student"},
+        description="model -> the baseline it must beat (evaluate.models names); the report names every loss",
+    )
+    teacher: str = Field("unisurg", description="evaluate.models name of the distillation teacher")
+    student: str = Field("student", description="evaluate.models name of the distilled student")
 
 
 class OrchestrationParams(Strict):

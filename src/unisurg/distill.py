@@ -1,6 +1,8 @@
 """Feature distillation: a small student regresses the frozen pretrained encoder's tokens.
 
-For clips x (B, 3, T, H, W): t = LN(teacher(x)) (B, N, D_t) without gradient; the student's
+For clips x (B, 3, T, H, W): t = LN(teacher(x)) (B, N, D_t) without gradient — with an
+ensemble of teachers (several pretraining seeds or ablation checkpoints, same token grid and
+width), t = mean_k LN(teacher_k(x)), the average of their normalised features; the student's
 tokens go through a linear projection to D_t, s = proj(student(x)); the loss is
 ``cosine_weight * (1 - cos(s, t)) + smooth_l1_weight * SmoothL1(s, t)`` (see
 :func:`unisurg.losses.distill_loss`). Cosine aligns directions (what probes use), smooth-L1
@@ -30,6 +32,43 @@ log = logging.getLogger(__name__)
 LOG_FIELDS = ["step", "loss", "cosine", "smooth_l1", "lr", "seconds"]
 
 
+def flops_per_clip(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Forward FLOPs for one clip (multiply-add = 2 FLOPs), counted by torch's FLOP counter
+    (matmuls, convolutions, attention) on ``x[:1]``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(x[:1])
+    return int(counter.get_total_flops())
+
+
+class TeacherEnsemble(torch.nn.Module):
+    """Frozen teachers -> the mean of their layer-normed tokens (B, N, D); one teacher = LN(teacher(x))."""
+
+    def __init__(self, teachers: list[torch.nn.Module]) -> None:
+        super().__init__()
+        if not teachers:
+            raise ValueError("distillation needs at least one teacher")
+        first = teachers[0]
+
+        def shape(m: torch.nn.Module) -> tuple[int, int, int]:
+            return (m.embed_dim, m.patch_size, m.tubelet_size)
+
+        for k, t in enumerate(teachers[1:], 2):
+            if shape(t) != shape(first):
+                raise ValueError(
+                    f"teacher {k} has width/patch/tubelet {shape(t)}, teacher 1 {shape(first)}: an ensemble "
+                    "averages tokens, so its members need the same token grid and width"
+                )
+        self.teachers = torch.nn.ModuleList(teachers).eval().requires_grad_(False)
+        self.embed_dim = first.embed_dim
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([normalize_targets(t(x)) for t in self.teachers]).mean(0)
+
+
 @torch.inference_mode()
 def clips_per_second(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3) -> float:
     model.eval()
@@ -42,7 +81,7 @@ def clips_per_second(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3) 
 
 def run_distill(
     clips: Path,
-    teacher_path: Path,
+    teacher_paths: list[Path],
     out: Path,
     p: DistillParams,
     frames: int,
@@ -52,9 +91,10 @@ def run_distill(
 ) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
-    teacher = load_encoder(teacher_path).eval().requires_grad_(False)
+    teachers = [load_encoder(path).eval().requires_grad_(False) for path in teacher_paths]
+    target = TeacherEnsemble(teachers)
     student = create_model(p.student_arch)
-    proj = torch.nn.Linear(student.embed_dim, teacher.embed_dim)
+    proj = torch.nn.Linear(student.embed_dim, target.embed_dim)
     opt = torch.optim.AdamW(param_groups([student, proj], p.optim.weight_decay), lr=p.optim.lr, betas=p.optim.betas)
     ckpt_path = out / "checkpoint.pt"
     start = resume(ckpt_path, {"student": student, "proj": proj}, opt)
@@ -95,8 +135,7 @@ def run_distill(
             step, p.steps, p.optim.lr, p.optim.start_lr, p.optim.final_lr, p.optim.warmup_steps, p.optim.schedule
         )
         set_lr(opt, lr)
-        with torch.no_grad():
-            t = normalize_targets(teacher(x))  # (B, N, D_t)
+        t = target(x)  # (B, N, D_t), normalised (mean over the ensemble)
         s = proj(student(x))  # (B, N, D_t)
         loss, parts = distill_loss(s, t, p.cosine_weight, p.smooth_l1_weight)
         opt.zero_grad(set_to_none=True)
@@ -122,15 +161,21 @@ def run_distill(
         bar.update(1)
     bar.close()
     save(p.steps)
-    save_checkpoint(
-        out / "student.pt", encoder_payload(student, p.student_arch, teacher=str(teacher_path), steps=p.steps)
-    )
+    meta = {"teachers": [str(t) for t in teacher_paths], "steps": p.steps}
+    save_checkpoint(out / "student.pt", encoder_payload(student, p.student_arch, **meta))
     probe = x if x is not None else normalize_batch(torch.stack([table[0]["clip"]] * p.batch_size))
+    teacher = teachers[0]  # the ensemble members share an architecture grid; sizes are per member
     metrics = {
         "final_loss": round(loss_val, 6),
         "final_cosine_distance": round(parts["cosine"], 6),
+        "teachers": len(teachers),
+        "student_arch": p.student_arch,
         "student_params": count_params(student),
         "teacher_params": count_params(teacher),
+        "student_gflops_per_clip": round(flops_per_clip(student, probe) / 1e9, 6),
+        "teacher_gflops_per_clip": round(flops_per_clip(teacher, probe) / 1e9, 6),
+        "clip_shape": list(probe.shape[1:]),
+        # measured on the machine that ran the stage, batch of p.batch_size clips, CPU threads as configured
         "student_clips_per_s": round(clips_per_second(student, probe), 2),
         "teacher_clips_per_s": round(clips_per_second(teacher, probe), 2),
     }

@@ -1,17 +1,23 @@
 """Benchmark report: Markdown table + self-contained HTML (plots embedded as PNG, no network).
 
-Inputs are the stage outputs (evaluation results per benchmark, training logs, curation
-metrics); the report is a pure function of them, so regenerating it with nothing changed
-gives byte-identical files.
+Inputs are the stage outputs (evaluation results per benchmark, training logs, curation and
+distillation metrics) and their provenance (git commit, ``dvc.lock`` hashes, params); the
+report is a pure function of them, so regenerating it with nothing changed gives
+byte-identical files.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import html
 import io
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from .io import atomic_write_text, read_json
 
@@ -51,7 +57,8 @@ def best_model(r: dict) -> str | None:
     return pick(vals, key=vals.get)
 
 
-def markdown(results: list[dict], models: list[str], curation: dict | None, title: str) -> str:
+def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> str:
+    curation = x.curation
     lines = [
         f"# {title}",
         "",
@@ -88,6 +95,12 @@ def markdown(results: list[dict], models: list[str], curation: dict | None, titl
             vals = [r["models"][m]["value"] for r in rs if m in r["models"] and r["models"][m]["value"] is not None]
             cells.append(f"{sum(vals) / len(vals):.3f}" if vals else "n/a")
         lines.append(f"| {fam} ({len(rs)}) | " + " | ".join(cells) + " |")
+    baselines = {m: b for m, b in x.baselines.items() if m in models and b in models}
+    if baselines:
+        lines += baseline_section(results, baselines)
+    lines += relaxed_section(results, models)
+    if x.distill and x.teacher in models and x.student in models:
+        lines += distill_section(results, x)
     if curation:
         lines += [
             "",
@@ -106,7 +119,170 @@ def markdown(results: list[dict], models: list[str], curation: dict | None, titl
         lines += ["", "| source | videos | clips | hours |", "|---|---|---|---|"]
         for src, g in curation["by_source"].items():
             lines.append(f"| {src} | {g['videos']} | {g['clips']} | {g['hours']} |")
+    if x.provenance:
+        lines += provenance_section(x.provenance)
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Extras:
+    """Everything beyond the benchmark results that the report shows."""
+
+    curation: dict | None = None
+    distill: dict | None = None  # data/distill/metrics.json
+    baselines: dict[str, str] = field(default_factory=dict)  # model -> baseline it must beat
+    teacher: str = "unisurg"
+    student: str = "student"
+    provenance: dict | None = None
+
+
+def _primary(r: dict, m: str) -> tuple[float | None, list | None]:
+    d = r["models"].get(m)
+    return (d["value"], d["ci"]) if d else (None, None)
+
+
+def _beats(r: dict, m: str, base: str) -> tuple[bool | None, bool]:
+    """(m better than base?, CIs disjoint?) on one benchmark; None when either is missing."""
+    (a, ca), (b, cb) = _primary(r, m), _primary(r, base)
+    if a is None or b is None:
+        return None, False
+    better = a > b if r["higher_is_better"] else a < b
+    sep = bool(ca and cb and None not in (*ca, *cb) and (ca[0] > cb[1] or cb[0] > ca[1]))
+    return better, sep
+
+
+def baseline_section(results: list[dict], baselines: dict[str, str]) -> list[str]:
+    lines = ["", "## Against the baselines", ""]
+    lines += [
+        "Wins on the primary metric (ties count as not better); 'separated' = the 95% CIs do not overlap.",
+        "",
+        "| model | baseline | better on | separated wins | separated losses | not better on |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m, base in baselines.items():
+        rows = [(r, *_beats(r, m, base)) for r in results]
+        rows = [x for x in rows if x[1] is not None]
+        if not rows:
+            continue
+        wins = [r for r, b, _ in rows if b]
+        losses = [r["benchmark"] for r, b, _ in rows if not b]
+        sep_w = sum(1 for _, b, s in rows if b and s)
+        sep_l = sum(1 for _, b, s in rows if not b and s)
+        lines.append(f"| {m} | {base} | {len(wins)} of {len(rows)} | {sep_w} | {sep_l} | {', '.join(losses) or '-'} |")
+    return lines
+
+
+def distill_section(results: list[dict], x: Extras) -> list[str]:
+    d = x.distill
+    lines = ["", "## Distillation: teacher vs student", ""]
+    shape = "x".join(str(v) for v in d.get("clip_shape", []))
+    lines += [
+        f"Teachers in the ensemble: {d.get('teachers', 1)}. FLOPs: forward pass of one {shape} clip "
+        "(torch FLOP counter). Throughput: clips/s measured by the distill stage on the machine that ran it.",
+        "",
+        "| model | arch | parameters | GFLOPs / clip | clips / s |",
+        "|---|---|---|---|---|",
+        f"| teacher ({x.teacher}) | - | {d['teacher_params']:,} | {d.get('teacher_gflops_per_clip', 'n/a')} | "
+        f"{d['teacher_clips_per_s']} |",
+        f"| student ({x.student}) | {d.get('student_arch', '-')} | {d['student_params']:,} | "
+        f"{d.get('student_gflops_per_clip', 'n/a')} | {d['student_clips_per_s']} |",
+    ]
+    ratios = []
+    for r in results:
+        (t, _), (s, _) = _primary(r, x.teacher), _primary(r, x.student)
+        if t is not None and s is not None and t != 0:
+            ratios.append((s / t) if r["higher_is_better"] else (t / s if s else float("nan")))
+    if ratios:
+        ratios.sort()
+        lines += [
+            "",
+            f"Student quality relative to the teacher (primary metric, higher = better, 1 = equal), median over "
+            f"{len(ratios)} benchmarks: {ratios[len(ratios) // 2]:.2f}; "
+            f"speed-up {d['student_clips_per_s'] / d['teacher_clips_per_s']:.2f}x; "
+            f"parameters {d['teacher_params'] / d['student_params']:.1f}x fewer.",
+        ]
+    return lines
+
+
+def relaxed_section(results: list[dict], models: list[str]) -> list[str]:
+    rs = [r for r in results if any("relaxed_accuracy" in d["metrics"] for d in r["models"].values())]
+    if not rs:
+        return []
+    lines = [
+        "",
+        "## Relaxed-boundary phase metrics (secondary, not the headline)",
+        "",
+        "Challenge-style relaxed boundaries (10 s at the label rate; the reference script's indexing bug fixed). "
+        "Each cell: relaxed accuracy / relaxed Jaccard.",
+        "",
+        "| benchmark | " + " | ".join(models) + " |",
+        "|---|" + "---|" * len(models),
+    ]
+    for r in rs:
+        cells = []
+        for m in models:
+            mm = (r["models"].get(m) or {}).get("metrics", {})
+            acc, jac = mm.get("relaxed_accuracy"), mm.get("relaxed_jaccard")
+            cells.append(f"{acc:.3f} / {jac:.3f}" if acc is not None and jac is not None else "n/a")
+        lines.append(f"| {r['benchmark']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+# What "the code" is for provenance: uncommitted changes here make a result unreproducible from the
+# commit alone (changes to outputs such as dvc.lock or reports/ do not).
+CODE_PATHS = (
+    "src",
+    "stages",
+    "flows",
+    "dvc.yaml",
+    "params.yaml",
+    "sources.yaml",
+    "pyproject.toml",
+    "requirements.lock",
+)
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        res = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return res.stdout.strip()
+
+
+def provenance(root: Path, params_path: Path) -> dict:
+    """Git commit (and whether the code has uncommitted changes), ``dvc.lock`` hashes of every
+    stage output, and the params file's hash."""
+    commit = _git(root, "rev-parse", "--short=12", "HEAD")
+    if commit is None:
+        commit = "unknown (not a git checkout)"
+    else:
+        changed = _git(root, "status", "--porcelain", "--", *CODE_PATHS)
+        if changed:
+            commit += f" + uncommitted changes to {len(changed.splitlines())} code file(s)"
+    outs: dict[str, str] = {}
+    lock = root / "dvc.lock"
+    if lock.exists():
+        for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
+            for o in stage.get("outs", []):
+                if "md5" in o and not o["path"].startswith("reports/"):
+                    outs[o["path"]] = o["md5"]
+    params_md5 = hashlib.md5(params_path.read_bytes()).hexdigest() if params_path.exists() else "n/a"
+    return {"commit": commit, "outs": dict(sorted(outs.items())), "params": str(params_path), "params_md5": params_md5}
+
+
+def provenance_section(p: dict) -> list[str]:
+    lines = [
+        "",
+        "## Provenance",
+        "",
+        f"- code: git {p['commit']}",
+        f"- parameters: {p['params']} (md5 {p['params_md5']})",
+    ]
+    if p["outs"]:
+        lines += ["", "| stage output (dvc.lock) | md5 |", "|---|---|"]
+        lines += [f"| {path} | {md5} |" for path, md5 in p["outs"].items()]
+    return lines
 
 
 def _read_log(path: Path) -> tuple[list[float], list[float]]:
@@ -139,7 +315,8 @@ def plots(
             ax.plot(x, y, label=name)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     fig.tight_layout()
     out.append(("Training curves", _png(fig)))
     plt.close(fig)
@@ -225,15 +402,13 @@ def _cell(c: str) -> str:
     return f"<td>{html.escape(c)}</td>"
 
 
-def build_report(
-    metrics_dir: Path, out_dir: Path, logs: dict[str, Path], curation_path: Path | None, title: str
-) -> dict:
+def build_report(metrics_dir: Path, out_dir: Path, logs: dict[str, Path], extras: Extras, title: str) -> dict:
     results = load_results(metrics_dir)
     if not results:
         raise FileNotFoundError(f"no <benchmark>.json results under {metrics_dir}")
     models = sorted({m for r in results for m in r["models"]})
-    curation = read_json(curation_path) if curation_path and curation_path.exists() else None
-    md = markdown(results, models, curation, title)
+    md = markdown(results, models, extras, title)
     atomic_write_text(out_dir / "benchmark.md", md)
-    atomic_write_text(out_dir / "index.html", render_html(md, plots(results, models, logs, curation), title))
+    figures = plots(results, models, logs, extras.curation)
+    atomic_write_text(out_dir / "index.html", render_html(md, figures, title))
     return {"benchmarks": len(results), "models": models}

@@ -1,0 +1,66 @@
+"""The report: baseline wins and losses named, teacher vs student, relaxed metrics, provenance."""
+
+from __future__ import annotations
+
+import subprocess
+
+from unisurg.io import write_json
+from unisurg.report import Extras, build_report, provenance
+
+
+def _result(name: str, values: dict[str, float], higher: bool = True, relaxed: bool = False) -> dict:
+    models = {}
+    for m, v in values.items():
+        metrics = {"accuracy": v, **({"relaxed_accuracy": v + 0.1, "relaxed_jaccard": v / 2} if relaxed else {})}
+        models[m] = {"value": v, "ci": [v - 0.01, v + 0.01], "metrics": metrics}
+    return {
+        "benchmark": name.title(),
+        "name": name,
+        "task": "phase",
+        "metric": "accuracy",
+        "higher_is_better": higher,
+        "models": models,
+    }
+
+
+def test_report_names_losses_compares_teacher_and_student_and_records_provenance(tmp_path):
+    mdir = tmp_path / "metrics"
+    write_json(
+        mdir / "cholec80.json", _result("cholec80", {"unisurg": 0.6, "random_init": 0.4, "student": 0.5}, relaxed=True)
+    )
+    write_json(mdir / "autolaparo.json", _result("autolaparo", {"unisurg": 0.3, "random_init": 0.35, "student": 0.3}))
+    distill = {
+        "teachers": 1,
+        "student_arch": "vit_nano",
+        "student_params": 1000,
+        "teacher_params": 4000,
+        "student_gflops_per_clip": 0.5,
+        "teacher_gflops_per_clip": 2.0,
+        "student_clips_per_s": 30.0,
+        "teacher_clips_per_s": 10.0,
+        "clip_shape": [3, 16, 64, 64],
+    }
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    git_id = ["-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", *git_id, "commit", "-q", "--allow-empty", "-m", "x"], cwd=tmp_path, check=True)
+    (tmp_path / "params.yaml").write_text("base: {seed: 0}\n")
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  pretrain:\n    outs:\n    - path: data/pretrain/encoder.pt\n      md5: abc123\n"
+    )
+    prov = provenance(tmp_path, tmp_path / "params.yaml")
+    assert prov["outs"] == {"data/pretrain/encoder.pt": "abc123"}
+    extras = Extras(distill=distill, baselines={"unisurg": "random_init"}, provenance=prov)
+    out = tmp_path / "reports"
+    build_report(mdir, out, {}, extras, "t")
+    md = (out / "benchmark.md").read_text()
+    # unisurg beats random on Cholec80 (CIs separated) and not on AutoLaparo, which is named
+    assert "| unisurg | random_init | 1 of 2 | 1 | 1 | Autolaparo |" in md
+    assert "| student (student) | vit_nano | 1,000 | 0.5 | 30.0 |" in md
+    assert "speed-up 3.00x" in md
+    assert "Relaxed-boundary" in md and "| Cholec80 | 0.500 / 0.200 | 0.600 / 0.250 | 0.700 / 0.300 |" in md
+    assert "abc123" in md and "uncommitted changes to 1 code file" in md  # params.yaml is not committed
+    html = (out / "index.html").read_text()
+    assert "Provenance" in html and "Distillation: teacher vs student" in html
+    # a pure function of its inputs: regenerating gives identical bytes
+    build_report(mdir, out, {}, extras, "t")
+    assert (out / "benchmark.md").read_text() == md and (out / "index.html").read_text() == html
