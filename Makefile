@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH so they run inside it.
 RUN := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 
-.PHONY: venv repro test test-fast bench reliability-report clean-venv
+.PHONY: venv repro ablation test test-fast bench reliability-report clean-venv
 
 venv: $(STAMP)
 
@@ -19,6 +19,13 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 repro: $(STAMP)
+	$(RUN) dvc repro
+
+# The ablation grid (ablation/dvc.yaml): pretrain + evaluate each variant, version the results in
+# reports/ablation/, and regenerate the report with the ablation table (~30 min on 2 cores).
+ablation: $(STAMP)
+	$(RUN) dvc repro ablation/dvc.yaml
+	$(RUN) unisurg ablation collect
 	$(RUN) dvc repro
 
 test: $(STAMP)

@@ -73,3 +73,40 @@ def test_repository_sources_registry_parses():
     srcs = load_sources(ROOT / "sources.yaml", check_roots=False)
     pre = [s for s in srcs if s.role == "pretrain"]
     assert len(pre) >= 6 and len({s.region for s in pre}) >= 4
+
+
+def test_overrides_set_nested_keys_and_stay_strict():
+    root = Path(__file__).resolve().parents[1]
+    p = load_params(root / "params.yaml", ["pretrain.motion.enabled=false", "evaluate.models={a: x.pt}"])
+    assert p.pretrain.motion.enabled is False and p.evaluate.models == {"a": "x.pt"}
+    assert p.pretrain.affinity.weight == load_params(root / "params.yaml").pretrain.affinity.weight  # untouched
+    with pytest.raises(ConfigError, match="motoin"):
+        load_params(root / "params.yaml", ["pretrain.motoin.enabled=false"])  # misspelled: named
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        load_params(root / "params.yaml", ["pretrain.steps"])
+
+
+def test_every_ablation_variant_is_a_valid_configuration_of_what_it_claims():
+    import shlex
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    grid = yaml.safe_load((root / "ablation" / "params.yaml").read_text())
+    full = load_params(root / "params.yaml").pretrain
+    assert full.motion.enabled and full.affinity.weight > 0 and full.diversity.weight > 0  # the main run is full
+    got = {}
+    for name, v in grid["variants"].items():
+        args = shlex.split(v["set"])
+        assert args[::2] == ["--set"] * (len(args) // 2)
+        p = load_params(root / "params.yaml", args[1::2]).pretrain
+        got[name] = (p.objective, p.motion.enabled, p.affinity.weight > 0, p.diversity.weight > 0)
+    assert got["pixel"][0] == "pixel"
+    assert got["vjepa"] == ("latent", False, False, False)
+    assert got["motion"] == ("latent", True, False, False)
+    assert got["affinity"] == ("latent", False, True, False)
+    assert got["diversity"] == ("latent", False, False, True)
+    from unisurg.benchmarks import get_benchmark
+
+    for b in grid["benchmarks"].split():
+        get_benchmark(b)  # registered

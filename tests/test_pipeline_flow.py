@@ -37,6 +37,21 @@ def tiny_params() -> dict:
     return p
 
 
+# What a clone contains that the pipelines need (reports/ablation: the report stage's input).
+PROJECT_FILES = ("src", "stages", "flows", "dvc.yaml", "sources.yaml", "ablation", "reports/ablation")
+
+
+def copy_project(dest: Path) -> Path:
+    for item in PROJECT_FILES:
+        src = ROOT / item
+        (dest / item).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
+    for stale in (dest / "reports" / "ablation").iterdir():  # results of the repository's own grid
+        if stale.is_dir():
+            shutil.rmtree(stale)
+    return dest
+
+
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     from flows.pipeline import stage_env
 
@@ -47,10 +62,7 @@ def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    proj = tmp_path_factory.mktemp("project")
-    for item in ("src", "stages", "flows", "dvc.yaml", "sources.yaml"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, proj / item)
+    proj = copy_project(tmp_path_factory.mktemp("project"))
     (proj / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], proj)
     return proj
@@ -103,18 +115,40 @@ def test_pipeline_flow_under_a_real_prefect_server(project, prefect_server):
     out = run([sys.executable, "-m", "dvc", "repro"], project).stdout
     assert "Running stage" not in out
     run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "synth"], project)
-    status = run([sys.executable, "-m", "dvc", "status"], project).stdout
+    status = run([sys.executable, "-m", "dvc", "status", "dvc.yaml"], project).stdout
     assert "up to date" in status, status
+
+
+@pytest.mark.slow
+def test_ablation_grid_feeds_the_report(project):
+    # a two-variant, two-benchmark grid on the tiny project (the real one: `make ablation`)
+    grid = yaml.safe_load((ROOT / "ablation" / "params.yaml").read_text())
+    grid["variants"] = {k: grid["variants"][k] for k in ("pixel", "vjepa")}
+    grid["benchmarks"] = "cholec80 kvasirseg"
+    (project / "ablation" / "params.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
+    run([sys.executable, "-m", "dvc", "repro"], project)  # the main pipeline (no-op if already run)
+    out = run([sys.executable, "-m", "dvc", "repro", "ablation/dvc.yaml"], project).stdout
+    assert "evaluate@pixel" in out and "pretrain@vjepa" in out
+    assert "Running stage 'synth'" not in out  # the grid reuses the main pipeline's corpus and index
+    run([sys.executable, "-m", "unisurg.cli", "ablation", "collect"], project)
+    assert sorted(p.name for p in (project / "reports" / "ablation").glob("*/*.json")) == [
+        "cholec80.json",
+        "cholec80.json",
+        "kvasirseg.json",
+        "kvasirseg.json",
+    ]
+    out = run([sys.executable, "-m", "dvc", "repro"], project).stdout
+    assert "Running stage 'report'" in out and "Running stage 'evaluate" not in out  # only the report reruns
+    md = (project / "reports" / "benchmark.md").read_text()
+    assert "## Ablation" in md
+    assert "| pixel reconstruction (VideoMAE-style) |" in md and "| V-JEPA (latent prediction only) |" in md
 
 
 @pytest.mark.slow
 def test_a_failing_stage_fails_the_flow(tmp_path, prefect_server):
     from flows.pipeline import pipeline
 
-    proj = tmp_path / "broken"
-    for item in ("src", "stages", "dvc.yaml", "sources.yaml"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, proj / item)
+    proj = copy_project(tmp_path / "broken")
     p = tiny_params()
     p["synth"]["sise"] = 64  # misspelled key: the synth stage must refuse to start
     (proj / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from unisurg.io import write_json
-from unisurg.report import Extras, build_report, provenance
+from unisurg.report import Extras, build_report, collect_ablation, load_ablation, provenance
 
 
 def _result(name: str, values: dict[str, float], higher: bool = True, relaxed: bool = False) -> dict:
@@ -49,7 +49,15 @@ def test_report_names_losses_compares_teacher_and_student_and_records_provenance
     )
     prov = provenance(tmp_path, tmp_path / "params.yaml")
     assert prov["outs"] == {"data/pretrain/encoder.pt": "abc123"}
-    extras = Extras(distill=distill, baselines={"unisurg": "random_init"}, provenance=prov)
+    # the ablation grid's results, versioned by `unisurg ablation collect`
+    for variant, v in (("vjepa", 0.45), ("pixel", 0.35)):
+        write_json(tmp_path / "data" / variant / "results" / "cholec80.json", _result("cholec80", {variant: v}))
+    (tmp_path / "reports" / "ablation" / "stale").mkdir(parents=True)
+    assert collect_ablation(tmp_path / "data", ["pixel", "vjepa"], tmp_path / "reports" / "ablation") == 2
+    assert not (tmp_path / "reports" / "ablation" / "stale").exists()
+    ablation = load_ablation(tmp_path / "reports" / "ablation")
+    assert list(ablation) == ["pixel", "vjepa"]  # the paper's order
+    extras = Extras(distill=distill, baselines={"unisurg": "random_init"}, provenance=prov, ablation=ablation)
     out = tmp_path / "reports"
     build_report(mdir, out, {}, extras, "t")
     md = (out / "benchmark.md").read_text()
@@ -59,6 +67,9 @@ def test_report_names_losses_compares_teacher_and_student_and_records_provenance
     assert "speed-up 3.00x" in md
     assert "Relaxed-boundary" in md and "| Cholec80 | 0.500 / 0.200 | 0.600 / 0.250 | 0.700 / 0.300 |" in md
     assert "abc123" in md and "uncommitted changes to 1 code file" in md  # params.yaml is not committed
+    assert "| pixel reconstruction (VideoMAE-style) | 0.350 [0.340, 0.360] |" in md
+    assert "| V-JEPA (latent prediction only) | 0.450 [0.440, 0.460] |" in md
+    assert "| full UniSurg (main pipeline): unisurg | 0.600 [0.590, 0.610] |" in md
     html = (out / "index.html").read_text()
     assert "Provenance" in html and "Distillation: teacher vs student" in html
     # a pure function of its inputs: regenerating gives identical bytes

@@ -22,7 +22,7 @@ log = logging.getLogger("unisurg")
 
 
 def _params(args: argparse.Namespace) -> Params:
-    return load_params(args.params)
+    return load_params(args.params, args.set)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -109,21 +109,38 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     p = _params(args)
     e = p.evaluate
-    bench = get_benchmark(args.benchmark)
-    root = args.root or e.benchmarks.get(bench.name)
-    if root is None:
-        raise ConfigError(f"no dataset root for {bench.name}: pass --root or set evaluate.benchmarks.{bench.name}")
+    benches = [get_benchmark(name) for name in args.benchmark]
+    if args.root and len(benches) > 1:
+        raise ConfigError("--root names one dataset: evaluate one benchmark with it, or set evaluate.benchmarks")
+    if args.metrics and len(benches) > 1:
+        raise ConfigError("--metrics names one file: use --metrics-dir for several benchmarks")
+    roots = {}
+    for bench in benches:
+        roots[bench.name] = args.root or e.benchmarks.get(bench.name)
+        if roots[bench.name] is None:
+            raise ConfigError(f"no dataset root for {bench.name}: pass --root or set evaluate.benchmarks.{bench.name}")
     encoders = {name: load_encoder_spec(spec, p.base.seed, e.clip.size) for name, spec in e.models.items()}
     grid = ProbeGrid.from_params(e.probe)
     protocol = Protocol.from_params(e)
-    result, predictions = run_benchmark(
-        bench, Path(root), encoders, grid, protocol, e.bootstrap, p.base.seed, Path(e.cache_dir), e.batch_size
-    )
-    out = Path(args.out)
-    write_table(out / "predictions.parquet", predictions)
-    write_json(Path(args.metrics or f"reports/metrics/{bench.name}.json"), result)
-    summary = {m: d["value"] for m, d in result["models"].items()}
-    log.info("evaluate %s (%s): %s", bench.title, bench.metric, summary)
+    for bench in benches:
+        result, predictions = run_benchmark(
+            bench,
+            Path(roots[bench.name]),
+            encoders,
+            grid,
+            protocol,
+            e.bootstrap,
+            p.base.seed,
+            Path(e.cache_dir),
+            e.batch_size,
+        )
+        # one benchmark: --out is its folder; several: one sub-folder each
+        out = Path(args.out) if len(benches) == 1 else Path(args.out) / bench.name
+        write_table(out / "predictions.parquet", predictions)
+        metrics = args.metrics or Path(args.metrics_dir or "reports/metrics") / f"{bench.name}.json"
+        write_json(Path(metrics), result)
+        summary = {m: d["value"] for m, d in result["models"].items()}
+        log.info("evaluate %s (%s): %s", bench.title, bench.metric, summary)
     return 0
 
 
@@ -144,7 +161,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .io import read_json
-    from .report import Extras, build_report, provenance
+    from .report import Extras, build_report, load_ablation, provenance
 
     p = _params(args)
     r = p.report
@@ -160,9 +177,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         teacher=r.teacher,
         student=r.student,
         provenance=provenance(Path.cwd(), Path(args.params)),
+        ablation=load_ablation(Path(args.ablation_dir)),
     )
     info = build_report(Path(args.metrics_dir), Path(args.out), logs, extras, r.title)
     log.info("report: %d benchmarks, models %s -> %s", info["benchmarks"], info["models"], args.out)
+    return 0
+
+
+def cmd_ablation(args: argparse.Namespace) -> int:
+    from .config import load_yaml
+    from .report import collect_ablation
+
+    variants = list(load_yaml(args.grid).get("variants", {}))
+    n = collect_ablation(Path(args.results), variants, Path(args.out))
+    log.info("ablation: %d result files of %d variants -> %s", n, len(variants), args.out)
     return 0
 
 
@@ -223,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     def stage(name: str, fn, help_: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("--params", default="params.yaml")
+        sp.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a parameter, e.g. --set pretrain.motion.enabled=false (repeatable; value is YAML)",
+        )
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
         sp.set_defaults(fn=fn)
         return sp
@@ -246,16 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--out", default="data/distill")
     sp = stage("evaluate", cmd_evaluate, "evaluate encoders on one benchmark")
-    sp.add_argument("--benchmark", required=True)
-    sp.add_argument("--root", default=None)
-    sp.add_argument("--out", required=True, help="directory for predictions.parquet (per test sample)")
-    sp.add_argument("--metrics", default=None, help="results JSON (default reports/metrics/<benchmark>.json)")
+    sp.add_argument("--benchmark", required=True, nargs="+", help="one or more registered benchmarks")
+    sp.add_argument("--root", default=None, help="dataset root (default: evaluate.benchmarks.<name>)")
+    sp.add_argument("--out", required=True, help="folder for predictions.parquet (several benchmarks: one each)")
+    sp.add_argument("--metrics", default=None, help="results JSON of one benchmark")
+    sp.add_argument("--metrics-dir", default=None, help="folder of <benchmark>.json results (default reports/metrics)")
     sp = stage("report", cmd_report, "build reports/benchmark.md and reports/index.html")
     sp.add_argument("--metrics-dir", default="reports/metrics")
     sp.add_argument("--pretrain-log", default="data/pretrain/log.csv")
     sp.add_argument("--distill-log", default="data/distill/log.csv")
     sp.add_argument("--curation", default="data/curate/curation.json")
     sp.add_argument("--distill-metrics", default="data/distill/metrics.json")
+    sp.add_argument("--ablation-dir", default="reports/ablation", help="results of `make ablation` (optional)")
     sp.add_argument("--out", default="reports")
     sp = sub.add_parser("benchmarks", help="list the benchmarks or validate a dataset download")
     sp.add_argument("action", choices=["list", "validate"])
@@ -263,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--root")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_benchmarks)
+    sp = sub.add_parser("ablation", help="version the ablation grid's results for the report")
+    sp.add_argument("action", choices=["collect"])
+    sp.add_argument("--grid", default="ablation/params.yaml", help="the grid (its variants are collected)")
+    sp.add_argument("--results", default="data/ablation", help="where ablation/dvc.yaml wrote <variant>/results")
+    sp.add_argument("--out", default="reports/ablation")
+    sp.set_defaults(fn=cmd_ablation)
     sp = sub.add_parser("features", help="clip embeddings of whole videos (sliding windows) with any encoder")
     sp.add_argument("action", choices=["extract"])
     sp.add_argument("videos", nargs="+", help="video files or directories (searched recursively)")

@@ -101,6 +101,8 @@ def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> s
     lines += relaxed_section(results, models)
     if x.distill and x.teacher in models and x.student in models:
         lines += distill_section(results, x)
+    if x.ablation:
+        lines += ablation_section(results, x)
     if curation:
         lines += [
             "",
@@ -134,6 +136,86 @@ class Extras:
     teacher: str = "unisurg"
     student: str = "student"
     provenance: dict | None = None
+    ablation: dict[str, list[dict]] = field(default_factory=dict)  # variant -> its benchmark results
+
+
+# The paper's ablation order; other variants follow alphabetically.
+ABLATION_ORDER = ("pixel", "vjepa", "motion", "affinity", "diversity")
+ABLATION_LABELS = {
+    "pixel": "pixel reconstruction (VideoMAE-style)",
+    "vjepa": "V-JEPA (latent prediction only)",
+    "motion": "V-JEPA + motion-guided prediction",
+    "affinity": "V-JEPA + affinity self-distillation",
+    "diversity": "V-JEPA + feature diversity",
+}
+
+
+def load_ablation(ablation_dir: Path) -> dict[str, list[dict]]:
+    """``<dir>/<variant>/<benchmark>.json`` -> {variant: results}, variants in the paper's order."""
+    if not ablation_dir.is_dir():
+        return {}
+    found = {d.name: load_results(d) for d in ablation_dir.iterdir() if d.is_dir()}
+    found = {k: v for k, v in found.items() if v}
+    order = [v for v in ABLATION_ORDER if v in found] + sorted(v for v in found if v not in ABLATION_ORDER)
+    return {v: found[v] for v in order}
+
+
+def collect_ablation(results_root: Path, variants: list[str], dest: Path) -> int:
+    """Copy ``<results_root>/<variant>/results/*.json`` of the listed variants to ``dest/<variant>/``
+    (the versioned input of the report), dropping variants no longer in the grid -> files copied."""
+    import shutil
+
+    missing = [v for v in variants if not (results_root / v / "results").is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"no ablation results for {missing} under {results_root}: run dvc repro ablation/dvc.yaml first"
+        )
+    if dest.is_dir():
+        for old in dest.iterdir():
+            if old.is_dir():
+                shutil.rmtree(old)
+    n = 0
+    for v in variants:
+        (dest / v).mkdir(parents=True, exist_ok=True)
+        for src in sorted((results_root / v / "results").glob("*.json")):
+            shutil.copyfile(src, dest / v / src.name)
+            n += 1
+    return n
+
+
+def ablation_section(results: list[dict], x: Extras) -> list[str]:
+    heads: dict[str, dict] = {}  # benchmark name -> a result (for its title and metric), first seen order
+    for rs in x.ablation.values():
+        for r in rs:
+            heads.setdefault(r["name"], r)
+    by_name = {r["name"]: r for r in results}
+
+    def col(h: dict) -> str:
+        return f"{h['benchmark']} {h['metric']} {'↑' if h['higher_is_better'] else '↓'}"
+
+    lines = [
+        "",
+        "## Ablation",
+        "",
+        "Each variant pretrained on the same curated clips with the same budget (`make ablation`, "
+        "ablation/params.yaml), evaluated under the same frozen protocol; primary metric with 95% CI. "
+        "The last rows are the main pipeline's full model and its distilled student.",
+        "",
+        "| variant | " + " | ".join(col(h) for h in heads.values()) + " |",
+        "|---|" + "---|" * len(heads),
+    ]
+    rows: list[tuple[str, dict[str, tuple]]] = []
+    for variant, rs in x.ablation.items():
+        # an ablation result holds one model: the variant's encoder
+        cells = {r["name"]: _primary(r, next(iter(r["models"]))) for r in rs if r["models"]}
+        rows.append((ABLATION_LABELS.get(variant, variant), cells))
+    for model, label in ((x.teacher, "full UniSurg (main pipeline)"), (x.student, "distilled student (main pipeline)")):
+        cells = {n: _primary(by_name[n], model) for n in heads if n in by_name and model in by_name[n]["models"]}
+        if cells:
+            rows.append((f"{label}: {model}", cells))
+    for label, cells in rows:
+        lines.append(f"| {label} | " + " | ".join(fmt(*cells[n]) if n in cells else "n/a" for n in heads) + " |")
+    return lines
 
 
 def _primary(r: dict, m: str) -> tuple[float | None, list | None]:

@@ -187,12 +187,9 @@ def test_kill_during_evaluation_reruns_to_the_same_results(world, bench_root, re
 def test_pipeline_runs_with_the_network_disabled(bench_root, tmp_path, record):
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-n", "true"]).returncode != 0:
         pytest.fail("network namespaces (unshare -n) are needed for the offline check")
-    from tests.test_pipeline_flow import tiny_params
+    from tests.test_pipeline_flow import copy_project, tiny_params
 
-    proj = tmp_path / "offline"
-    for item in ("src", "stages", "dvc.yaml", "sources.yaml"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, proj / item)
+    proj = copy_project(tmp_path / "offline")
     p = tiny_params()
     keep = ["cholec80", "cholect50", "kvasirseg"]
     p["synth"]["benchmarks"] = keep
