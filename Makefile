@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH so they run inside it.
 RUN := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 
-.PHONY: venv repro ablation test test-fast bench reliability-report clean-venv
+.PHONY: venv browser repro ablation test test-fast bench reliability-report clean-venv
 
 venv: $(STAMP)
 
@@ -28,7 +28,15 @@ ablation: $(STAMP)
 	$(RUN) unisurg ablation collect
 	$(RUN) dvc repro
 
-test: $(STAMP)
+# The report test opens reports in headless Chromium: install Debian's chromium-headless-shell when
+# no Chromium is on PATH (needs root + apt; otherwise install Chromium yourself).
+browser:
+	@command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null || \
+	  (command -v apt-get >/dev/null && apt-get update -qq && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell >/dev/null) || \
+	  (echo "no Chromium: install chromium-headless-shell (Debian) or chromium for the report test" >&2; exit 1)
+
+test: $(STAMP) browser
 	$(RUN) python -m pytest
 
 # Everything except the end-to-end cases (a quick loop while developing).
