@@ -1,12 +1,13 @@
 """Prefect flow: curate a set of video sources, probing files in parallel as Prefect tasks.
 
-The flow fans probing out over a Prefect task runner (a thread pool locally; pass
-``task_runner="process"``, or run it on a Dask/Ray cluster with prefect-dask / prefect-ray),
-then builds the same index and quality gate as ``unisurg curate`` — the logic lives in
-``unisurg.curate``; this file only orchestrates. Schedule it (e.g. nightly) from
-``flows/serve.py`` to index a hospital archive as it grows.
+The flow fans probing out over a Prefect task runner — ``thread`` or ``process`` pools on one
+machine, or a Dask / Ray cluster by address for many (``dask:tcp://scheduler:8786``,
+``ray:ray://head:10001``; these need the prefect-dask / prefect-ray packages) — then builds the
+same index and quality gate as ``unisurg curate``: the logic lives in ``unisurg.curate``; this
+file only orchestrates. Schedule it (e.g. nightly) from ``flows/serve.py`` to index a hospital
+archive as it grows.
 
-    python flows/curate.py --sources sources.yaml --out data/curate
+    python flows/curate.py --sources sources.yaml --out data/curate [--task-runner process]
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from unisurg.config import load_params
 from unisurg.curate import Probe, curate, probe_video
@@ -35,6 +36,29 @@ def task_map(fn, paths: list[str]) -> list[Probe]:
     motion_step = fn.keywords.get("motion_step", 0)
     futures = probe_task.map(paths, motion_step=motion_step)
     return [f.result() for f in futures]
+
+
+def make_task_runner(spec: str, workers: int = 4):
+    """``thread`` | ``process`` | ``dask:<scheduler address>`` | ``ray:<cluster address>``."""
+    kind, _, address = spec.partition(":")
+    if kind == "thread" and not address:
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if kind == "process" and not address:
+        return ProcessPoolTaskRunner(max_workers=workers)
+    if kind in ("dask", "ray") and address:
+        try:
+            if kind == "dask":
+                from prefect_dask import DaskTaskRunner
+
+                return DaskTaskRunner(address=address)
+            from prefect_ray import RayTaskRunner
+
+            return RayTaskRunner(address=address)
+        except ImportError:
+            raise ImportError(
+                f"--task-runner {spec} needs the prefect-{kind} package (pip install prefect-{kind})"
+            ) from None
+    raise ValueError(f"unknown task runner {spec!r}: thread, process, dask:<address> or ray:<address>")
 
 
 @flow(name="unisurg-curation", task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -76,5 +100,8 @@ if __name__ == "__main__":
     ap.add_argument("--sources", default="sources.yaml")
     ap.add_argument("--out", default="data/curate")
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--task-runner", default="thread", help="thread, process, dask:<address> or ray:<address>")
+    ap.add_argument("--workers", type=int, default=4, help="threads or processes (local task runners)")
     a = ap.parse_args()
-    curation(sources=a.sources, out=a.out, params=a.params)
+    flow_ = curation.with_options(task_runner=make_task_runner(a.task_runner, a.workers))
+    flow_(sources=a.sources, out=a.out, params=a.params)

@@ -1,8 +1,11 @@
 """Prefect flow: run the DVC pipeline stage by stage and publish the benchmark report.
 
 Each stage is one task that shells out to ``dvc repro <stage>`` (DVC decides what reruns;
-Prefect adds scheduling, retries of transient failures, run history and artifacts). A
-failing stage fails its task and the flow. The stages themselves never talk to Prefect.
+Prefect adds scheduling, retries of transient failures, run history and artifacts); the
+evaluation runs one task per benchmark. A failing stage fails its task and the flow. The
+stages themselves never talk to Prefect. Artifacts: ``pipeline-progress`` (updated after every
+stage while the run goes on), ``benchmark-report`` (reports/benchmark.md) and
+``benchmark-summary`` (one row per benchmark, one column per encoder).
 
     python flows/pipeline.py                 # run once (temporary local Prefect server)
     prefect server start                     # UI on http://127.0.0.1:4200, then see flows/serve.py
@@ -10,13 +13,20 @@ failing stage fails its task and the flow. The stages themselves never talk to P
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
 STAGES = ("synth", "curate", "pretrain", "distill", "evaluate", "report")
 
@@ -43,16 +53,49 @@ def dvc_repro(stage: str, project_dir: str) -> str:
     return tail
 
 
+def expand(stages: list[str], project: Path) -> list[str]:
+    """``evaluate`` -> ``evaluate@<name>`` per benchmark of params.yaml, so progress moves per benchmark."""
+    out = []
+    for stage in stages:
+        if stage == "evaluate":
+            params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+            out += [f"evaluate@{name}" for name in params["evaluate"]["benchmarks"]]
+        else:
+            out.append(stage)
+    return out
+
+
+def summary_rows(metrics_dir: Path) -> list[dict]:
+    """One row per benchmark: its primary metric for every encoder (reports/metrics/*.json)."""
+    rows = []
+    for path in sorted(metrics_dir.glob("*.json")):
+        r = json.loads(path.read_text(encoding="utf-8"))
+        arrow = "↑" if r["higher_is_better"] else "↓"
+        row = {"benchmark": r["benchmark"], "metric": f"{r['metric']} {arrow}"}
+        row.update({m: d["value"] for m, d in sorted(r["models"].items())})
+        rows.append(row)
+    return rows
+
+
 @flow(name="unisurg-pipeline", log_prints=False)
 def pipeline(project_dir: str = ".", stages: list[str] | None = None) -> str:
-    """Curate -> pretrain -> distill -> evaluate -> report, then post the report as an artifact."""
-    project = str(Path(project_dir).resolve())
-    for stage in stages or list(STAGES):
-        dvc_repro(stage, project)
-    report = Path(project) / "reports" / "benchmark.md"
-    markdown = report.read_text(encoding="utf-8")
+    """Curate -> pretrain -> distill -> evaluate -> report, then post the report as artifacts."""
+    project = Path(project_dir).resolve()
+    steps = expand(stages or list(STAGES), project)
+    progress = create_progress_artifact(
+        progress=0.0, key="pipeline-progress", description=f"{len(steps)} DVC stages: {', '.join(steps)}"
+    )
+    for k, step in enumerate(steps, 1):
+        dvc_repro(step, str(project))
+        update_progress_artifact(progress, progress=100.0 * k / len(steps))
+    markdown = (project / "reports" / "benchmark.md").read_text(encoding="utf-8")
     create_markdown_artifact(
         key="benchmark-report", markdown=markdown, description="UniSurg benchmark table (reports/benchmark.md)"
+    )
+    create_table_artifact(
+        key="benchmark-summary",
+        table=summary_rows(project / "reports" / "metrics"),
+        description="primary metric per benchmark and encoder (test split)",
     )
     return markdown
 

@@ -54,3 +54,33 @@ def test_curation_flow_matches_the_cli(corpus, tmp_path, prefect_server):
     assert state.is_completed()
     for f in ("videos.parquet", "clips.parquet", "quarantine.parquet", "curation.json"):
         assert (tmp_path / "flow" / f).read_bytes() == (tmp_path / "cli" / f).read_bytes(), f
+
+
+def test_task_runner_choice_is_explicit():
+    from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+    from flows.curate import make_task_runner
+
+    assert isinstance(make_task_runner("thread", 3), ThreadPoolTaskRunner)
+    assert isinstance(make_task_runner("process", 2), ProcessPoolTaskRunner)
+    with pytest.raises(ValueError, match="unknown task runner"):
+        make_task_runner("threads")
+    with pytest.raises(ValueError, match="unknown task runner"):
+        make_task_runner("dask")  # a cluster needs its address
+    try:
+        import prefect_dask  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="prefect-dask"):
+            make_task_runner("dask:tcp://127.0.0.1:8786")
+
+
+@pytest.mark.slow
+def test_curation_flow_on_a_process_pool(corpus, tmp_path, prefect_server):
+    from flows.curate import curation, make_task_runner
+
+    reg, params = _registry(corpus, tmp_path)
+    main(["curate", "--params", str(params), "--sources", str(reg), "--out", str(tmp_path / "cli")])
+    flow_ = curation.with_options(task_runner=make_task_runner("process", 2))
+    state = flow_(sources=str(reg), out=str(tmp_path / "flow"), params=str(params), return_state=True)
+    assert state.is_completed(), state
+    assert (tmp_path / "flow" / "clips.parquet").read_bytes() == (tmp_path / "cli" / "clips.parquet").read_bytes()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -109,6 +110,17 @@ def test_pipeline_flow_under_a_real_prefect_server(project, prefect_server):
 
     arts = asyncio.run(artifacts())
     assert arts and "CholecT50" in arts[0].data
+
+    async def latest(key: str):
+        async with get_client() as client:
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            return found[0] if found else None
+
+    summary = asyncio.run(latest("benchmark-summary"))
+    rows = json.loads(summary.data) if isinstance(summary.data, str) else summary.data
+    assert len(rows) == 17 and all(set(models) <= set(r) for r in rows)
+    progress = asyncio.run(latest("pipeline-progress"))
+    assert progress.type == "progress" and float(progress.data) == 100.0  # updated stage after stage
 
     # nothing changed -> every stage is up to date; a forced synth re-run reproduces identical bytes,
     # so DVC sees no change downstream
