@@ -2,7 +2,9 @@
 
 Runs the real harness on a mini Cholec80 written by the built-in corpus writer, with a random
 ``vit_micro`` encoder and the default probe grid from params.yaml, three times: features
-extracted (cold), features from the on-disk cache (warm), and extraction alone.
+extracted (cold), features from the on-disk cache (warm), and extraction alone. Then one
+encoder over all 17 mini benchmarks at the pipeline's size (``synth`` params), cold cache: the
+evaluate stage's cost per encoder (target: <= 5 minutes on 2 CPU cores).
 
     python benchmarks/bench_eval.py --out reports/perf_eval.json
 """
@@ -25,7 +27,7 @@ from unisurg.evaluation.features import extract_features
 from unisurg.evaluation.harness import ProbeGrid, Protocol, run_benchmark
 from unisurg.evaluation.samples import make_samples
 from unisurg.models import create_model
-from unisurg.synth.layouts import SynthSpec, write_cholec80
+from unisurg.synth.layouts import WRITERS, SynthSpec, write_cholec80
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             run_benchmark(bench, root, {"m": (enc, "bench")}, grid, proto, 0, 0, cache, e.batch_size)
             warm.append(time.perf_counter() - t0)
+        suite_s, n_samples = suite(Path(tmp), enc, grid, proto, e.batch_size)
     med = lambda v: float(np.median(v))  # noqa: E731
     spread = lambda v: [round(float(min(v)), 2), round(float(max(v)), 2)]  # noqa: E731
     result = {
@@ -73,11 +76,35 @@ def main(argv: list[str] | None = None) -> int:
         "warm_range_s": spread(warm),
         "probe_grid_s": round(med(warm), 2),
         "cache_speedup": round(med(cold) / med(warm), 2),
+        "suite_benchmarks": len(WRITERS),
+        "suite_samples": n_samples,
+        "suite_s": round(suite_s, 1),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
+
+
+def suite(tmp: Path, enc: torch.nn.Module, grid: ProbeGrid, proto: Protocol, batch: int) -> tuple[float, int]:
+    """Wall time of one encoder over the 17 mini benchmarks (corpus written first, not timed)."""
+    s = load_params().synth
+    spec = SynthSpec(
+        size=s.size,
+        seconds=s.benchmark_seconds,
+        videos_per_split=tuple(s.videos_per_split),
+        images_per_split=tuple(s.images_per_split),
+    )
+    roots = {}
+    for name, (folder, writer) in WRITERS.items():
+        roots[name] = tmp / "suite" / folder
+        writer(roots[name], spec, 0)
+    t0 = time.perf_counter()
+    n = 0
+    for name, root in roots.items():
+        res, _ = run_benchmark(get_benchmark(name), root, {"m": (enc, "bench")}, grid, proto, 0, 0, tmp / "sc", batch)
+        n += res["n_samples"]
+    return time.perf_counter() - t0, n
 
 
 if __name__ == "__main__":
