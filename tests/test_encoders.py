@@ -140,3 +140,27 @@ def test_features_extract_writes_sliding_window_embeddings(bench_root, tmp_path)
 def test_features_extract_reports_a_missing_input(tmp_path, caplog):
     rc = main(["features", "extract", str(tmp_path / "nope.mp4"), "--encoder", "random:vit_pico", "--out", "x.parquet"])
     assert rc == 2 and "nope.mp4" in caplog.text
+
+
+def test_features_extract_keeps_same_named_videos_apart_and_never_mixes_settings(bench_root, tmp_path):
+    import shutil
+
+    src = sorted((bench_root("cholec80") / "videos").glob("*.mp4"))[:2]
+    for k, v in enumerate(src):
+        (tmp_path / f"case{k}").mkdir()
+        shutil.copy(v, tmp_path / f"case{k}" / "video.mp4")  # same stem, different procedures
+    out = tmp_path / "npy"
+    base = ["features", "extract", str(tmp_path / "case0"), str(tmp_path / "case1"), "--encoder", "random:vit_pico"]
+    args = ["--frames", "4", "--fps", "4", "--size", "32", "--pool", "none", "--out", str(out)]
+    assert main([*base, *args, "--stride", "2"]) == 0
+    files = sorted(p.name for p in out.glob("*.npy"))
+    assert len(files) == 2 and all(f.startswith("video-") for f in files)
+    a, b = (np.load(out / f) for f in files)
+    assert not np.array_equal(a[0], b[0])  # two different videos, both kept
+    # other windows into the same folder: extracted again, not reused
+    assert main([*base, *args, "--stride", "1"]) == 0
+    rows = pq.read_table(out / "windows.parquet")
+    for f in files:
+        n = sum(1 for x in rows.column("file").to_pylist() if x == f)
+        assert np.load(out / f).shape[0] == n
+    assert n > len(a)  # stride 1 s gives more windows than stride 2 s

@@ -11,11 +11,13 @@ Outputs:
   (list<float32>, pooled only);
 - a directory: one ``<video stem>.npy`` per video, float32 (windows, D) or (windows, N, D),
   plus ``windows.parquet`` giving every row's video, file, window and times.
-Files are written atomically; a rerun skips ``.npy`` files already complete.
+Files are written atomically; a rerun skips ``.npy`` files already complete for the same windows
+and pooling. Videos sharing a file stem get the hash of their path appended to the ``.npy`` name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -92,6 +94,18 @@ def _window_batches(path: Path, w: Windows, batch: int) -> Iterator[tuple[np.nda
         yield np.array([ix[0] / vr.fps for ix in idx]), np.array([ix[-1] / vr.fps for ix in idx]), clips
 
 
+def npy_names(videos: list[Path]) -> dict[Path, str]:
+    """``<stem>.npy`` per video; stems shared by several inputs (``case1/video.mp4``,
+    ``case2/video.mp4``) get a hash of the full path so that no file overwrites another."""
+    stems: dict[str, int] = {}
+    for v in videos:
+        stems[v.stem] = stems.get(v.stem, 0) + 1
+    return {
+        v: f"{v.stem}.npy" if stems[v.stem] == 1 else f"{v.stem}-{hashlib.sha1(str(v).encode()).hexdigest()[:8]}.npy"
+        for v in videos
+    }
+
+
 @torch.inference_mode()
 def video_embeddings(
     encoder: nn.Module, path: Path, w: Windows, batch: int = 8, pool: str = "mean"
@@ -123,16 +137,23 @@ def extract(
     if to_parquet and pool != "mean":
         raise ValueError("token-level features (pool='none') are written as .npy: give a directory as --out")
     cols: dict[str, list] = {k: [] for k in (*WINDOW_SCHEMA.names, "embedding", "file")}
+    names = npy_names(videos)
+    reuse = not to_parquet and _same_settings(out / "windows.parquet", meta or {})
     for n, path in enumerate(videos, 1):
-        npy = out / f"{path.stem}.npy"
-        if not to_parquet and npy.exists():
-            emb = np.load(npy, mmap_mode="r")
+        npy = out / names[path]
+        done = np.load(npy, mmap_mode="r") if reuse and npy.exists() else None
+        if done is not None:
             vr = open_video(path)
             windows = window_frames(len(vr), vr.fps, w)
-            t0 = np.array([ix[0] / vr.fps for ix in windows])
-            t1 = np.array([ix[-1] / vr.fps for ix in windows])
-            log.info("features: %s already extracted (%d windows)", path.name, len(emb))
-        else:
+            if len(done) == len(windows) and done.ndim == (2 if pool == "mean" else 3):
+                emb = done
+                t0 = np.array([ix[0] / vr.fps for ix in windows])
+                t1 = np.array([ix[-1] / vr.fps for ix in windows])
+                log.info("features: %s already extracted (%d windows)", path.name, len(emb))
+            else:  # written with other windows or pooling: redo, never mix
+                log.info("features: %s has %s from other settings: extracting again", npy.name, done.shape)
+                done = None
+        if done is None:
             t0, t1, emb = video_embeddings(encoder, path, w, batch, pool)
             if not to_parquet:
                 with atomic_path(npy) as tmp:
@@ -157,3 +178,14 @@ def extract(
         table = pa.table({**base, "file": cols["file"]})
         write_table(out / "windows.parquet", table.replace_schema_metadata(schema_meta))
     return len(cols["video"])
+
+
+def _same_settings(index: Path, meta: dict[str, str]) -> bool:
+    """Whether a previous run into this folder used the same encoder, weights and windows (its
+    ``windows.parquet`` metadata): only then are its ``.npy`` files reused."""
+    if not index.exists():
+        return True  # nothing recorded yet (e.g. killed before the index): shapes are still checked
+    import pyarrow.parquet as pq
+
+    old = pq.read_schema(index).metadata or {}
+    return all(old.get(k.encode()) == v.encode() for k, v in meta.items())
