@@ -13,7 +13,6 @@ stage while the run goes on), ``benchmark-report`` (reports/benchmark.md) and
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -66,10 +65,11 @@ def expand(stages: list[str], project: Path) -> list[str]:
 
 
 def summary_rows(metrics_dir: Path) -> list[dict]:
-    """One row per benchmark: its primary metric for every encoder (reports/metrics/*.json)."""
+    """One row per benchmark (registry order): its primary metric for every encoder."""
+    from unisurg.report import load_results
+
     rows = []
-    for path in sorted(metrics_dir.glob("*.json")):
-        r = json.loads(path.read_text(encoding="utf-8"))
+    for r in load_results(metrics_dir):
         arrow = "↑" if r["higher_is_better"] else "↓"
         row = {"benchmark": r["benchmark"], "metric": f"{r['metric']} {arrow}"}
         row.update({m: d["value"] for m, d in sorted(r["models"].items())})
