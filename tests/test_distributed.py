@@ -27,7 +27,7 @@ def job(corpus, tmp_path_factory):
     src = [Source(name="pre", root=str(corpus / "pretrain"), region="mixed", procedure="x", license="x")]
     curate(src, base / "idx", clip_frames=4, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=1)
 
-    def params(steps: int, checkpoint_every: int = 100) -> Path:
+    def params(steps: int, checkpoint_every: int = 100, parallel: str = "ddp") -> Path:
         p = {
             "pretrain": {
                 "arch": "vit_pico",
@@ -39,9 +39,10 @@ def job(corpus, tmp_path_factory):
                 "log_every": 1,
                 "probe_every": 0,
                 "optim": {"warmup_steps": 2},
+                "parallel": parallel,
             }
         }
-        path = base / f"params_{steps}_{checkpoint_every}.yaml"
+        path = base / f"params_{steps}_{checkpoint_every}_{parallel}.yaml"
         path.write_text(yaml.safe_dump(p))
         return path
 
@@ -76,32 +77,69 @@ def _weights(out: Path) -> dict:
     }
 
 
-@pytest.mark.slow
-def test_two_process_ddp_equals_single_process_on_the_same_global_batch(job):
-    base, clips, params = job
-    p = params(3)
-    single = subprocess.run(
-        [sys.executable, *_pretrain_cmd(p, clips, base / "single")], env=_env(), capture_output=True, text=True
-    )
-    assert single.returncode == 0, single.stderr[-2000:]
-    ddp = subprocess.run(
+def _torchrun(params: Path, clips: Path, out: Path, port: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [
             sys.executable,
             "-m",
             "torch.distributed.run",
             "--nproc_per_node=2",
-            "--master_port=29533",
-            *_pretrain_cmd(p, clips, base / "ddp"),
+            f"--master_port={port}",
+            *_pretrain_cmd(params, clips, out),
         ],
         env=_env(),
         capture_output=True,
         text=True,
     )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    a, b = _weights(base / "single"), _weights(base / "ddp")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parallel,port", [("ddp", 29533), ("fsdp", 29534)])
+def test_two_processes_equal_single_process_on_the_same_global_batch(job, parallel, port):
+    """DDP (replicated) and FSDP (sharded weights, EMA teacher and optimizer state) follow the
+    single-process trajectory; the checkpoints are full state dicts in both cases."""
+    base, clips, params = job
+    p = params(3, parallel=parallel)
+    single = base / f"single_{parallel}"
+    one = subprocess.run([sys.executable, *_pretrain_cmd(p, clips, single)], env=_env(), capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = _torchrun(p, clips, base / parallel, port)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert ("sharded over 2 ranks" in two.stderr) == (parallel == "fsdp")
+    a, b = _weights(single), _weights(base / parallel)
     assert a.keys() == b.keys()
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-4, worst  # same trajectory up to float reduction order
+    oa, ob = (
+        load_checkpoint(single / "checkpoint.pt")["optimizer"],
+        load_checkpoint(base / parallel / "checkpoint.pt")["optimizer"],
+    )
+    assert oa["state"].keys() == ob["state"].keys()
+    for name, st in oa["state"].items():
+        assert torch.allclose(st["exp_avg_sq"], ob["state"][name]["exp_avg_sq"], rtol=1e-3, atol=1e-10), name
+    enc_a = load_checkpoint(single / "encoder.pt")["encoder"]
+    enc_b = load_checkpoint(base / parallel / "encoder.pt")["encoder"]
+    assert enc_a.keys() == enc_b.keys()
+    assert max((enc_a[k] - enc_b[k]).abs().max().item() for k in enc_a) < 1e-4
+
+
+@pytest.mark.slow
+def test_fsdp_run_resumes_single_process_from_its_full_checkpoint(job):
+    """A checkpoint written by a sharded run is a full state dict: a single process resumes it."""
+    base, clips, params = job
+    p2 = params(2, parallel="fsdp")
+    out = base / "fsdp_then_single"
+    two = _torchrun(p2, clips, out, 29535)
+    assert two.returncode == 0, two.stderr[-3000:]
+    p4 = params(4, parallel="fsdp")  # same run, longer: resumes at step 2 without torchrun
+    one = subprocess.run([sys.executable, *_pretrain_cmd(p4, clips, out)], env=_env(), capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert "resuming pretraining from step 2" in one.stderr
+    ref = base / "single_4"
+    full = subprocess.run([sys.executable, *_pretrain_cmd(p4, clips, ref)], env=_env(), capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr[-2000:]
+    a, b = _weights(ref), _weights(out)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
 
 
 def test_killed_run_resumes_to_the_uninterrupted_weights(job):

@@ -31,8 +31,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def encoder_payload(model: VisionTransformer, arch: str, **meta: Any) -> dict[str, Any]:
-    return {"kind": "encoder", "arch": arch, "config": model.config, "encoder": model.state_dict(), "meta": meta}
+def encoder_payload(
+    model: VisionTransformer, arch: str, state: dict[str, torch.Tensor] | None = None, **meta: Any
+) -> dict[str, Any]:
+    """``state``: the weights when ``model``'s own are sharded (a gathered full state dict)."""
+    weights = model.state_dict() if state is None else state
+    return {"kind": "encoder", "arch": arch, "config": model.config, "encoder": weights, "meta": meta}
 
 
 def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -116,6 +116,9 @@ class PretrainParams(Strict):
     affinity: AffinityParams = AffinityParams()
     diversity: DiversityParams = DiversityParams()
     export: Literal["target", "context"] = "target"
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="multi-process strategy under torchrun: replicated (ddp) or sharded weights (fsdp)"
+    )
     activation_checkpointing: bool = False
     probe_every: int = Field(100, ge=0, description="steps between region-probe evaluations; 0 = off")
     arch: str = "vit_micro"
@@ -156,6 +159,9 @@ class ProbeParams(Strict):
     lrs: list[float] = Field(default_factory=lambda: [3e-3, 1e-3])
     weight_decays: list[float] = Field(default_factory=lambda: [0.01, 0.1])
     epochs: int = Field(10, ge=1)
+    min_steps: int = Field(
+        0, ge=0, description="whole epochs are repeated until at least this many updates (tiny datasets)"
+    )
     batch_size: int = Field(32, ge=1)
     depth: int = Field(1, ge=1, description="1 = one cross-attention block; >1 adds self-attention blocks")
     num_heads: int = Field(4, ge=1)

@@ -14,8 +14,9 @@ One step, for a global batch of clips x (B, 3, T, H, W) on a (T', H', W') token 
 4. AdamW (no decay on biases/norms), gradient clipping, EMA update of the teacher.
 
 Every random choice is a function of (seed, step, sample index), so a resumed run, or a run
-split over ``torchrun`` processes (DDP), follows the single-process trajectory. Checkpoints
-are atomic; ``checkpoint.pt`` in the output folder is resumed from. Telemetry (token feature
+split over ``torchrun`` processes (DDP or FSDP, see :mod:`unisurg.parallel`), follows the
+single-process trajectory. Checkpoints are atomic full state dicts; ``checkpoint.pt`` in the
+output folder is resumed from, whatever the launch that wrote it. Telemetry (token feature
 std, effective rank, periodic region probe) goes to ``log.csv``. The exported encoder
 (``encoder.pt``) is the EMA target encoder (``export: target``, the V-JEPA choice) or the
 online context encoder (``export: context``), always the final one: the telemetry is there to
@@ -33,7 +34,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import count_params, encoder_payload, save_checkpoint
+from .checkpoint import count_params, encoder_payload, load_checkpoint, save_checkpoint
 from .config import PretrainParams
 from .data import ClipTable, StepBatchSampler, normalize_batch
 from .ema import ema_update, momentum_at
@@ -49,13 +50,20 @@ from .objectives import (
     normalize_saliency,
     pixel_targets,
 )
+from .parallel import (
+    full_model_state,
+    full_optimizer_state,
+    load_full_model_state,
+    load_full_optimizer_state,
+    prefixed,
+    shard,
+)
 from .schedules import lr_at
 from .telemetry import RegionProbe, effective_rank, feature_std
 from .trainer import (
     Dist,
     StepLog,
     param_groups,
-    resume,
     seed_everything,
     set_lr,
     setup_distributed,
@@ -148,6 +156,20 @@ def build_models(p: PretrainParams) -> tuple[VisionTransformer, Predictor, Visio
     return encoder, predictor, target
 
 
+def _resume(path: Path, model: JEPA, target: VisionTransformer | None, opt: torch.optim.Optimizer) -> int:
+    """Load the full checkpoint at ``path`` (if any) into plain or sharded modules -> step to resume from."""
+    if not path.exists():
+        return 0
+    ck = load_checkpoint(path)
+    state = {**{f"encoder.{k}": v for k, v in ck["encoder"].items()}}
+    state.update({f"predictor.{k}": v for k, v in ck["predictor"].items()})
+    load_full_model_state(model, state)
+    if target is not None:
+        load_full_model_state(target, ck["target_encoder"])
+    load_full_optimizer_state(model, opt, ck["optimizer"])
+    return int(ck["step"])
+
+
 def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress: bool = True) -> dict:
     """Pretrain on the clip table ``clips``; write checkpoint.pt, encoder.pt, log.csv, metrics.json to ``out``."""
     d = setup_distributed()
@@ -161,23 +183,34 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
 
-    # 1. models (identical initial weights on every rank: same seed)
+    # 1. models (identical initial weights on every rank: same seed), sharded under FSDP
     encoder, predictor, target = build_models(p)
     tubelet, patch = encoder.tubelet_size, encoder.patch_size
     model = JEPA(encoder, predictor).to(d.device)
     if target is not None:
         target.to(d.device)
+    sharded = d.world > 1 and p.parallel == "fsdp"
+    if sharded:
+        shard(model, [encoder.blocks, predictor.predictor_blocks])
+        if target is not None:
+            shard(target, [target.blocks])  # same units as the encoder: the EMA is shard-local
+        local = sum(t.to_local().numel() for t in model.parameters())
+        log.info(
+            "FSDP: encoder + predictor sharded over %d ranks (%d of %d elements on this rank)",
+            d.world,
+            local,
+            count_params(model),
+        )
     opt = torch.optim.AdamW(
         param_groups([encoder, predictor], p.optim.weight_decay), lr=p.optim.lr, betas=p.optim.betas
     )
 
-    # 2. resume (every rank loads the same checkpoint)
+    # 2. resume (every rank loads the same full checkpoint; FSDP keeps its own shard)
     ckpt_path = out / "checkpoint.pt"
-    modules = {"encoder": encoder, "predictor": predictor, **({"target_encoder": target} if target else {})}
-    start = resume(ckpt_path, modules, opt)
+    start = _resume(ckpt_path, model, target, opt)
     if start:
         log.info("resuming pretraining from step %d", start)
-    ddp = nn.parallel.DistributedDataParallel(model) if d.world > 1 else model
+    ddp = nn.parallel.DistributedDataParallel(model) if d.world > 1 and not sharded else model
 
     # 3. data and masks
     grid = (p.clip.frames // tubelet, p.clip.size // patch, p.clip.size // patch)
@@ -189,7 +222,7 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
         [MaskSpec(m.num_blocks, m.spatial_scale, m.temporal_scale, m.aspect_ratio) for m in p.masks], grid, seed
     )
     sample_ids = list(range(p.batch_size))[sampler.local_slice()]
-    probe = RegionProbe(str(clips), seed=seed) if d.is_main and p.probe_every else None
+    probe = RegionProbe(str(clips), seed=seed) if (d.is_main or sharded) and p.probe_every else None
     steplog = StepLog(out / "log.csv", LOG_FIELDS, resume_step=start) if d.is_main else None
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
@@ -198,6 +231,10 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
     )
 
     def save(step: int) -> None:
+        # full state dicts: collectives under FSDP, so every rank gathers; the main rank writes
+        state = full_model_state(model)
+        target_state = full_model_state(target) if target is not None else None
+        optim_state = full_optimizer_state(model, opt)
         if not d.is_main:
             return
         save_checkpoint(
@@ -207,10 +244,10 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
                 "arch": p.arch,
                 "config": encoder.config,
                 "predictor_config": predictor.config,
-                "encoder": encoder.state_dict(),
-                "predictor": predictor.state_dict(),
-                "target_encoder": target.state_dict() if target is not None else None,
-                "optimizer": opt.state_dict(),
+                "encoder": prefixed(state, "encoder"),
+                "predictor": prefixed(state, "predictor"),
+                "target_encoder": target_state,
+                "optimizer": optim_state,
                 "step": step,
                 "params": p.model_dump(mode="json"),
             },
@@ -260,12 +297,13 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
             raise FloatingPointError(f"pretraining diverged at step {step}: loss {loss_val}")
         tokens_seen += x.size(0) * d.world * grid[0] * grid[1] * grid[2]
         done = step + 1
+        acc = ""
+        if probe is not None and probe.usable and (done % p.probe_every == 0 or done == p.steps):
+            # under FSDP the forward passes are collectives: every rank runs the probe
+            clip = lambda r: normalize_batch(table[int(r)]["clip"][None].to(d.device))[0]  # noqa: E731
+            acc = f"{probe.score(target or encoder, clip):.4f}"
         if steplog is not None and (done % p.log_every == 0 or done == p.steps):
             feats = h_raw if target is not None else outs[0][1]
-            acc = ""
-            if probe is not None and probe.usable and (done % p.probe_every == 0 or done == p.steps):
-                clip = lambda r: normalize_batch(table[int(r)]["clip"][None].to(d.device))[0]  # noqa: E731
-                acc = f"{probe.score(target or encoder, clip):.4f}"
             steplog.write(
                 {
                     "step": done,
@@ -291,13 +329,15 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
     # 5. outputs: the full checkpoint (for resume) and the exported encoder used downstream
     save(p.steps)
     metrics = {}
+    use_target = p.export == "target" and target is not None
+    exported = full_model_state(target) if use_target else prefixed(full_model_state(model), "encoder")
     if d.is_main:
-        exported = target if (p.export == "target" and target is not None) else encoder
         save_checkpoint(
             out / "encoder.pt",
             encoder_payload(
-                exported,
+                encoder,
                 p.arch,
+                state=exported,
                 objective=p.objective,
                 steps=p.steps,
                 exported=p.export if target is not None else "context",

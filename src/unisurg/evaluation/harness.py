@@ -48,12 +48,19 @@ class ProbeGrid:
     batch_size: int
     depth: int
     num_heads: int
+    min_steps: int = 0
 
     @classmethod
     def from_params(cls, probe) -> ProbeGrid:
         """From ``params.yaml``'s ``evaluate.probe`` (a :class:`unisurg.config.ProbeParams`)."""
         return cls(
-            tuple(probe.lrs), tuple(probe.weight_decays), probe.epochs, probe.batch_size, probe.depth, probe.num_heads
+            tuple(probe.lrs),
+            tuple(probe.weight_decays),
+            probe.epochs,
+            probe.batch_size,
+            probe.depth,
+            probe.num_heads,
+            probe.min_steps,
         )
 
 
@@ -95,7 +102,13 @@ def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if task == "skill":
         return F.mse_loss(out.squeeze(1), y.float())
     if task == "segmentation":
-        return F.binary_cross_entropy_with_logits(out.squeeze(1), y.float())
+        # BCE + soft Dice (the usual polyp-segmentation loss): with a few percent foreground,
+        # BCE alone is minimised by predicting background everywhere, i.e. Dice 0.
+        logit, y = out.squeeze(1), y.float()
+        prob = torch.sigmoid(logit)
+        inter = (prob * y).sum(dim=(1, 2))
+        dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2)) + y.sum(dim=(1, 2)) + 1)
+        return F.binary_cross_entropy_with_logits(logit, y) + dice.mean()
     if task == "depth":  # scale-invariant log loss on valid pixels (metrics are median-scaled)
         valid = y > 0
         d = (out.squeeze(1) - torch.log(y.clamp_min(1e-3)))[valid]
@@ -125,10 +138,13 @@ def train_heads(
             heads.append((head, opt, {"lr": lr, "weight_decay": wd}))
     n = feats.size(0)
     steps_per_epoch = max(math.ceil(n / grid.batch_size), 1)
-    total = grid.epochs * steps_per_epoch
+    # A mini benchmark has ~100 training samples: `epochs` alone would give a few dozen updates,
+    # far from convergence, so whole epochs are repeated until at least `min_steps` updates.
+    epochs = max(grid.epochs, math.ceil(grid.min_steps / steps_per_epoch))
+    total = epochs * steps_per_epoch
     g = torch.Generator().manual_seed(seed)
     step = 0
-    for _ in range(grid.epochs):
+    for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
         for b in range(steps_per_epoch):
             idx = perm[b * grid.batch_size : (b + 1) * grid.batch_size]
