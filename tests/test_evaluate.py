@@ -97,3 +97,30 @@ def test_feature_cache_is_invalidated_when_a_source_file_changes(bench_root, tmp
     os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file was regenerated
     run_benchmark(bench, root, enc, GRID, PROTO, bootstrap=0, seed=0, cache_dir=cache, batch_size=8)
     assert len(list(cache.glob("*.pt"))) == 2  # a new entry, the stale features were not used
+
+
+def test_segmentation_loss_is_bce_plus_soft_dice_hand_computed():
+    from unisurg.evaluation.harness import _loss
+
+    logit = torch.tensor([[[[0.0, 2.0], [-2.0, 0.0]]]])  # (B=1, 1, 2, 2)
+    y = torch.tensor([[[0.0, 1.0], [0.0, 0.0]]])  # one foreground pixel of four
+    p = torch.sigmoid(logit[0, 0])
+    bce = -(y[0] * torch.log(p) + (1 - y[0]) * torch.log(1 - p)).mean()
+    dice = 1 - (2 * p[0, 1] + 1) / (p.sum() + 1 + 1)
+    assert torch.allclose(_loss("segmentation", logit, y), bce + dice)
+    # the all-background prediction BCE alone favours on small objects is no longer a minimum
+    background = torch.full_like(logit, -6.0)
+    exact = torch.where(y[:, None] > 0, 6.0, -6.0)
+    assert _loss("segmentation", exact, y) < _loss("segmentation", background, y) - 0.5
+
+
+def test_probe_min_steps_repeats_whole_epochs_on_tiny_training_sets():
+    from unisurg.evaluation.harness import train_heads
+
+    feats, y = torch.randn(20, 8, 16), torch.randint(0, 3, (20,))  # 20 samples: 2 batches per epoch
+    for min_steps, expected in [(0, 3 * 2), (15, 8 * 2)]:  # max(3 epochs, ceil(15 / 2) = 8 epochs)
+        grid = ProbeGrid(
+            lrs=(1e-3,), weight_decays=(0.0,), epochs=3, batch_size=10, depth=1, num_heads=2, min_steps=min_steps
+        )
+        head, hp = train_heads("phase", feats, y, 3, grid, seed=0, dense=None)[0]
+        assert hp["steps"] == expected

@@ -158,7 +158,7 @@ def train_heads(
                 loss.backward()
                 opt.step()
             step += 1
-    return [(h.eval(), hp) for h, _, hp in heads]
+    return [(h.eval(), {**hp, "steps": total}) for h, _, hp in heads]
 
 
 @torch.inference_mode()
