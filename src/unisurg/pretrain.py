@@ -301,7 +301,11 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
         if probe is not None and probe.usable and (done % p.probe_every == 0 or done == p.steps):
             # under FSDP the forward passes are collectives: every rank runs the probe
             clip = lambda r: normalize_batch(table[int(r)]["clip"][None].to(d.device))[0]  # noqa: E731
+            if sharded and target is None:
+                model.unshard()  # the encoder's non-block weights live in the JEPA's root FSDP unit
             acc = f"{probe.score(target or encoder, clip):.4f}"
+            if sharded and target is None:
+                model.reshard()
         if steplog is not None and (done % p.log_every == 0 or done == p.steps):
             feats = h_raw if target is not None else outs[0][1]
             steplog.write(
