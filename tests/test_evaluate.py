@@ -124,3 +124,21 @@ def test_probe_min_steps_repeats_whole_epochs_on_tiny_training_sets():
         )
         head, hp = train_heads("phase", feats, y, 3, grid, seed=0, dense=None)[0]
         assert hp["steps"] == expected
+
+
+def test_probe_seeds_average_the_chosen_heads_outputs(bench_root, tmp_path):
+    """seeds=2: two grids, each picks its own head; the test output is the mean of their outputs."""
+    torch.manual_seed(0)
+    enc = create_model("vit_pico")
+    bench = get_benchmark("cholec80")
+    runs = {}
+    for seeds in (1, 2):
+        grid = ProbeGrid(lrs=(1e-3,), weight_decays=(0.01,), epochs=2, batch_size=16, depth=1, num_heads=2, seeds=seeds)
+        res, preds = run_benchmark(
+            bench, bench_root("cholec80"), {"rand": (enc, "rand")}, grid, PROTO, 20, 0, tmp_path, 8
+        )
+        runs[seeds] = (res["models"]["rand"], np.array(preds.column("output").to_pylist()))
+    one, two = runs[1], runs[2]
+    assert len(one[0]["heads"]) == 1 and len(two[0]["heads"]) == 2
+    assert one[0]["heads"][0] == two[0]["heads"][0]  # the first grid is the single-seed run
+    assert not np.allclose(one[1], two[1])  # the second grid changed the averaged output

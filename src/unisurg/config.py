@@ -162,6 +162,9 @@ class ProbeParams(Strict):
     min_steps: int = Field(
         0, ge=0, description="whole epochs are repeated until at least this many updates (tiny datasets)"
     )
+    seeds: int = Field(
+        1, ge=1, description="independent probe grids whose chosen heads' outputs are averaged (1 = V-JEPA 2)"
+    )
     batch_size: int = Field(32, ge=1)
     depth: int = Field(1, ge=1, description="1 = one cross-attention block; >1 adds self-attention blocks")
     num_heads: int = Field(4, ge=1)

@@ -49,6 +49,7 @@ class ProbeGrid:
     depth: int
     num_heads: int
     min_steps: int = 0
+    seeds: int = 1
 
     @classmethod
     def from_params(cls, probe) -> ProbeGrid:
@@ -61,6 +62,7 @@ class ProbeGrid:
             probe.depth,
             probe.num_heads,
             probe.min_steps,
+            probe.seeds,
         )
 
 
@@ -322,7 +324,6 @@ def evaluate_encoder(
         if bench.task == "skill":
             skill_stats = (float(ytr.mean()), float(ytr.std()) or 1.0)
             ytr = (ytr - skill_stats[0]) / skill_stats[1]
-        heads = train_heads(bench.task, feats[tr], ytr, _out_dim(bench), grid, seed + r, dense)
         val = va if len(va) else tr  # no validation split: select on training fit (stated in results)
         vscore = Scorer(
             bench,
@@ -334,10 +335,16 @@ def evaluate_encoder(
             skill_stats,
             protocol.label_fps,
         )
-        scores = [vscore(predict(h, feats[val])).select for h, _ in heads]
-        best = int(np.nanargmax(np.nan_to_num(scores, nan=-np.inf)))
-        chosen.append({**heads[best][1], "val_score": round(float(scores[best]), 6)})
-        out = predict(heads[best][0], feats[te])
+        # `seeds` independent grids (initialisation + batch order); each picks its head on validation
+        # and the test output is the mean of the picked heads' raw outputs (logits, log-depth, ...)
+        outs = []
+        for k in range(grid.seeds):
+            heads = train_heads(bench.task, feats[tr], ytr, _out_dim(bench), grid, seed + r + 7919 * k, dense)
+            scores = [vscore(predict(h, feats[val])).select for h, _ in heads]
+            best = int(np.nanargmax(np.nan_to_num(scores, nan=-np.inf)))
+            chosen.append({**heads[best][1], "val_score": round(float(scores[best]), 6)})
+            outs.append(predict(heads[best][0], feats[te]))
+        out = np.mean(outs, axis=0)
         if bench.task == "skill":  # pool de-standardised predictions across folds
             out = out * skill_stats[1] + skill_stats[0]
         test_out.append(out)
