@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": len(samples),
         "heads": len(grid.lrs) * len(grid.weight_decays),
         "epochs": grid.epochs,
+        "min_steps": grid.min_steps,
         "extract_s": round(med(extract), 2),
         "extract_range_s": spread(extract),
         "clips_per_s": round(len(samples) / med(extract), 1),

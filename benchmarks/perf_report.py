@@ -187,7 +187,7 @@ def eval_section(r: dict) -> list[str]:
         "## Evaluation (`benchmarks/bench_eval.py`)",
         "",
         f"Mini Cholec80 ({r['samples']} probe samples), random vit_micro, {r['heads']} heads x {r['epochs']} "
-        "epochs; medians (range).",
+        f"epochs (at least {r.get('min_steps', 0)} updates); medians (range).",
         "",
         "| measure | value |",
         "|---|---|",

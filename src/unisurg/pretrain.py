@@ -161,8 +161,7 @@ def _resume(path: Path, model: JEPA, target: VisionTransformer | None, opt: torc
     if not path.exists():
         return 0
     ck = load_checkpoint(path)
-    state = {**{f"encoder.{k}": v for k, v in ck["encoder"].items()}}
-    state.update({f"predictor.{k}": v for k, v in ck["predictor"].items()})
+    state = {f"{part}.{k}": v for part in ("encoder", "predictor") for k, v in ck[part].items()}
     load_full_model_state(model, state)
     if target is not None:
         load_full_model_state(target, ck["target_encoder"])
