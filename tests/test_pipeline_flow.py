@@ -32,7 +32,7 @@ def tiny_params() -> dict:
     p["distill"].update(steps=3, batch_size=2, checkpoint_every=2, log_every=1)
     p["distill"]["optim"]["warmup_steps"] = 1
     p["evaluate"]["clip"] = {"frames": 8, "fps": 4.0, "size": 32}
-    p["evaluate"]["probe"].update(epochs=2, lrs=[0.003], weight_decays=[0.01])
+    p["evaluate"]["probe"].update(epochs=2, lrs=[0.003], weight_decays=[0.01], min_steps=0, seeds=1)
     p["evaluate"]["bootstrap"] = 20
     p["evaluate"]["models"]["random_init"] = "random:vit_pico"
     return p
