@@ -75,3 +75,20 @@ def test_report_names_losses_compares_teacher_and_student_and_records_provenance
     # a pure function of its inputs: regenerating gives identical bytes
     build_report(mdir, out, {}, extras, "t")
     assert (out / "benchmark.md").read_text() == md and (out / "index.html").read_text() == html
+
+
+def test_ablation_table_says_when_its_protocol_differs_from_the_main_results():
+    from unisurg.report import ablation_section
+
+    def with_heads(r: dict, n: int) -> dict:
+        for m in r["models"].values():
+            m["heads"] = [{"lr": 0.001, "weight_decay": 0.01, "steps": 300, "val_score": 0.5}] * n
+        return r
+
+    main = [with_heads(_result("cholec80", {"unisurg": 0.6, "student": 0.5}), 3)]
+    same = {"vjepa": [with_heads(_result("cholec80", {"vjepa": 0.45}), 3)]}
+    other = {"vjepa": [with_heads(_result("cholec80", {"vjepa": 0.45}), 1)]}  # e.g. one probe seed, not three
+    ok = "\n".join(ablation_section(main, Extras(ablation=same)))
+    assert "Every row: the same frozen evaluation protocol." in ok and "Not comparable" not in ok
+    stale = "\n".join(ablation_section(main, Extras(ablation=other)))
+    assert "Not comparable with the main rows" in stale and "(Cholec80;" in stale

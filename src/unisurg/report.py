@@ -193,14 +193,23 @@ def ablation_section(results: list[dict], x: Extras) -> list[str]:
     def col(h: dict) -> str:
         return f"{h['benchmark']} {h['metric']} {'↑' if h['higher_is_better'] else '↓'}"
 
+    stale = _protocol_mismatches(x.ablation, by_name, x.teacher)
+    same = (
+        f"**Not comparable with the main rows:** the variants were evaluated under another protocol than the "
+        f"main pipeline ({', '.join(stale)}; `make ablation` reruns them); they remain comparable with each other."
+        if stale
+        else "Every row: the same frozen evaluation protocol."
+    )
     lines = [
         "",
         "## Ablation",
         "",
         "Each variant pretrained on the same curated clips with the same budget (`make ablation`, "
-        "ablation/params.yaml), evaluated under the same frozen protocol; primary metric with 95% CI. "
-        "The last rows are the main pipeline's full model and its distilled student.",
+        "ablation/params.yaml); primary metric with 95% CI. The last rows are the main pipeline's full "
+        f"model and its distilled student. {same}",
         "",
+    ]
+    lines += [
         "| variant | " + " | ".join(col(h) for h in heads.values()) + " |",
         "|---|" + "---|" * len(heads),
     ]
@@ -216,6 +225,33 @@ def ablation_section(results: list[dict], x: Extras) -> list[str]:
     for label, cells in rows:
         lines.append(f"| {label} | " + " | ".join(fmt(*cells[n]) if n in cells else "n/a" for n in heads) + " |")
     return lines
+
+
+def _probe_signature(r: dict, model: str) -> tuple:
+    """What a result records of its protocol: clip sampling, number of chosen heads (seeds x folds)
+    and the fields each head records. Two results with different signatures are not comparable."""
+    heads = r["models"][model].get("heads", [])
+    return (
+        tuple(sorted(r.get("protocol", {}).items())),
+        len(heads),
+        tuple(sorted({k for h in heads for k in h})),
+    )
+
+
+def _protocol_mismatches(ablation: dict[str, list[dict]], main: dict[str, dict], model: str) -> list[str]:
+    """Benchmarks on which an ablation variant's protocol differs from the main pipeline's ``model``."""
+    out = []
+    for rs in ablation.values():
+        for r in rs:
+            ref = main.get(r["name"])
+            if not r["models"] or ref is None or model not in ref["models"]:
+                continue
+            if (
+                _probe_signature(r, next(iter(r["models"]))) != _probe_signature(ref, model)
+                and r["benchmark"] not in out
+            ):
+                out.append(r["benchmark"])
+    return out
 
 
 def _primary(r: dict, m: str) -> tuple[float | None, list | None]:
