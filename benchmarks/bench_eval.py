@@ -2,9 +2,11 @@
 
 Runs the real harness on a mini Cholec80 written by the built-in corpus writer, with a random
 ``vit_micro`` encoder and the default probe grid from params.yaml, three times: features
-extracted (cold), features from the on-disk cache (warm), and extraction alone. Then one
-encoder over all 17 mini benchmarks at the pipeline's size (``synth`` params), cold cache: the
-evaluate stage's cost per encoder (target: <= 5 minutes on 2 CPU cores).
+extracted (cold), features from the on-disk cache (warm), and extraction alone. Then the probe
+grid's training step on those features, as one bank (:mod:`unisurg.evaluation.bank`) against
+the same heads trained one after another with ``torch.optim.AdamW``. Last, one encoder over all
+17 mini benchmarks at the pipeline's size (``synth`` params), cold cache: the evaluate stage's
+cost per encoder (target: <= 5 minutes on 2 CPU cores).
 
     python benchmarks/bench_eval.py --out reports/perf_eval.json
 """
@@ -23,8 +25,9 @@ import torch
 
 from unisurg.benchmarks import get_benchmark
 from unisurg.config import load_params
+from unisurg.evaluation.bank import StackedAdamW
 from unisurg.evaluation.features import extract_features
-from unisurg.evaluation.harness import ProbeGrid, Protocol, run_benchmark
+from unisurg.evaluation.harness import ProbeGrid, Protocol, _loss, grid_bank, run_benchmark
 from unisurg.evaluation.samples import make_samples
 from unisurg.models import create_model
 from unisurg.synth.layouts import WRITERS, SynthSpec, write_cholec80
@@ -60,12 +63,15 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             run_benchmark(bench, root, {"m": (enc, "bench")}, grid, proto, 0, 0, cache, e.batch_size)
             warm.append(time.perf_counter() - t0)
+        feats = extract_features({"m": enc}, records, samples, proto.frames, proto.fps, proto.size, e.batch_size)["m"]
+        bank_ms, loop_ms = grid_step(feats, bench.num_classes, grid, args.repeats)
         suite_s, n_samples = suite(Path(tmp), enc, grid, proto, e.batch_size)
     med = lambda v: float(np.median(v))  # noqa: E731
     spread = lambda v: [round(float(min(v)), 2), round(float(max(v)), 2)]  # noqa: E731
     result = {
         "samples": len(samples),
-        "heads": len(grid.lrs) * len(grid.weight_decays),
+        "heads": len(grid.lrs) * len(grid.weight_decays) * grid.seeds,
+        "seeds": grid.seeds,
         "epochs": grid.epochs,
         "min_steps": grid.min_steps,
         "extract_s": round(med(extract), 2),
@@ -77,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         "warm_range_s": spread(warm),
         "probe_grid_s": round(med(warm), 2),
         "cache_speedup": round(med(cold) / med(warm), 2),
+        "bank_step_ms": round(med(bank_ms), 1),
+        "bank_step_range_ms": spread(bank_ms),
+        "loop_step_ms": round(med(loop_ms), 1),
+        "loop_step_range_ms": spread(loop_ms),
+        "bank_speedup": round(med(loop_ms) / med(bank_ms), 2),
         "suite_benchmarks": len(WRITERS),
         "suite_samples": n_samples,
         "suite_s": round(suite_s, 1),
@@ -85,6 +96,37 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
+
+
+def grid_step(
+    feats: torch.Tensor, classes: int, grid: ProbeGrid, repeats: int, steps: int = 20
+) -> tuple[list[float], list[float]]:
+    """ms per training step of the whole grid (all seeds): as one bank, and head by head."""
+    seeds = list(range(grid.seeds))
+    x, y = feats[: grid.batch_size].float(), torch.randint(0, classes, (grid.batch_size,))
+    bank_ms, loop_ms = [], []
+    for _ in range(repeats):
+        bank = grid_bank(feats.size(-1), classes, grid, seeds, None)
+        params = list(bank.params.values())
+        opt = StackedAdamW(params, [h["lr"] for h in bank.hparams], [h["weight_decay"] for h in bank.hparams])
+        xb, yb = x.expand(grid.seeds, *x.shape), y.expand(grid.seeds, bank.per_group, -1)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            opt.step(torch.autograd.grad(_loss("phase", bank(xb), yb).sum(), params))
+        bank_ms.append((time.perf_counter() - t0) / steps * 1e3)
+        heads = [bank.module(k).train() for k in range(len(bank))]
+        opts = [
+            torch.optim.AdamW(h.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+            for h, hp in zip(heads, bank.hparams, strict=True)
+        ]
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            for h, o in zip(heads, opts, strict=True):
+                o.zero_grad(set_to_none=True)
+                _loss("phase", h(x), y).backward()
+                o.step()
+        loop_ms.append((time.perf_counter() - t0) / steps * 1e3)
+    return bank_ms, loop_ms
 
 
 def suite(tmp: Path, enc: torch.nn.Module, grid: ProbeGrid, proto: Protocol, batch: int) -> tuple[float, int]:

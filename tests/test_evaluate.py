@@ -122,8 +122,8 @@ def test_probe_min_steps_repeats_whole_epochs_on_tiny_training_sets():
         grid = ProbeGrid(
             lrs=(1e-3,), weight_decays=(0.0,), epochs=3, batch_size=10, depth=1, num_heads=2, min_steps=min_steps
         )
-        head, hp = train_heads("phase", feats, y, 3, grid, seed=0, dense=None)[0]
-        assert hp["steps"] == expected
+        bank = train_heads("phase", feats, y, 3, grid, seeds=[0], dense=None)
+        assert bank.hparams[0]["steps"] == expected
 
 
 def test_probe_seeds_average_the_chosen_heads_outputs(bench_root, tmp_path):

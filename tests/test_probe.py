@@ -32,3 +32,21 @@ def test_attentive_probe_is_permutation_invariant_over_tokens():
     out = probe(x)
     assert out.shape == (2, 5)
     torch.testing.assert_close(probe(x[:, torch.randperm(10)]), out, atol=1e-5, rtol=1e-5)
+
+
+def test_shared_query_is_projected_once_with_the_same_result():
+    """The probe's learned query (1, 1, D) is not expanded per sample: same output, same gradients."""
+    torch.manual_seed(0)
+    blk = CrossAttentionBlock(48, num_heads=4)
+    q = torch.randn(1, 1, 48, requires_grad=True)
+    x = torch.randn(5, 20, 48)
+    shared = blk(q, x)
+    assert shared.shape == (5, 1, 48)
+    expanded = torch.cat([blk(q, x[i : i + 1]) for i in range(5)])
+    torch.testing.assert_close(shared, expanded, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        blk.attend(q, x), reference_cross_attention(blk, q.expand(5, -1, -1), x), atol=1e-4, rtol=1e-4
+    )
+    (g_shared,) = torch.autograd.grad(shared.sum(), q)
+    (g_expanded,) = torch.autograd.grad(expanded.sum(), q)
+    torch.testing.assert_close(g_shared, g_expanded, atol=1e-4, rtol=1e-4)

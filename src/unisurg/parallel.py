@@ -18,7 +18,6 @@ must call them (only the main rank writes).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
 
 import torch
 from torch import nn
@@ -29,8 +28,6 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
     set_optimizer_state_dict,
 )
-
-Strategy = Literal["ddp", "fsdp"]
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 

@@ -3,7 +3,7 @@
 For each (encoder, benchmark):
 1. load the benchmark with its real-format loader and build probe samples;
 2. extract frozen tokens (cached on disk by encoder weights + protocol);
-3. train a grid of heads (lr x weight decay) in parallel on the training split;
+3. train a grid of heads (lr x weight decay x seed) as one bank on the training split;
 4. pick the head with the best validation score (macro-F1 / mAP / rho / Dice / AbsRel);
 5. score the test split per video with the benchmark's official metric, and attach a 95%
    bootstrap confidence interval over test videos.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from ..benchmarks.base import Benchmark, Record
 from ..benchmarks.dense import read_target
 from ..benchmarks.phase import PITVIS_BACKGROUND
 from ..benchmarks.triplets import TRIPLET_IVT
+from .bank import HeadBank, StackedAdamW
 from .features import cache_key, extract_features, load_cached, store_cached
 from .probe import AttentiveProbe, DenseHead
 from .samples import Sample, make_samples
@@ -97,25 +98,49 @@ def _out_dim(bench: Benchmark) -> int:
 
 
 def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Loss per head: out (*L, B, ...) outputs of heads with leading dims L (none for one head),
+    y (*L, B, ...) their targets -> (*L) losses, each averaged over its own batch."""
     if task in ("phase", "clip"):
-        return F.cross_entropy(out, y.long())
+        ce = F.cross_entropy(out.flatten(0, -2), y.flatten().long(), reduction="none")
+        return ce.view(y.shape).mean(-1)
     if task == "multilabel":
-        return F.binary_cross_entropy_with_logits(out, y.float())
+        return F.binary_cross_entropy_with_logits(out, y.float(), reduction="none").mean((-2, -1))
     if task == "skill":
-        return F.mse_loss(out.squeeze(1), y.float())
+        return (out.squeeze(-1) - y.float()).square().mean(-1)
     if task == "segmentation":
         # BCE + soft Dice (the usual polyp-segmentation loss): with a few percent foreground,
         # BCE alone is minimised by predicting background everywhere, i.e. Dice 0.
-        logit, y = out.squeeze(1), y.float()
+        logit, y = out.squeeze(-3), y.float()  # (*L, B, H, W)
+        bce = F.binary_cross_entropy_with_logits(logit, y, reduction="none").mean((-3, -2, -1))
         prob = torch.sigmoid(logit)
-        inter = (prob * y).sum(dim=(1, 2))
-        dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2)) + y.sum(dim=(1, 2)) + 1)
-        return F.binary_cross_entropy_with_logits(logit, y) + dice.mean()
-    if task == "depth":  # scale-invariant log loss on valid pixels (metrics are median-scaled)
-        valid = y > 0
-        d = (out.squeeze(1) - torch.log(y.clamp_min(1e-3)))[valid]
-        return (d**2).mean() - 0.85 * d.mean() ** 2 if d.numel() else out.sum() * 0
+        inter = (prob * y).sum((-2, -1))
+        dice = 1 - (2 * inter + 1) / (prob.sum((-2, -1)) + y.sum((-2, -1)) + 1)  # (*L, B)
+        return bce + dice.mean(-1)
+    if task == "depth":  # scale-invariant log loss over the valid pixels of the batch (metrics are median-scaled)
+        valid = (y > 0).float()
+        d = (out.squeeze(-3) - torch.log(y.clamp_min(1e-3))) * valid  # (*L, B, H, W)
+        n = valid.sum((-3, -2, -1)).clamp_min(1)  # a batch without valid pixels: loss 0
+        return d.square().sum((-3, -2, -1)) / n - 0.85 * (d.sum((-3, -2, -1)) / n) ** 2
     raise ValueError(task)
+
+
+def grid_bank(
+    dim: int, out_dim: int, grid: ProbeGrid, seeds: Sequence[int], dense: tuple[tuple[int, int, int], int] | None
+) -> HeadBank:
+    """The untrained grid: for each seed (which sets the initialisation) one head per (lr, wd),
+    in (seed, lr, wd) order; dense tasks get :class:`DenseHead`, the others :class:`AttentiveProbe`."""
+    heads, hparams = [], []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        for lr in grid.lrs:
+            for wd in grid.weight_decays:
+                heads.append(
+                    DenseHead(dim, out_dim, *dense)
+                    if dense
+                    else AttentiveProbe(dim, out_dim, grid.num_heads, grid.depth)
+                )
+                hparams.append({"lr": lr, "weight_decay": wd})
+    return HeadBank(heads, len(seeds), hparams)
 
 
 def train_heads(
@@ -124,48 +149,36 @@ def train_heads(
     y: torch.Tensor,
     out_dim: int,
     grid: ProbeGrid,
-    seed: int,
+    seeds: Sequence[int],
     dense: tuple[tuple[int, int, int], int] | None,
-) -> list[tuple[torch.nn.Module, dict]]:
-    """Train one head per (lr, wd) on the same batches; cosine LR decay to 0 over all steps."""
-    torch.manual_seed(seed)
-    dim = feats.size(-1)
-    heads = []
-    for lr in grid.lrs:
-        for wd in grid.weight_decays:
-            head = (
-                DenseHead(dim, out_dim, *dense) if dense else AttentiveProbe(dim, out_dim, grid.num_heads, grid.depth)
-            )
-            opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=wd)
-            heads.append((head, opt, {"lr": lr, "weight_decay": wd}))
+) -> HeadBank:
+    """Train the grid (:func:`grid_bank`) in lockstep: each seed's heads see the same batches,
+    in that seed's order. Cosine LR decay to 0 over all steps."""
+    bank = grid_bank(feats.size(-1), out_dim, grid, seeds, dense)
     n = feats.size(0)
     steps_per_epoch = max(math.ceil(n / grid.batch_size), 1)
     # A mini benchmark has ~100 training samples: `epochs` alone would give a few dozen updates,
     # far from convergence, so whole epochs are repeated until at least `min_steps` updates.
     epochs = max(grid.epochs, math.ceil(grid.min_steps / steps_per_epoch))
     total = epochs * steps_per_epoch
-    g = torch.Generator().manual_seed(seed)
+    for hp in bank.hparams:
+        hp["steps"] = total
+    params = list(bank.params.values())
+    opt = StackedAdamW(params, [hp["lr"] for hp in bank.hparams], [hp["weight_decay"] for hp in bank.hparams])
+    gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+    feats = feats.float()
     step = 0
     for _ in range(epochs):
-        perm = torch.randperm(n, generator=g)
+        perms = [torch.randperm(n, generator=g) for g in gens]
         for b in range(steps_per_epoch):
-            idx = perm[b * grid.batch_size : (b + 1) * grid.batch_size]
-            xb, yb = feats[idx].float(), y[idx]
-            scale = 0.5 * (1 + math.cos(math.pi * step / total))
-            for head, opt, hp in heads:
-                for group in opt.param_groups:
-                    group["lr"] = hp["lr"] * scale
-                loss = _loss(task, head(xb), yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            idx = torch.stack([perm[b * grid.batch_size : (b + 1) * grid.batch_size] for perm in perms])  # (G, B)
+            out = bank(feats[idx])  # (G, H, B, ...)
+            yb = y[idx].unsqueeze(1).expand(-1, bank.per_group, *idx.shape[1:], *y.shape[1:])
+            # the heads' losses are independent: the gradient of their sum is each head's own
+            grads = torch.autograd.grad(_loss(task, out, yb).sum(), params)
+            opt.step(grads, 0.5 * (1 + math.cos(math.pi * step / total)))
             step += 1
-    return [(h.eval(), {**hp, "steps": total}) for h, _, hp in heads]
-
-
-@torch.inference_mode()
-def predict(head: torch.nn.Module, feats: torch.Tensor, batch: int = 256) -> np.ndarray:
-    return torch.cat([head(feats[i : i + batch].float()) for i in range(0, feats.size(0), batch)]).numpy()
+    return bank
 
 
 # --------------------------------------------------------------------------- scoring
@@ -337,13 +350,17 @@ def evaluate_encoder(
         )
         # `seeds` independent grids (initialisation + batch order); each picks its head on validation
         # and the test output is the mean of the picked heads' raw outputs (logits, log-depth, ...)
-        outs = []
-        for k in range(grid.seeds):
-            heads = train_heads(bench.task, feats[tr], ytr, _out_dim(bench), grid, seed + r + 7919 * k, dense)
-            scores = [vscore(predict(h, feats[val])).select for h, _ in heads]
-            best = int(np.nanargmax(np.nan_to_num(scores, nan=-np.inf)))
-            chosen.append({**heads[best][1], "val_score": round(float(scores[best]), 6)})
-            outs.append(predict(heads[best][0], feats[te]))
+        seeds = [seed + r + 7919 * k for k in range(grid.seeds)]
+        bank = train_heads(bench.task, feats[tr], ytr, _out_dim(bench), grid, seeds, dense)
+        val_out = bank.predict(feats[val])  # (K, n_val, ...)
+        picked = []
+        for g in range(grid.seeds):
+            ks = range(g * bank.per_group, (g + 1) * bank.per_group)
+            scores = [vscore(val_out[k]).select for k in ks]
+            best = ks[int(np.nanargmax(np.nan_to_num(scores, nan=-np.inf)))]
+            chosen.append({**bank.hparams[best], "val_score": round(float(scores[best - ks[0]]), 6)})
+            picked.append(best)
+        outs = bank.predict(feats[te], picked)
         out = np.mean(outs, axis=0)
         if bench.task == "skill":  # pool de-standardised predictions across folds
             out = out * skill_stats[1] + skill_stats[0]

@@ -41,21 +41,24 @@ class CrossAttentionBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
 
     def attend(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """q (B, 1, D) query, x (B, N, D) tokens -> attention output (B, 1, D), token-linear cost."""
+        """q (B or 1, 1, D) query, x (B, N, D) tokens -> attention output (B, 1, D), token-linear
+        cost. A query shared by the batch (its first dim 1) is projected once, not per sample."""
         B, N, D = x.shape
         h, d = self.num_heads, D // self.num_heads
         xh = F.layer_norm(x, (D,))  # x̂: normalised, affine folded in below
         g, b = self.norm1.weight, self.norm1.bias
         wk, wv = self.kv.weight[:D].view(h, d, D), self.kv.weight[D:].view(h, d, D)
-        qh = self.q(q).view(B, h, d)
-        u = torch.einsum("bhd,hde->bhe", qh, wk) * g  # (B, h, D): g * W_k,h^T q_h
-        a = (torch.einsum("bnd,bhd->bhn", xh, u) / math.sqrt(d)).softmax(-1)  # (B, h, N)
-        pooled = torch.einsum("bhn,bnd->bhd", a, xh) * g + b  # (B, h, D): sum_n a_hn LN(x_n)
+        qh = self.q(q).view(-1, h, d)  # (B or 1, h, d)
+        u = torch.einsum("bhd,hde->bhe", qh, wk) * g  # (B or 1, h, D): g * W_k,h^T q_h
+        # a shared query: (B, N, D) @ (D, h) is one matrix product, also for a vmapped grid of heads
+        logits = xh @ u[0].T if u.size(0) == 1 else torch.einsum("bnd,bhd->bnh", xh, u)  # (B, N, h)
+        a = (logits.transpose(1, 2) / math.sqrt(d)).softmax(-1)  # (B, h, N)
+        pooled = torch.matmul(a, xh) * g + b  # (B, h, D): sum_n a_hn LN(x_n)
         v = torch.einsum("bhe,hde->bhd", pooled, wv) + self.kv.bias[D:].view(h, d)  # (B, h, d)
         return self.proj(v.reshape(B, 1, D))
 
     def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """q (B, 1, D) query, x (B, N, D) tokens -> (B, 1, D)."""
+        """q (B or 1, 1, D) query, x (B, N, D) tokens -> (B, 1, D)."""
         q = q + self.attend(q, x)
         return q + self.mlp(self.norm2(q))
 
@@ -89,7 +92,7 @@ class AttentiveProbe(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for blk in self.blocks:
             x = blk(x)
-        q = self.cross(self.query.expand(x.size(0), -1, -1), x)  # (B, 1, D)
+        q = self.cross(self.query, x)  # (B, 1, D): the learned query (1, 1, D) is shared by the batch
         return self.head(q.squeeze(1))
 
 

@@ -1,0 +1,124 @@
+"""A grid of probe heads trained in lockstep: parameters stacked on a leading axis, one vectorised
+forward/backward and one AdamW update per step for all of them.
+
+The probe protocol trains a dozen small heads (lr x weight decay x seeds) on a few hundred
+frozen samples. Trained one after another, every step is a dozen tiny forward/backward passes
+and optimizer updates whose cost on a CPU is per-op overhead (~6 ms per head and step for a
+192-wide attentive probe over 128 tokens), not arithmetic. Stacked, the grid costs one pass:
+the head modules stay the single source of truth (:mod:`.probe`) and are evaluated with
+``torch.func.functional_call`` under ``vmap`` over the stacked parameters.
+
+Heads come in G groups of H (one group per probe seed, K = G * H): the heads of a group see the
+same batch (the inner vmap shares it, so e.g. the token LayerNorm is computed once per group)
+and each group its own batch order. :class:`StackedAdamW` updates the stacked tensors with
+``torch.optim.AdamW``, each head with its own learning rate and weight decay.
+
+Probes with self-attention blocks (``depth`` > 1) work too, but torch 2.14 has no vmap rule for
+CPU flash attention and runs those blocks head by head (it warns so).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+
+class HeadBank:
+    """K = groups x per_group heads of one architecture with stacked parameters (K, *shape)."""
+
+    def __init__(self, heads: Sequence[nn.Module], groups: int, hparams: Sequence[dict]) -> None:
+        if not heads or len(heads) % groups or len(hparams) != len(heads):
+            raise ValueError(f"{len(heads)} heads, {len(hparams)} hparams cannot form {groups} equal groups")
+        self.groups, self.per_group = groups, len(heads) // groups
+        self.hparams = [dict(h) for h in hparams]
+        params, buffers = stack_module_state(list(heads))  # leaves that require grad, (K, *shape)
+        self.params, self.buffers = params, buffers
+        self._base = copy.deepcopy(heads[0]).to("meta")  # architecture only: weights come from params
+
+    def __len__(self) -> int:
+        return len(self.hparams)
+
+    def _call(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self._base, (params, buffers), (x,))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x (G, B, ...) one batch per group -> outputs (G, H, B, *out) of every head."""
+        if x.size(0) != self.groups:
+            raise ValueError(f"expected one batch per group ({self.groups}), got {x.size(0)}")
+
+        def grouped(t: torch.Tensor) -> torch.Tensor:  # (K, ...) -> (G, H, ...)
+            return t.view(self.groups, self.per_group, *t.shape[1:])
+
+        params = {k: grouped(v) for k, v in self.params.items()}
+        buffers = {k: grouped(v) for k, v in self.buffers.items()}
+        per_group = vmap(self._call, in_dims=(0, 0, None))  # heads of a group share its batch
+        return vmap(per_group, in_dims=(0, 0, 0))(params, buffers, x)
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor, index: Sequence[int] | None = None, batch: int = 256) -> np.ndarray:
+        """x (n, ...) shared by all heads -> float32 outputs (K', n, *out) of the heads in
+        ``index`` (default: all K), computed ``batch`` samples at a time."""
+        ix = torch.as_tensor(list(range(len(self)) if index is None else index), dtype=torch.long)
+        params = {k: v.detach()[ix] for k, v in self.params.items()}
+        buffers = {k: v[ix] for k, v in self.buffers.items()}
+        fn = vmap(self._call, in_dims=(0, 0, None))
+        outs = [fn(params, buffers, x[i : i + batch].float()) for i in range(0, x.size(0), batch)]
+        return torch.cat(outs, dim=1).numpy()
+
+    def module(self, k: int) -> nn.Module:
+        """Head k as an ordinary module (a copy of its weights)."""
+        head = copy.deepcopy(self._base).to_empty(device="cpu")
+        state = {n: v[k].detach().clone() for n, v in {**self.params, **self.buffers}.items()}
+        head.load_state_dict(state)
+        return head.eval()
+
+
+class StackedAdamW:
+    """AdamW (decoupled weight decay, on every parameter) for stacked parameters (K, *shape), with
+    a learning rate and weight decay per head (K,).
+
+    It is ``torch.optim.AdamW(fused=True)`` with one parameter group per head whose parameters
+    are the heads' slices of the stacked tensors (views sharing their storage): the fused kernel
+    updates ~5 M parameters of a 12-head grid in ~5 ms on 2 CPU cores where the same update in
+    elementwise tensor ops takes ~35 ms (memory traffic of ten passes instead of one).
+    """
+
+    def __init__(
+        self,
+        params: Sequence[torch.Tensor],
+        lr: Sequence[float],
+        weight_decay: Sequence[float],
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        self.params = list(params)
+        if any(p.size(0) != len(lr) for p in self.params) or len(weight_decay) != len(lr):
+            raise ValueError("every parameter, lr and weight_decay needs the same leading size K")
+        self.lr = list(lr)
+        groups = [
+            # detached views: leaves for the optimizer, updated in place in the stacked storage
+            {"params": [p.detach()[k] for p in self.params], "lr": lr[k], "weight_decay": weight_decay[k]}
+            for k in range(len(lr))
+        ]
+        self._opt = torch.optim.AdamW(groups, betas=betas, eps=eps, fused=True)
+
+    def step(self, grads: Sequence[torch.Tensor], lr_scale: float = 1.0) -> None:
+        """One update from the stacked gradients, learning rates ``lr * lr_scale`` (the schedule's
+        factor at this step)."""
+        if len(grads) != len(self.params):
+            raise ValueError(f"{len(grads)} gradients for {len(self.params)} parameters")
+        # The fused CPU kernel (torch 2.14) reads a gradient's storage in its parameter's layout,
+        # ignoring the gradient's strides: vmapped linear layers give transposed gradients, which
+        # it would apply transposed (cf. pytorch/pytorch#106951, where CUDA refuses such strides).
+        # Contiguous copies make the layouts agree.
+        grads = [g.contiguous() for g in grads]
+        for k, group in enumerate(self._opt.param_groups):
+            group["lr"] = self.lr[k] * lr_scale
+            for view, g in zip(group["params"], grads, strict=True):
+                view.grad = g[k]
+        self._opt.step()

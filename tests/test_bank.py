@@ -1,0 +1,138 @@
+"""The probe grid trained as one bank equals the same heads trained one by one with torch's AdamW."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from unisurg.evaluation.bank import HeadBank, StackedAdamW
+from unisurg.evaluation.harness import ProbeGrid, _loss, train_heads
+from unisurg.evaluation.probe import AttentiveProbe, DenseHead
+
+GRID = ProbeGrid(lrs=(3e-3, 1e-3), weight_decays=(0.0, 0.1), epochs=2, batch_size=4, depth=1, num_heads=2)
+
+
+def _heads(kind: str, k: int) -> list[torch.nn.Module]:
+    torch.manual_seed(0)
+    make = {
+        "attentive": lambda: AttentiveProbe(16, 3, num_heads=2, depth=1),
+        "attentive_depth2": lambda: AttentiveProbe(16, 3, num_heads=2, depth=2),
+        "dense": lambda: DenseHead(16, 1, (2, 2, 2), 4),
+    }[kind]
+    heads = [make() for _ in range(k)]
+    with torch.no_grad():  # distinct, non-trivial weights (LayerNorm affine and biases included)
+        for h in heads:
+            for p in h.parameters():
+                p.add_(torch.randn_like(p) * 0.1)
+    return heads
+
+
+@pytest.mark.parametrize("kind", ["attentive", "attentive_depth2", "dense"])
+def test_bank_forward_equals_each_head_on_its_groups_batch(kind):
+    heads = _heads(kind, 6)
+    bank = HeadBank(heads, groups=3, hparams=[{}] * 6)
+    x = torch.randn(3, 5, 8, 16)  # one batch of 5 samples per group
+    out = bank(x)  # (G, H, B, ...)
+    assert out.shape[:3] == (3, 2, 5)
+    for k, head in enumerate(heads):
+        torch.testing.assert_close(out[k // 2, k % 2], head(x[k // 2]), atol=1e-5, rtol=1e-5)
+    # prediction on one shared input, for all heads or a chosen few, and a head as a plain module
+    shared = torch.randn(7, 8, 16).half()
+    pred = bank.predict(shared, batch=3)
+    assert pred.shape[:2] == (6, 7) and pred.dtype == np.float32
+    for k, head in enumerate(heads):
+        np.testing.assert_allclose(pred[k], head(shared.float()).detach().numpy(), atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(bank.module(k)(shared.float()).detach().numpy(), pred[k], atol=1e-6, rtol=1e-6)
+    np.testing.assert_allclose(bank.predict(shared, [4, 1]), pred[[4, 1]], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["attentive", "dense"])
+def test_bank_training_equals_heads_trained_one_by_one(kind):
+    """Stacked AdamW (per-head lr and weight decay, scheduled lr) == torch.optim.AdamW per head."""
+    heads = _heads(kind, 4)
+    ref = copy.deepcopy(heads)
+    lrs, wds = [1e-2, 3e-3, 1e-3, 1e-2], [0.0, 0.1, 0.01, 0.5]
+    bank = HeadBank(heads, groups=2, hparams=[{}] * 4)
+    opt = StackedAdamW(list(bank.params.values()), lrs, wds)
+    ref_opts = [torch.optim.AdamW(h.parameters(), lr=lr, weight_decay=wd) for h, lr, wd in zip(ref, lrs, wds)]
+    torch.manual_seed(1)
+    for step in range(5):
+        x = torch.randn(2, 4, 8, 16)
+        scale = 0.5 * (1 + math.cos(math.pi * step / 5))
+        out = bank(x)
+        grads = torch.autograd.grad(out.square().mean((2, *range(3, out.dim()))).sum(), list(bank.params.values()))
+        opt.step(grads, scale)
+        for k, (h, o) in enumerate(zip(ref, ref_opts)):
+            for group in o.param_groups:
+                group["lr"] = lrs[k] * scale
+            o.zero_grad()
+            h(x[k // 2]).square().mean().backward()
+            o.step()
+    for k, h in enumerate(ref):
+        for name, p in h.named_parameters():
+            torch.testing.assert_close(bank.params[name][k], p, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("task", "shape", "make_y"),
+    [
+        ("phase", (5, 4), lambda: torch.randint(0, 4, (5,)).double()),
+        ("multilabel", (5, 6), lambda: torch.randint(0, 2, (5, 6)).double()),
+        ("skill", (5, 1), lambda: torch.randn(5).double()),
+        ("segmentation", (5, 1, 8, 8), lambda: (torch.rand(5, 8, 8) > 0.8).float()),
+        ("depth", (5, 1, 8, 8), lambda: torch.rand(5, 8, 8) * (torch.rand(5, 8, 8) > 0.3)),
+    ],
+)
+def test_loss_of_a_grid_is_each_heads_own_loss(task, shape, make_y):
+    torch.manual_seed(0)
+    out = torch.randn(3, 2, *shape)  # (G, H, B, ...)
+    ys = torch.stack([make_y() for _ in range(3)])  # (G, B, ...): one batch per group
+    y = ys.unsqueeze(1).expand(-1, 2, *ys.shape[1:])
+    grid = _loss(task, out, y)
+    assert grid.shape == (3, 2)
+    for g in range(3):
+        for h in range(2):
+            torch.testing.assert_close(grid[g, h], _loss(task, out[g, h], ys[g]))
+
+
+def test_depth_loss_on_a_batch_without_valid_pixels_is_zero_not_nan():
+    out = torch.randn(2, 1, 4, 4, requires_grad=True)
+    loss = _loss("depth", out, torch.zeros(2, 4, 4))
+    loss.backward()
+    assert loss.item() == 0 and torch.all(out.grad == 0)
+
+
+def test_train_heads_groups_are_the_seeds_single_seed_runs():
+    """Seed k's heads in a 3-seed bank are the heads a 1-seed run with that seed trains."""
+    torch.manual_seed(0)
+    feats, y = torch.randn(10, 6, 16), torch.randint(0, 3, (10,))
+    bank = train_heads("phase", feats, y, 3, GRID, [5, 6, 7], None)
+    assert len(bank) == 12 and bank.groups == 3 and bank.per_group == 4
+    assert [(hp["lr"], hp["weight_decay"]) for hp in bank.hparams[:4]] == [
+        (3e-3, 0.0),
+        (3e-3, 0.1),
+        (1e-3, 0.0),
+        (1e-3, 0.1),
+    ]
+    alone = train_heads("phase", feats, y, 3, GRID, [6], None)
+    np.testing.assert_allclose(bank.predict(feats, range(4, 8)), alone.predict(feats), atol=1e-5, rtol=1e-4)
+    assert not np.allclose(bank.predict(feats, [0]), bank.predict(feats, [4]), atol=1e-3)  # seeds differ
+
+
+def test_bank_rejects_groups_that_do_not_divide_the_heads():
+    with pytest.raises(ValueError, match="3 equal groups"):
+        HeadBank(_heads("dense", 4), groups=3, hparams=[{}] * 4)
+    with pytest.raises(ValueError, match="leading size K"):
+        StackedAdamW([torch.zeros(4, 2, requires_grad=True)], [1e-3] * 3, [0.0] * 3)
+
+
+def test_stacked_adamw_applies_non_contiguous_gradients_in_their_own_layout():
+    """torch 2.14's fused CPU AdamW reads a transposed gradient in the parameter's layout."""
+    p = torch.zeros(2, 3, 2, requires_grad=True)
+    opt = StackedAdamW([p], [1e-2, 1e-2], [0.0, 0.0])
+    g = torch.tensor([[1.0, -1.0, 1.0], [-1.0, 1.0, -1.0]]).T.expand(2, 3, 2)  # strides not p's
+    assert not g.is_contiguous()
+    opt.step([g])
+    torch.testing.assert_close(p.detach(), -1e-2 * g.sign())
