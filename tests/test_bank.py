@@ -136,3 +136,11 @@ def test_stacked_adamw_applies_non_contiguous_gradients_in_their_own_layout():
     assert not g.is_contiguous()
     opt.step([g])
     torch.testing.assert_close(p.detach(), -1e-2 * g.sign())
+
+
+def test_depth_loss_is_the_scale_invariant_log_loss_over_valid_pixels_hand_computed():
+    log_pred = torch.tensor([[[[0.0, 1.0], [2.0, 5.0]]], [[[1.0, 1.0], [0.5, 0.0]]]])  # (B=2, 1, 2, 2)
+    depth = torch.tensor([[[1.0, 1.0], [0.0, 2.0]], [[0.0, 0.0], [1.0, 0.0]]])  # 0 = invalid pixel
+    d = torch.tensor([0.0 - 0.0, 1.0 - 0.0, 5.0 - math.log(2.0), 0.5 - 0.0])  # the 4 valid pixels
+    expected = (d**2).mean() - 0.85 * d.mean() ** 2
+    torch.testing.assert_close(_loss("depth", log_pred, depth), expected)

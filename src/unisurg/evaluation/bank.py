@@ -1,12 +1,14 @@
 """A grid of probe heads trained in lockstep: parameters stacked on a leading axis, one vectorised
 forward/backward and one AdamW update per step for all of them.
 
-The probe protocol trains a dozen small heads (lr x weight decay x seeds) on a few hundred
-frozen samples. Trained one after another, every step is a dozen tiny forward/backward passes
-and optimizer updates whose cost on a CPU is per-op overhead (~6 ms per head and step for a
-192-wide attentive probe over 128 tokens), not arithmetic. Stacked, the grid costs one pass:
-the head modules stay the single source of truth (:mod:`.probe`) and are evaluated with
-``torch.func.functional_call`` under ``vmap`` over the stacked parameters.
+The probe protocol trains several small heads (lr x weight decay x seeds) on a few hundred
+frozen samples. Trained one after another, every step is that many small forward/backward passes
+and optimizer updates (~5-6 ms per head and step for a 192-wide attentive probe over 128 tokens
+on 2 CPU cores), much of it per-op overhead. Stacked, the grid takes one pass and one fused
+optimizer update: 1.2x faster per step with 6 heads, 1.8x with 12 (``benchmarks/bench_eval.py``);
+what remains is arithmetic and vmap copying each group's batch once per head. The head modules
+stay the single source of truth (:mod:`.probe`), evaluated with ``torch.func.functional_call``
+under ``vmap`` over the stacked parameters.
 
 Heads come in G groups of H (one group per probe seed, K = G * H): the heads of a group see the
 same batch (the inner vmap shares it, so e.g. the token LayerNorm is computed once per group)
