@@ -4,7 +4,8 @@ Runs the real harness on a mini Cholec80 written by the built-in corpus writer, 
 ``vit_micro`` encoder and the default probe grid from params.yaml, three times: features
 extracted (cold), features from the on-disk cache (warm), and extraction alone. Then the probe
 grid's training step on those features, as one bank (:mod:`unisurg.evaluation.bank`) against
-the same heads trained one after another with ``torch.optim.AdamW``. Last, one encoder over all
+the same heads trained one after another with ``torch.optim.AdamW``, for the params.yaml grid and
+for one with twice the heads (a second weight decay). Last, one encoder over all
 17 mini benchmarks at the pipeline's size (``synth`` params), cold cache: the evaluate stage's
 cost per encoder (target: <= 5 minutes on 2 CPU cores).
 
@@ -18,6 +19,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             warm.append(time.perf_counter() - t0)
         feats = extract_features({"m": enc}, records, samples, proto.frames, proto.fps, proto.size, e.batch_size)["m"]
         bank_ms, loop_ms = grid_step(feats, bench.num_classes, grid, args.repeats)
+        wide = replace(grid, weight_decays=(*grid.weight_decays, 10 * grid.weight_decays[-1]))  # twice the heads
+        wide_bank_ms, wide_loop_ms = grid_step(feats, bench.num_classes, wide, args.repeats)
         suite_s, n_samples = suite(Path(tmp), enc, grid, proto, e.batch_size)
     med = lambda v: float(np.median(v))  # noqa: E731
     spread = lambda v: [round(float(min(v)), 2), round(float(max(v)), 2)]  # noqa: E731
@@ -88,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         "loop_step_ms": round(med(loop_ms), 1),
         "loop_step_range_ms": spread(loop_ms),
         "bank_speedup": round(med(loop_ms) / med(bank_ms), 2),
+        "wide_heads": len(wide.lrs) * len(wide.weight_decays) * wide.seeds,
+        "wide_bank_step_ms": round(med(wide_bank_ms), 1),
+        "wide_loop_step_ms": round(med(wide_loop_ms), 1),
+        "wide_bank_speedup": round(med(wide_loop_ms) / med(wide_bank_ms), 2),
         "suite_benchmarks": len(WRITERS),
         "suite_samples": n_samples,
         "suite_s": round(suite_s, 1),
@@ -109,10 +117,10 @@ def grid_step(
         bank = grid_bank(feats.size(-1), classes, grid, seeds, None)
         params = list(bank.params.values())
         opt = StackedAdamW(params, [h["lr"] for h in bank.hparams], [h["weight_decay"] for h in bank.hparams])
-        xb, yb = x.expand(grid.seeds, *x.shape), y.expand(grid.seeds, bank.per_group, -1)
+        yb = y.expand(len(bank), -1)
         t0 = time.perf_counter()
         for _ in range(steps):
-            opt.step(torch.autograd.grad(_loss("phase", bank(xb), yb).sum(), params))
+            opt.step(torch.autograd.grad(_loss("phase", bank(x), yb).sum(), params))
         bank_ms.append((time.perf_counter() - t0) / steps * 1e3)
         heads = [bank.module(k).train() for k in range(len(bank))]
         opts = [

@@ -206,6 +206,11 @@ def eval_section(r: dict) -> list[str]:
             f"({r['loop_step_range_ms'][0]}–{r['loop_step_range_ms'][1]}) |",
             f"| speed-up of the bank | {r['bank_speedup']}x |",
         ]
+    if "wide_bank_step_ms" in r:
+        out.append(
+            f"| the same with {r['wide_heads']} heads (a second weight decay): bank / head by head | "
+            f"{r['wide_bank_step_ms']} ms / {r['wide_loop_step_ms']} ms ({r['wide_bank_speedup']}x) |"
+        )
     if "suite_s" in r:  # one encoder over every mini benchmark, at the pipeline's size (one run)
         verdict = "met" if r["suite_s"] <= 300 else f"**missed by {r['suite_s'] / 300:.2f}x**"
         out.append(

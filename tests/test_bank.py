@@ -30,15 +30,15 @@ def _heads(kind: str, k: int) -> list[torch.nn.Module]:
 
 
 @pytest.mark.parametrize("kind", ["attentive", "attentive_depth2", "dense"])
-def test_bank_forward_equals_each_head_on_its_groups_batch(kind):
+def test_bank_forward_equals_each_head(kind):
     heads = _heads(kind, 6)
-    bank = HeadBank(heads, groups=3, hparams=[{}] * 6)
-    x = torch.randn(3, 5, 8, 16)  # one batch of 5 samples per group
-    out = bank(x)  # (G, H, B, ...)
-    assert out.shape[:3] == (3, 2, 5)
+    bank = HeadBank(heads, hparams=[{}] * 6)
+    x = torch.randn(5, 8, 16)  # one batch of 5 samples for every head
+    out = bank(x)  # (K, B, ...)
+    assert out.shape[:2] == (6, 5)
     for k, head in enumerate(heads):
-        torch.testing.assert_close(out[k // 2, k % 2], head(x[k // 2]), atol=1e-5, rtol=1e-5)
-    # prediction on one shared input, for all heads or a chosen few, and a head as a plain module
+        torch.testing.assert_close(out[k], head(x), atol=1e-5, rtol=1e-5)
+    # prediction on half-precision features, for all heads or a chosen few, and a head as a plain module
     shared = torch.randn(7, 8, 16).half()
     pred = bank.predict(shared, batch=3)
     assert pred.shape[:2] == (6, 7) and pred.dtype == np.float32
@@ -54,21 +54,21 @@ def test_bank_training_equals_heads_trained_one_by_one(kind):
     heads = _heads(kind, 4)
     ref = copy.deepcopy(heads)
     lrs, wds = [1e-2, 3e-3, 1e-3, 1e-2], [0.0, 0.1, 0.01, 0.5]
-    bank = HeadBank(heads, groups=2, hparams=[{}] * 4)
+    bank = HeadBank(heads, hparams=[{}] * 4)
     opt = StackedAdamW(list(bank.params.values()), lrs, wds)
     ref_opts = [torch.optim.AdamW(h.parameters(), lr=lr, weight_decay=wd) for h, lr, wd in zip(ref, lrs, wds)]
     torch.manual_seed(1)
     for step in range(5):
-        x = torch.randn(2, 4, 8, 16)
+        x = torch.randn(4, 8, 16)
         scale = 0.5 * (1 + math.cos(math.pi * step / 5))
-        out = bank(x)
-        grads = torch.autograd.grad(out.square().mean((2, *range(3, out.dim()))).sum(), list(bank.params.values()))
+        out = bank(x)  # (K, B, ...): per-head mean over the batch and outputs, summed over heads
+        grads = torch.autograd.grad(out.square().flatten(1).mean(1).sum(), list(bank.params.values()))
         opt.step(grads, scale)
         for k, (h, o) in enumerate(zip(ref, ref_opts)):
             for group in o.param_groups:
                 group["lr"] = lrs[k] * scale
             o.zero_grad()
-            h(x[k // 2]).square().mean().backward()
+            h(x).square().mean().backward()
             o.step()
     for k, h in enumerate(ref):
         for name, p in h.named_parameters():
@@ -87,14 +87,13 @@ def test_bank_training_equals_heads_trained_one_by_one(kind):
 )
 def test_loss_of_a_grid_is_each_heads_own_loss(task, shape, make_y):
     torch.manual_seed(0)
-    out = torch.randn(3, 2, *shape)  # (G, H, B, ...)
-    ys = torch.stack([make_y() for _ in range(3)])  # (G, B, ...): one batch per group
-    y = ys.unsqueeze(1).expand(-1, 2, *ys.shape[1:])
-    grid = _loss(task, out, y)
+    out = torch.randn(3, 2, *shape)  # any leading dims, here (3, 2) heads, then (B, ...)
+    ys = torch.stack([make_y() for _ in range(6)]).view(3, 2, *shape[:1], *make_y().shape[1:])
+    grid = _loss(task, out, ys)
     assert grid.shape == (3, 2)
     for g in range(3):
         for h in range(2):
-            torch.testing.assert_close(grid[g, h], _loss(task, out[g, h], ys[g]))
+            torch.testing.assert_close(grid[g, h], _loss(task, out[g, h], ys[g, h]))
 
 
 def test_depth_loss_on_a_batch_without_valid_pixels_is_zero_not_nan():
@@ -104,26 +103,27 @@ def test_depth_loss_on_a_batch_without_valid_pixels_is_zero_not_nan():
     assert loss.item() == 0 and torch.all(out.grad == 0)
 
 
-def test_train_heads_groups_are_the_seeds_single_seed_runs():
-    """Seed k's heads in a 3-seed bank are the heads a 1-seed run with that seed trains."""
+def test_train_heads_seeds_share_the_batches_and_differ_by_initialisation():
+    """A 3-seed grid = the 1-seed grid of its first seed plus grids initialised from the other seeds,
+    trained on the same batches (drawn from the first seed)."""
     torch.manual_seed(0)
     feats, y = torch.randn(10, 6, 16), torch.randint(0, 3, (10,))
     bank = train_heads("phase", feats, y, 3, GRID, [5, 6, 7], None)
-    assert len(bank) == 12 and bank.groups == 3 and bank.per_group == 4
+    assert len(bank) == 12 and all(hp["steps"] == 6 for hp in bank.hparams)
     assert [(hp["lr"], hp["weight_decay"]) for hp in bank.hparams[:4]] == [
         (3e-3, 0.0),
         (3e-3, 0.1),
         (1e-3, 0.0),
         (1e-3, 0.1),
     ]
-    alone = train_heads("phase", feats, y, 3, GRID, [6], None)
-    np.testing.assert_allclose(bank.predict(feats, range(4, 8)), alone.predict(feats), atol=1e-5, rtol=1e-4)
+    first = train_heads("phase", feats, y, 3, GRID, [5], None)
+    np.testing.assert_allclose(bank.predict(feats, range(4)), first.predict(feats), atol=1e-5, rtol=1e-4)
     assert not np.allclose(bank.predict(feats, [0]), bank.predict(feats, [4]), atol=1e-3)  # seeds differ
 
 
-def test_bank_rejects_groups_that_do_not_divide_the_heads():
-    with pytest.raises(ValueError, match="3 equal groups"):
-        HeadBank(_heads("dense", 4), groups=3, hparams=[{}] * 4)
+def test_bank_and_optimizer_reject_mismatched_sizes():
+    with pytest.raises(ValueError, match="one per head"):
+        HeadBank(_heads("dense", 4), hparams=[{}] * 3)
     with pytest.raises(ValueError, match="leading size K"):
         StackedAdamW([torch.zeros(4, 2, requires_grad=True)], [1e-3] * 3, [0.0] * 3)
 

@@ -3,17 +3,17 @@ forward/backward and one AdamW update per step for all of them.
 
 The probe protocol trains several small heads (lr x weight decay x seeds) on a few hundred
 frozen samples. Trained one after another, every step is that many small forward/backward passes
-and optimizer updates (~5-6 ms per head and step for a 192-wide attentive probe over 128 tokens
+and optimizer updates (~4-5 ms per head and step for a 192-wide attentive probe over 128 tokens
 on 2 CPU cores), much of it per-op overhead. Stacked, the grid takes one pass and one fused
-optimizer update: 1.2x faster per step with 6 heads, 1.8x with 12 (``benchmarks/bench_eval.py``);
-what remains is arithmetic and vmap copying each group's batch once per head. The head modules
-stay the single source of truth (:mod:`.probe`), evaluated with ``torch.func.functional_call``
-under ``vmap`` over the stacked parameters.
+optimizer update (``benchmarks/bench_eval.py`` measures both ways). The head modules stay the
+single source of truth (:mod:`.probe`), evaluated with ``torch.func.functional_call`` under
+``vmap`` over the stacked parameters.
 
-Heads come in G groups of H (one group per probe seed, K = G * H): the heads of a group see the
-same batch (the inner vmap shares it, so e.g. the token LayerNorm is computed once per group)
-and each group its own batch order. :class:`StackedAdamW` updates the stacked tensors with
-``torch.optim.AdamW``, each head with its own learning rate and weight decay.
+All heads see the same batch: vmap then shares it (the token LayerNorm is computed once, the
+token products are single matrix products). Giving each seed its own batch order instead made
+vmap copy the batch once per head, ~1.4x slower per step; the seeds still differ by their
+initialisation. :class:`StackedAdamW` updates the stacked tensors with ``torch.optim.AdamW``,
+each head with its own learning rate and weight decay.
 
 Probes with self-attention blocks (``depth`` > 1) work too, but torch 2.14 has no vmap rule for
 CPU flash attention and runs those blocks head by head (it warns so).
@@ -31,12 +31,11 @@ from torch.func import functional_call, stack_module_state, vmap
 
 
 class HeadBank:
-    """K = groups x per_group heads of one architecture with stacked parameters (K, *shape)."""
+    """K heads of one architecture with stacked parameters (K, *shape)."""
 
-    def __init__(self, heads: Sequence[nn.Module], groups: int, hparams: Sequence[dict]) -> None:
-        if not heads or len(heads) % groups or len(hparams) != len(heads):
-            raise ValueError(f"{len(heads)} heads, {len(hparams)} hparams cannot form {groups} equal groups")
-        self.groups, self.per_group = groups, len(heads) // groups
+    def __init__(self, heads: Sequence[nn.Module], hparams: Sequence[dict]) -> None:
+        if not heads or len(hparams) != len(heads):
+            raise ValueError(f"{len(heads)} heads and {len(hparams)} hparams: need one per head, at least one")
         self.hparams = [dict(h) for h in hparams]
         params, buffers = stack_module_state(list(heads))  # leaves that require grad, (K, *shape)
         self.params, self.buffers = params, buffers
@@ -49,17 +48,8 @@ class HeadBank:
         return functional_call(self._base, (params, buffers), (x,))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x (G, B, ...) one batch per group -> outputs (G, H, B, *out) of every head."""
-        if x.size(0) != self.groups:
-            raise ValueError(f"expected one batch per group ({self.groups}), got {x.size(0)}")
-
-        def grouped(t: torch.Tensor) -> torch.Tensor:  # (K, ...) -> (G, H, ...)
-            return t.view(self.groups, self.per_group, *t.shape[1:])
-
-        params = {k: grouped(v) for k, v in self.params.items()}
-        buffers = {k: grouped(v) for k, v in self.buffers.items()}
-        per_group = vmap(self._call, in_dims=(0, 0, None))  # heads of a group share its batch
-        return vmap(per_group, in_dims=(0, 0, 0))(params, buffers, x)
+        """x (B, ...) one batch for all heads -> outputs (K, B, *out) of every head."""
+        return vmap(self._call, in_dims=(0, 0, None))(self.params, self.buffers, x)
 
     @torch.inference_mode()
     def predict(self, x: torch.Tensor, index: Sequence[int] | None = None, batch: int = 256) -> np.ndarray:

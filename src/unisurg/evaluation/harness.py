@@ -140,7 +140,7 @@ def grid_bank(
                     else AttentiveProbe(dim, out_dim, grid.num_heads, grid.depth)
                 )
                 hparams.append({"lr": lr, "weight_decay": wd})
-    return HeadBank(heads, len(seeds), hparams)
+    return HeadBank(heads, hparams)
 
 
 def train_heads(
@@ -152,8 +152,8 @@ def train_heads(
     seeds: Sequence[int],
     dense: tuple[tuple[int, int, int], int] | None,
 ) -> HeadBank:
-    """Train the grid (:func:`grid_bank`) in lockstep: each seed's heads see the same batches,
-    in that seed's order. Cosine LR decay to 0 over all steps."""
+    """Train the grid (:func:`grid_bank`) in lockstep on the same batches, in the order drawn from
+    the first seed (the seeds differ by initialisation). Cosine LR decay to 0 over all steps."""
     bank = grid_bank(feats.size(-1), out_dim, grid, seeds, dense)
     n = feats.size(0)
     steps_per_epoch = max(math.ceil(n / grid.batch_size), 1)
@@ -165,15 +165,15 @@ def train_heads(
         hp["steps"] = total
     params = list(bank.params.values())
     opt = StackedAdamW(params, [hp["lr"] for hp in bank.hparams], [hp["weight_decay"] for hp in bank.hparams])
-    gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+    g = torch.Generator().manual_seed(seeds[0])
     feats = feats.float()
     step = 0
     for _ in range(epochs):
-        perms = [torch.randperm(n, generator=g) for g in gens]
+        perm = torch.randperm(n, generator=g)
         for b in range(steps_per_epoch):
-            idx = torch.stack([perm[b * grid.batch_size : (b + 1) * grid.batch_size] for perm in perms])  # (G, B)
-            out = bank(feats[idx])  # (G, H, B, ...)
-            yb = y[idx].unsqueeze(1).expand(-1, bank.per_group, *idx.shape[1:], *y.shape[1:])
+            idx = perm[b * grid.batch_size : (b + 1) * grid.batch_size]
+            out = bank(feats[idx])  # (K, B, ...)
+            yb = y[idx].expand(len(bank), *idx.shape, *y.shape[1:])
             # the heads' losses are independent: the gradient of their sum is each head's own
             grads = torch.autograd.grad(_loss(task, out, yb).sum(), params)
             opt.step(grads, 0.5 * (1 + math.cos(math.pi * step / total)))
@@ -348,14 +348,14 @@ def evaluate_encoder(
             skill_stats,
             protocol.label_fps,
         )
-        # `seeds` independent grids (initialisation + batch order); each picks its head on validation
+        # `seeds` grids (initialisations) trained on the same batches; each picks its head on validation
         # and the test output is the mean of the picked heads' raw outputs (logits, log-depth, ...)
         seeds = [seed + r + 7919 * k for k in range(grid.seeds)]
         bank = train_heads(bench.task, feats[tr], ytr, _out_dim(bench), grid, seeds, dense)
         val_out = bank.predict(feats[val])  # (K, n_val, ...)
-        picked = []
+        picked, per_seed = [], len(bank) // grid.seeds
         for g in range(grid.seeds):
-            ks = range(g * bank.per_group, (g + 1) * bank.per_group)
+            ks = range(g * per_seed, (g + 1) * per_seed)
             scores = [vscore(val_out[k]).select for k in ks]
             best = ks[int(np.nanargmax(np.nan_to_num(scores, nan=-np.inf)))]
             chosen.append({**bank.hparams[best], "val_score": round(float(scores[best - ks[0]]), 6)})
