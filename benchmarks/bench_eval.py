@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         extract = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            extract_features({"m": enc}, records, samples, proto.frames, proto.fps, proto.size, e.batch_size)
+            feats = extract_features({"m": enc}, records, samples, proto.frames, proto.fps, proto.size, e.batch_size)
             extract.append(time.perf_counter() - t0)
         cold, warm = [], []
         for r in range(args.repeats):
@@ -65,10 +65,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             run_benchmark(bench, root, {"m": (enc, "bench")}, grid, proto, 0, 0, cache, e.batch_size)
             warm.append(time.perf_counter() - t0)
-        feats = extract_features({"m": enc}, records, samples, proto.frames, proto.fps, proto.size, e.batch_size)["m"]
-        bank_ms, loop_ms = grid_step(feats, bench.num_classes, grid, args.repeats)
+        bank_ms, loop_ms = grid_step(feats["m"], bench.num_classes, grid, args.repeats)
         wide = replace(grid, weight_decays=(*grid.weight_decays, 10 * grid.weight_decays[-1]))  # twice the heads
-        wide_bank_ms, wide_loop_ms = grid_step(feats, bench.num_classes, wide, args.repeats)
+        wide_bank_ms, wide_loop_ms = grid_step(feats["m"], bench.num_classes, wide, args.repeats)
         suite_s, n_samples = suite(Path(tmp), enc, grid, proto, e.batch_size)
     med = lambda v: float(np.median(v))  # noqa: E731
     spread = lambda v: [round(float(min(v)), 2), round(float(max(v)), 2)]  # noqa: E731
