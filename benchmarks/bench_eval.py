@@ -27,9 +27,8 @@ import torch
 
 from unisurg.benchmarks import get_benchmark
 from unisurg.config import load_params
-from unisurg.evaluation.bank import StackedAdamW
 from unisurg.evaluation.features import extract_features
-from unisurg.evaluation.harness import ProbeGrid, Protocol, _loss, grid_bank, run_benchmark
+from unisurg.evaluation.harness import ProbeGrid, Protocol, _loss, bank_optimizer, bank_step, grid_bank, run_benchmark
 from unisurg.evaluation.samples import make_samples
 from unisurg.models import create_model
 from unisurg.synth.layouts import WRITERS, SynthSpec, write_cholec80
@@ -114,12 +113,10 @@ def grid_step(
     bank_ms, loop_ms = [], []
     for _ in range(repeats):
         bank = grid_bank(feats.size(-1), classes, grid, seeds, None)
-        params = list(bank.params.values())
-        opt = StackedAdamW(params, [h["lr"] for h in bank.hparams], [h["weight_decay"] for h in bank.hparams])
-        yb = y.expand(len(bank), -1)
+        opt = bank_optimizer(bank)
         t0 = time.perf_counter()
         for _ in range(steps):
-            opt.step(torch.autograd.grad(_loss("phase", bank(x), yb).sum(), params))
+            bank_step(bank, opt, "phase", x, y)  # what train_heads runs per batch
         bank_ms.append((time.perf_counter() - t0) / steps * 1e3)
         heads = [bank.module(k).train() for k in range(len(bank))]
         opts = [

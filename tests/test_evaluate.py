@@ -33,6 +33,8 @@ def test_harness_scores_every_task_family(name, bench_root, tmp_path):
     assert r["value"] is not None and np.isfinite(r["value"])
     assert bench.metric in r["metrics"] and r["heads"] and r["n_test_samples"] > 0
     assert res["classes"] == list(bench.classes) and res["splits"] and r["weights"] == "rand"
+    # the grid the heads were trained with is part of the result (the report compares it)
+    assert res["probe"]["lrs"] == list(GRID.lrs) and res["probe"]["seeds"] == GRID.seeds
     if bench.folds:
         assert len(r["heads"]) == bench.folds  # one head chosen per fold
     # every reported number can be recomputed from the shipped per-sample predictions

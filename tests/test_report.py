@@ -92,3 +92,10 @@ def test_ablation_table_says_when_its_protocol_differs_from_the_main_results():
     assert "Every row: the same frozen evaluation protocol." in ok and "Not comparable" not in ok
     stale = "\n".join(ablation_section(main, Extras(ablation=other)))
     assert "Not comparable with the main rows" in stale and "(Cholec80;" in stale
+    # same number of heads, but another probe grid (e.g. one weight decay instead of two)
+    grid = {"lrs": [0.01, 0.001], "weight_decays": [0.01], "seeds": 3, "seed_batches": "shared"}
+    main[0]["probe"] = grid
+    same["vjepa"][0]["probe"] = dict(grid)
+    assert "Not comparable" not in "\n".join(ablation_section(main, Extras(ablation=same)))
+    same["vjepa"][0]["probe"] = {**grid, "weight_decays": [0.01, 0.1]}
+    assert "Not comparable with the main rows" in "\n".join(ablation_section(main, Extras(ablation=same)))

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import html
 import io
+import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,8 +209,6 @@ def ablation_section(results: list[dict], x: Extras) -> list[str]:
         "ablation/params.yaml); primary metric with 95% CI. The last rows are the main pipeline's full "
         f"model and its distilled student. {same}",
         "",
-    ]
-    lines += [
         "| variant | " + " | ".join(col(h) for h in heads.values()) + " |",
         "|---|" + "---|" * len(heads),
     ]
@@ -228,11 +227,13 @@ def ablation_section(results: list[dict], x: Extras) -> list[str]:
 
 
 def _probe_signature(r: dict, model: str) -> tuple:
-    """What a result records of its protocol: clip sampling, number of chosen heads (seeds x folds)
-    and the fields each head records. Two results with different signatures are not comparable."""
+    """What a result records of its protocol: clip sampling, the probe grid (lrs, weight decays,
+    steps, seeds, how seeds share batches), the number of chosen heads (seeds x folds) and the
+    fields each head records. Two results with different signatures are not comparable."""
     heads = r["models"][model].get("heads", [])
     return (
         tuple(sorted(r.get("protocol", {}).items())),
+        json.dumps(r.get("probe"), sort_keys=True),
         len(heads),
         tuple(sorted({k for h in heads for k in h})),
     )

@@ -66,6 +66,21 @@ class ProbeGrid:
             probe.seeds,
         )
 
+    def as_dict(self) -> dict:
+        """The grid as recorded in every result, so that results trained otherwise are told apart.
+        ``seed_batches``: how the seeds' heads are fed (``shared``: one batch order, init differs)."""
+        return {
+            "lrs": list(self.lrs),
+            "weight_decays": list(self.weight_decays),
+            "epochs": self.epochs,
+            "min_steps": self.min_steps,
+            "batch_size": self.batch_size,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "seeds": self.seeds,
+            "seed_batches": "shared",
+        }
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -163,8 +178,7 @@ def train_heads(
     total = epochs * steps_per_epoch
     for hp in bank.hparams:
         hp["steps"] = total
-    params = list(bank.params.values())
-    opt = StackedAdamW(params, [hp["lr"] for hp in bank.hparams], [hp["weight_decay"] for hp in bank.hparams])
+    opt = bank_optimizer(bank)
     g = torch.Generator().manual_seed(seeds[0])
     feats = feats.float()
     step = 0
@@ -172,13 +186,26 @@ def train_heads(
         perm = torch.randperm(n, generator=g)
         for b in range(steps_per_epoch):
             idx = perm[b * grid.batch_size : (b + 1) * grid.batch_size]
-            out = bank(feats[idx])  # (K, B, ...)
-            yb = y[idx].expand(len(bank), *idx.shape, *y.shape[1:])
-            # the heads' losses are independent: the gradient of their sum is each head's own
-            grads = torch.autograd.grad(_loss(task, out, yb).sum(), params)
-            opt.step(grads, 0.5 * (1 + math.cos(math.pi * step / total)))
+            bank_step(bank, opt, task, feats[idx], y[idx], 0.5 * (1 + math.cos(math.pi * step / total)))
             step += 1
     return bank
+
+
+def bank_optimizer(bank: HeadBank) -> StackedAdamW:
+    """AdamW over the bank's stacked parameters, each head with its own lr and weight decay."""
+    lrs, wds = [hp["lr"] for hp in bank.hparams], [hp["weight_decay"] for hp in bank.hparams]
+    return StackedAdamW(list(bank.params.values()), lrs, wds)
+
+
+def bank_step(
+    bank: HeadBank, opt: StackedAdamW, task: str, x: torch.Tensor, y: torch.Tensor, lr_scale: float = 1.0
+) -> None:
+    """One update of every head on the same batch: x (B, ...) features, y (B, ...) targets."""
+    out = bank(x)  # (K, B, ...)
+    yb = y.expand(len(bank), *y.shape)
+    # the heads' losses are independent: the gradient of their sum is each head's own
+    params = list(bank.params.values())
+    opt.step(torch.autograd.grad(_loss(task, out, yb).sum(), params), lr_scale)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -242,7 +269,7 @@ class Scorer:
                 metrics.update(self._relaxed(pred))
             return Scored(metrics, sel, lambda ix: float(np.mean(vals[ix])), len(vals))
         if task == "multilabel":
-            probs = 1 / (1 + np.exp(-out))
+            probs = 0.5 * (1 + np.tanh(0.5 * out))  # sigmoid without exp overflow on large logits
             mats = M.triplet_ap_matrices(self.y, probs, self.groups, list(TRIPLET_IVT))
             metrics = {f"map_{k}": M.map_from_matrix(v) for k, v in mats.items()}
             ivt = mats["ivt"]
@@ -484,6 +511,7 @@ def run_benchmark(
         "classes": list(bench.classes),
         "splits": split_manifest(bench, records),
         "protocol": protocol.as_dict(),
+        "probe": grid.as_dict(),
         "n_records": len(records),
         "n_samples": len(samples),
         "models": {},
