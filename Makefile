@@ -22,7 +22,7 @@ repro: $(STAMP)
 	$(RUN) dvc repro
 
 # The ablation grid (ablation/dvc.yaml): pretrain + evaluate each variant, version the results in
-# reports/ablation/, and regenerate the report with the ablation table (~20 min on 2 cores).
+# reports/ablation/, and regenerate the report with the ablation table (~55 min on 2 cores).
 ablation: $(STAMP)
 	$(RUN) dvc repro ablation/dvc.yaml
 	$(RUN) unisurg ablation collect
