@@ -45,12 +45,12 @@ test-fast: $(STAMP)
 
 # Speed/memory benchmarks -> reports/perf.md (targets live here, never in unit tests).
 bench: $(STAMP)
-	$(RUN) python benchmarks/bench_decode.py --out reports/perf_decode.json
-	$(RUN) python benchmarks/bench_index.py --clips 15000000 --out reports/perf_index.json
-	$(RUN) python benchmarks/bench_train.py --out reports/perf_train.json
-	$(RUN) python benchmarks/bench_eval.py --out reports/perf_eval.json
-	$(RUN) python benchmarks/bench_scaling.py --out reports/perf_scaling.json
-	$(RUN) python benchmarks/perf_report.py
+	$(RUN) python perf/bench_decode.py --out reports/perf_decode.json
+	$(RUN) python perf/bench_index.py --clips 15000000 --out reports/perf_index.json
+	$(RUN) python perf/bench_train.py --out reports/perf_train.json
+	$(RUN) python perf/bench_eval.py --out reports/perf_eval.json
+	$(RUN) python perf/bench_scaling.py --out reports/perf_scaling.json
+	$(RUN) python perf/perf_report.py
 
 # Run the reliability suite and write what happened to every bad input / fault to reports/reliability.md.
 reliability-report: $(STAMP)

@@ -3,7 +3,7 @@
 The flow fans probing out over a Prefect task runner — ``thread`` or ``process`` pools on one
 machine, or a Dask / Ray cluster by address for many (``dask:tcp://scheduler:8786``,
 ``ray:ray://head:10001``; these need the prefect-dask / prefect-ray packages) — then builds the
-same index and quality gate as ``unisurg curate``: the logic lives in ``unisurg.curate``; this
+same index and quality gate as ``unisurg curate``: the logic lives in ``unisurg.curation.index``; this
 file only orchestrates. Schedule it (e.g. nightly) from ``flows/serve.py`` to index a hospital
 archive as it grows.
 
@@ -20,9 +20,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from unisurg.config import load_params
-from unisurg.curate import Probe, curate, probe_video
-from unisurg.quality import run_gate
-from unisurg.sources import load_sources
+from unisurg.curation.index import Probe, curate, probe_video
+from unisurg.curation.gate import run_gate
+from unisurg.curation.sources import load_sources
 
 
 @task(name="probe-video", task_run_name="probe {path}", retries=2, retry_delay_seconds=5)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from unisurg.config import ConfigError, load_params, parse_params
-from unisurg.sources import load_sources
+from unisurg.curation.sources import load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 

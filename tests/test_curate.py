@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from unisurg.curate import curate, dct_hash, near_duplicate, open_index, probe_video
-from unisurg.sources import Source
-from unisurg.video import VideoWriter, open_video
+from unisurg.curation.index import curate, dct_hash, near_duplicate, open_index, probe_video
+from unisurg.curation.sources import Source
+from unisurg.media.video import VideoWriter, open_video
 
 
 def _reencode(src, dst, size):
@@ -137,7 +137,7 @@ def test_outputs_are_byte_deterministic(corpus, tmp_path):
 def test_quality_gate_passes_a_good_index_and_fails_a_broken_one(curated, tmp_path):
     import pyarrow as pa
 
-    from unisurg.quality import QualityGateError, run_gate
+    from unisurg.curation.gate import QualityGateError, run_gate
 
     out, _ = curated
     checks = run_gate(out)
@@ -174,7 +174,7 @@ def test_motion_scores_and_balancing_weights(curated):
 def test_clip_table_is_vectorised_and_exact():
     import pyarrow as pa
 
-    from unisurg.curate import VIDEO_SCHEMA, build_clip_table
+    from unisurg.curation.index import VIDEO_SCHEMA, build_clip_table
 
     rows = [
         {

@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 
-from unisurg.checkpoint import load_checkpoint
-from unisurg.curate import curate
-from unisurg.sources import Source
-from unisurg.trainer import setup_distributed
+from unisurg.models.checkpoint import load_checkpoint
+from unisurg.curation.index import curate
+from unisurg.curation.sources import Source
+from unisurg.training.loop import setup_distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 

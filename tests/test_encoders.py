@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from unisurg.benchmarks import get_benchmark
-from unisurg.checkpoint import encoder_payload, save_checkpoint
+from unisurg.models.checkpoint import encoder_payload, save_checkpoint
 from unisurg.cli import main
-from unisurg.data import to_tensor
-from unisurg.encoders import FramewiseEncoder, load_encoder_spec
+from unisurg.media.clips import to_tensor
+from unisurg.evaluation.encoders import FramewiseEncoder, load_encoder_spec
 from unisurg.evaluation.extract import Windows, window_frames
 from unisurg.evaluation.harness import ProbeGrid, Protocol, run_benchmark
 from unisurg.models import create_model
-from unisurg.video import open_video
+from unisurg.media.video import open_video
 
 GRID = ProbeGrid(lrs=(1e-3,), weight_decays=(0.01,), epochs=2, batch_size=16, depth=1, num_heads=2)
 PROTO = Protocol(frames=4, fps=4.0, size=32)

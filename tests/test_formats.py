@@ -14,7 +14,7 @@ import pytest
 
 from unisurg.benchmarks import get_benchmark, list_benchmarks
 from unisurg.benchmarks.base import AnnotationError
-from unisurg.video import open_video
+from unisurg.media.video import open_video
 
 
 def lines(path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from unisurg import metrics as M
+from unisurg.evaluation import metrics as M
 from unisurg.benchmarks.triplets import TRIPLET_IVT
 
 

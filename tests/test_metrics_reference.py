@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, jaccard_score, precision_recall_fscore_support
 
-from unisurg import metrics as M
+from unisurg.evaluation import metrics as M
 from unisurg.benchmarks.triplets import TRIPLET_IVT
 
 

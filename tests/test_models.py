@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from unisurg.checkpoint import encoder_payload, load_encoder, load_vjepa_checkpoint, save_checkpoint
+from unisurg.models.checkpoint import encoder_payload, load_encoder, load_vjepa_checkpoint, save_checkpoint
 from unisurg.models import Predictor, create_model, list_models
 from unisurg.models.rope import apply_rope_3d, rope_chunk, rotate, token_positions
 from unisurg.models.vit import apply_masks

@@ -4,18 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from unisurg.masks import MaskSpec, placement_probs, sample_masks
+from unisurg.training.masks import MaskSpec, placement_probs, sample_masks
 from unisurg.models import Predictor, create_model
-from unisurg.objectives import (
-    affinity_loss,
-    diversity_loss,
-    flow_saliency,
-    framediff_saliency,
-    motion_weights,
-    normalize_saliency,
-    patchify,
-    pixel_targets,
-)
+from unisurg.media.motion import flow_saliency, framediff_saliency, normalize_saliency
+from unisurg.training.objectives import affinity_loss, diversity_loss, motion_weights, patchify, pixel_targets
 from unisurg.synth.looks import LOOKS
 from unisurg.synth.procedure import make_track, new_plan
 from unisurg.synth.scene import SceneRenderer
@@ -169,9 +161,9 @@ def test_motion_bias_moves_masks_onto_motion():
 
 def test_full_unisurg_step_reaches_every_parameter():
     from unisurg.config import PretrainParams
-    from unisurg.losses import normalize_targets
-    from unisurg.masks import MaskCollator
-    from unisurg.pretrain import JEPA, step_losses
+    from unisurg.training.losses import normalize_targets
+    from unisurg.training.masks import MaskCollator
+    from unisurg.training.pretrain import JEPA, step_losses
 
     torch.manual_seed(0)
     enc = create_model("vit_pico")

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from unisurg.parallel import (
+from unisurg.training.parallel import (
     full_model_state,
     full_optimizer_state,
     load_full_model_state,

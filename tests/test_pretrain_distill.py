@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from unisurg.checkpoint import load_checkpoint, load_encoder
+from unisurg.models.checkpoint import load_checkpoint, load_encoder
 from unisurg.config import DistillParams, OptimParams, PretrainParams
-from unisurg.curate import curate
-from unisurg.distill import TeacherEnsemble, flops_per_clip, run_distill
-from unisurg.losses import normalize_targets
+from unisurg.curation.index import curate
+from unisurg.training.distill import TeacherEnsemble, flops_per_clip, run_distill
+from unisurg.training.losses import normalize_targets
 from unisurg.models import create_model
-from unisurg.pretrain import run_pretrain
-from unisurg.sources import Source
+from unisurg.training.pretrain import run_pretrain
+from unisurg.curation.sources import Source
 
 
 @pytest.fixture(scope="module")

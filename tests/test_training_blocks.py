@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from unisurg.ema import ema_update, momentum_at
-from unisurg.losses import distill_loss, latent_l1, normalize_targets
-from unisurg.masks import MaskCollator, MaskSpec, block_size, sample_masks
-from unisurg.schedules import lr_at
+from unisurg.training.ema import ema_update, momentum_at
+from unisurg.training.losses import distill_loss, latent_l1, normalize_targets
+from unisurg.training.masks import MaskCollator, MaskSpec, block_size, sample_masks
+from unisurg.training.schedules import lr_at
 
 
 def test_masks_partition_the_grid_and_are_seeded():

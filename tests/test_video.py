@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from unisurg.video import VideoError, VideoWriter, clip_indices, open_video
+from unisurg.media.video import VideoError, VideoWriter, clip_indices, open_video
 
 
 def _frames(seed: int, n: int = 30, size: int = 64) -> list[np.ndarray]:

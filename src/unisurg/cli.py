@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .config import ConfigError, Params, load_params
 from .io import write_json
-from .quality import QualityGateError
+from .curation.gate import QualityGateError
 
 log = logging.getLogger("unisurg")
 
@@ -48,9 +48,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    from .curate import curate
-    from .quality import run_gate
-    from .sources import load_sources
+    from .curation.index import curate
+    from .curation.gate import run_gate
+    from .curation.sources import load_sources
 
     p = _params(args)
     c = p.curate
@@ -71,7 +71,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from .pretrain import run_pretrain
+    from .training.pretrain import run_pretrain
 
     p = _params(args)
     out = Path(args.out)
@@ -82,7 +82,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from .distill import run_distill
+    from .training.distill import run_distill
 
     p = _params(args)
     out = Path(args.out)
@@ -103,7 +103,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .benchmarks import get_benchmark
-    from .encoders import load_encoder_spec
+    from .evaluation.encoders import load_encoder_spec
     from .evaluation.harness import ProbeGrid, Protocol, run_benchmark
     from .io import write_table
 
@@ -145,7 +145,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from .encoders import load_encoder_spec
+    from .evaluation.encoders import load_encoder_spec
     from .evaluation.extract import Windows, extract, find_videos
 
     windows = Windows(args.frames, args.fps, args.stride, args.size)

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from unisurg.benchmarks.base import VideoSource
-from unisurg.curate import curate
-from unisurg.data import ClipTable
+from unisurg.curation.index import curate
+from unisurg.media.clips import ClipTable
 from unisurg.evaluation.samples import ClipReader
-from unisurg.sources import Source
-from unisurg.video import VideoError
+from unisurg.curation.sources import Source
+from unisurg.media.video import VideoError
 
 
 def _write(

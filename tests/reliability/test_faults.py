@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from unisurg.checkpoint import load_checkpoint
+from unisurg.models.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -431,7 +431,7 @@ def load_heichole(root: Path, problems: Problems) -> list[Record]:
     """``Hei-CholeN.mp4`` + ``Hei-CholeN_Annotation_Phase.csv`` (``frame,phase_id``, no header, every
     native frame). Names are matched case-insensitively; the frame rate (25 or 50 fps) is read from
     each video, not assumed."""
-    from ..video import VideoError, open_video
+    from ..media.video import VideoError, open_video
 
     records = []
     videos: dict[int, Path] = {}

@@ -28,9 +28,9 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from ..data import to_tensor
+from ..media.clips import to_tensor
 from ..io import atomic_path, write_table
-from ..video import VIDEO_EXTENSIONS, clip_indices, open_video
+from ..media.video import VIDEO_EXTENSIONS, clip_indices, open_video
 
 log = logging.getLogger(__name__)
 

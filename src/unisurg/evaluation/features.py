@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..benchmarks.base import FramesSource, Record
-from ..data import to_tensor
+from ..media.clips import to_tensor
 from ..io import atomic_path
 from .samples import ClipReader, Sample
 

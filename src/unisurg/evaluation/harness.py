@@ -25,7 +25,7 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from .. import metrics as M
+from . import metrics as M
 from ..benchmarks.base import Benchmark, Record
 from ..benchmarks.dense import read_target
 from ..benchmarks.phase import PITVIS_BACKGROUND

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..benchmarks.base import Benchmark, FramesSource, ImageSource, Record, VideoSource
-from ..video import clip_indices, open_video
+from ..media.video import clip_indices, open_video
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..benchmarks import clips, phase, triplets
 from ..benchmarks.dense import C3VD_TEST, kvasir_split
-from ..video import VideoWriter
+from ..media.video import VideoWriter
 from .looks import LOOKS
 from .procedure import (
     Action,

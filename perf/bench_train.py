@@ -5,7 +5,7 @@ forward, predictor, loss, backward, AdamW, EMA) on random clips, after warm-up, 
 median step time with its interquartile range, clips/s and (visible) tokens/s. Objective
 overheads are ratios against plain V-JEPA measured in the same run.
 
-    python benchmarks/bench_train.py --out reports/perf_train.json
+    python perf/bench_train.py --out reports/perf_train.json
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from unisurg.config import PretrainParams
-from unisurg.ema import ema_update
-from unisurg.losses import normalize_targets
-from unisurg.masks import MaskCollator, MaskSpec
-from unisurg.objectives import flow_saliency, framediff_saliency, normalize_saliency
-from unisurg.pretrain import JEPA, build_models, step_losses
-from unisurg.trainer import param_groups
+from unisurg.training.ema import ema_update
+from unisurg.training.losses import normalize_targets
+from unisurg.training.masks import MaskCollator, MaskSpec
+from unisurg.media.motion import flow_saliency, framediff_saliency, normalize_saliency
+from unisurg.training.pretrain import JEPA, build_models, step_losses
+from unisurg.training.loop import param_groups
 
 VARIANTS = {
     "vjepa": {"motion": {"enabled": False}, "affinity": {"weight": 0.0}, "diversity": {"weight": 0.0}},

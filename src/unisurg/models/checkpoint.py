@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .io import atomic_path
-from .models.vit import VisionTransformer, create_model
+from ..io import atomic_path
+from .vit import VisionTransformer, create_model
 
 FORMAT = "unisurg/v1"
 

@@ -3,7 +3,7 @@
 Each scale writes that many distinct pretraining videos (different seeds, so none is a
 duplicate), then curates them; we fit time = a + b * videos by least squares.
 
-    python benchmarks/bench_scaling.py --out reports/perf_scaling.json
+    python perf/bench_scaling.py --out reports/perf_scaling.json
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from unisurg.curate import curate
-from unisurg.sources import Source
+from unisurg.curation.index import curate
+from unisurg.curation.sources import Source
 from unisurg.synth.corpus import write_pretrain_video
 from unisurg.synth.looks import LOOKS, PRETRAIN_SOURCES
 

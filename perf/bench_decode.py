@@ -2,13 +2,13 @@
 
 For each resolution we write H.264 videos (PyAV, libx264), draw the same random clips
 (16 frames, every 2nd frame) and measure decoded frames per second:
-- ``loader``: ``unisurg.data.ClipTable`` items (decord, one batched read per clip, resize to
+- ``loader``: ``unisurg.media.clips.ClipTable`` items (decord, one batched read per clip, resize to
   the model's input size, normalise) through a torch DataLoader;
 - ``decord``: raw ``decord.VideoReader(path).get_batch(indices)`` on the same clips (our overhead);
 - ``pyav``: PyAV seeking to the keyframe before the clip and decoding frame by frame, converting
   every frame of the clip's span (what ``torchvision.io.read_video``-style loaders do).
 
-    python benchmarks/bench_decode.py --out reports/perf_decode.json
+    python perf/bench_decode.py --out reports/perf_decode.json
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ FRAMES, STEP = 16, 2
 
 
 def make_videos(folder: Path, size: int, n: int, seconds: float) -> list[Path]:
-    from unisurg.video import VideoWriter
+    from unisurg.media.video import VideoWriter
 
     rng = np.random.default_rng(size)
     paths = []
@@ -109,7 +109,7 @@ def timed_map(fn, items, workers: int) -> float:
 
 
 def loader_fps(table: Path, workers: int, size: int) -> float:
-    from unisurg.data import ClipTable
+    from unisurg.media.clips import ClipTable
 
     ds = ClipTable(str(table), FRAMES, size)
     dl = torch.utils.data.DataLoader(

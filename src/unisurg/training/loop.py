@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import atomic_path
+from ..io import atomic_path
 
 
 def seed_everything(seed: int) -> None:
@@ -64,7 +64,7 @@ def resume(path: Path, modules: dict, optimizer: torch.optim.Optimizer) -> int:
     """
     if not path.exists():
         return 0
-    from .checkpoint import load_checkpoint
+    from ..models.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path)
     for key, module in modules.items():

@@ -9,7 +9,7 @@ for one with twice the heads (a second weight decay). Last, one encoder over all
 17 mini benchmarks at the pipeline's size (``synth`` params), cold cache: the evaluate stage's
 cost per encoder (target: <= 5 minutes on 2 CPU cores).
 
-    python benchmarks/bench_eval.py --out reports/perf_eval.json
+    python perf/bench_eval.py --out reports/perf_eval.json
 """
 
 from __future__ import annotations

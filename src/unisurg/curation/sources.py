@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .config import ConfigError, load_yaml
+from ..config import ConfigError, load_yaml
 
 
 class Source(BaseModel):

@@ -6,7 +6,7 @@ Parquet writer as ``unisurg curate``; we measure build time, bytes per row, peak
 typical DuckDB queries, next to a bare DuckDB write of the same number of rows measured in
 the same run (the physical reference).
 
-    python benchmarks/bench_index.py --clips 15000000      # writes reports/perf_index.json
+    python perf/bench_index.py --clips 15000000      # writes reports/perf_index.json
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ REGION_SHARE = np.array([0.78, 0.05, 0.03, 0.03, 0.03, 0.02, 0.015, 0.015, 0.01,
 
 def synthetic_videos(target_clips: int, clip_stride_s: float, seed: int = 0) -> pa.Table:
     """A video table whose clips add up to ~``target_clips`` (one clip per stride second)."""
-    from unisurg.curate import VIDEO_SCHEMA
+    from unisurg.curation.index import VIDEO_SCHEMA
 
     rng = np.random.default_rng(seed)
     hours_needed = target_clips * clip_stride_s / 3600
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="reports/perf_index.json")
     args = ap.parse_args(argv)
-    from unisurg.curate import build_clip_table, build_index_sql, open_index
+    from unisurg.curation.index import build_clip_table, build_index_sql, open_index
     from unisurg.io import write_table
 
     videos = synthetic_videos(args.clips, 1.0)

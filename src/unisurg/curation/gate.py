@@ -42,7 +42,7 @@ def _suites(gx, videos: pd.DataFrame, clips: pd.DataFrame) -> dict[str, list]:
     E = gx.expectations
     video_cols = list(videos.columns)
     clip_cols = list(clips.columns)
-    from .curate import CLIP_SCHEMA, VIDEO_SCHEMA
+    from .index import CLIP_SCHEMA, VIDEO_SCHEMA
 
     kept = videos[videos["status"] == "kept"]
     return {

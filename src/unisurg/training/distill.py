@@ -5,7 +5,7 @@ ensemble of teachers (several pretraining seeds or ablation checkpoints, same to
 width), t = mean_k LN(teacher_k(x)), the average of their normalised features; the student's
 tokens go through a linear projection to D_t, s = proj(student(x)); the loss is
 ``cosine_weight * (1 - cos(s, t)) + smooth_l1_weight * SmoothL1(s, t)`` (see
-:func:`unisurg.losses.distill_loss`). Cosine aligns directions (what probes use), smooth-L1
+:func:`unisurg.training.losses.distill_loss`). Cosine aligns directions (what probes use), smooth-L1
 keeps magnitudes and is robust to the few large-norm tokens. Same loop guarantees as
 pretraining: seeded, atomic checkpoints, resume to identical weights.
 """
@@ -19,14 +19,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoint import count_params, encoder_payload, load_encoder, save_checkpoint
-from .config import DistillParams
-from .data import ClipTable, StepBatchSampler, normalize_batch
-from .io import write_json
+from ..models.checkpoint import count_params, encoder_payload, load_encoder, save_checkpoint
+from ..config import DistillParams
+from ..media.clips import ClipTable, StepBatchSampler, normalize_batch
+from ..io import write_json
 from .losses import distill_loss, normalize_targets
-from .models import create_model
+from ..models import create_model
 from .schedules import lr_at
-from .trainer import StepLog, param_groups, resume, seed_everything, set_lr
+from .loop import StepLog, param_groups, resume, seed_everything, set_lr
 
 log = logging.getLogger(__name__)
 LOG_FIELDS = ["step", "loss", "cosine", "smooth_l1", "lr", "seconds"]

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
+from .motion import flow_saliency
 from .video import VideoError, open_video
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,6 @@ class ClipTable(Dataset):
                 continue
             item = {"clip": to_uint8_tensor(frames, self.size)}
             if self.flow is not None:
-                from .objectives import flow_saliency
-
                 item["motion"] = torch.from_numpy(flow_saliency(frames, self.flow[0], self.flow[1], self.size))
             return item
         raise RuntimeError("no readable clip in the table")

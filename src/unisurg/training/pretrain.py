@@ -14,7 +14,7 @@ One step, for a global batch of clips x (B, 3, T, H, W) on a (T', H', W') token 
 4. AdamW (no decay on biases/norms), gradient clipping, EMA update of the teacher.
 
 Every random choice is a function of (seed, step, sample index), so a resumed run, or a run
-split over ``torchrun`` processes (DDP or FSDP, see :mod:`unisurg.parallel`), follows the
+split over ``torchrun`` processes (DDP or FSDP, see :mod:`unisurg.training.parallel`), follows the
 single-process trajectory. Checkpoints are atomic full state dicts; ``checkpoint.pt`` in the
 output folder is resumed from, whatever the launch that wrote it. Telemetry (token feature
 std, effective rank, periodic region probe) goes to ``log.csv``. The exported encoder
@@ -34,22 +34,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import count_params, encoder_payload, load_checkpoint, save_checkpoint
-from .config import PretrainParams
-from .data import ClipTable, StepBatchSampler, normalize_batch
+from ..models.checkpoint import count_params, encoder_payload, load_checkpoint, save_checkpoint
+from ..config import PretrainParams
+from ..media.clips import ClipTable, StepBatchSampler, normalize_batch
+from ..media.motion import framediff_saliency, normalize_saliency
 from .ema import ema_update, momentum_at
-from .io import write_json
+from ..io import write_json
 from .losses import gather_tokens, latent_l1, normalize_targets
 from .masks import MaskCollator, MaskSpec
-from .models import Predictor, VisionTransformer, create_model
-from .objectives import (
-    affinity_loss,
-    diversity_loss,
-    framediff_saliency,
-    motion_weights,
-    normalize_saliency,
-    pixel_targets,
-)
+from ..models import Predictor, VisionTransformer, create_model
+from .objectives import affinity_loss, diversity_loss, motion_weights, pixel_targets
 from .parallel import (
     full_model_state,
     full_optimizer_state,
@@ -60,7 +54,7 @@ from .parallel import (
 )
 from .schedules import lr_at
 from .telemetry import RegionProbe, effective_rank, feature_std
-from .trainer import (
+from .loop import (
     Dist,
     StepLog,
     param_groups,

@@ -48,7 +48,7 @@ def load(name: str):
 
 def decode_section(rows: list[dict]) -> list[str]:
     out = [
-        "## Decode (`benchmarks/bench_decode.py`)",
+        "## Decode (`perf/bench_decode.py`)",
         "",
         "16-frame clips (every 2nd frame) from H.264 videos; frames/s decoded. `loader` = our `ClipTable` "
         "(decord, one batched read per clip, resize to the model input, channels-first uint8) through a "
@@ -95,7 +95,7 @@ def index_section(r: dict) -> list[str]:
     q, qr = r["queries_s"], r.get("queries_range_s", {})
     rng = lambda k: f" ({r[k][0]}–{r[k][1]})" if k in r else ""  # noqa: E731
     out = [
-        "## Curation index at UniSurg-15M scale (`benchmarks/bench_index.py`)",
+        "## Curation index at UniSurg-15M scale (`perf/bench_index.py`)",
         "",
         f"Synthetic video table: {r['videos']:,} videos, {r['hours']:,} hours -> {r['clip_rows']:,} clip rows "
         f"(16-frame clips, 1 s stride), built by the same code as `unisurg curate`; "
@@ -134,7 +134,7 @@ def index_section(r: dict) -> list[str]:
 
 def train_section(r: dict) -> list[str]:
     out = [
-        "## Training step (`benchmarks/bench_train.py`)",
+        "## Training step (`perf/bench_train.py`)",
         "",
         "Full optimisation steps (teacher forward, masked student, predictor, loss, backward, AdamW, EMA) on "
         "random clips, median over steps after warm-up, interquartile range in brackets.",
@@ -184,7 +184,7 @@ def train_section(r: dict) -> list[str]:
 
 def eval_section(r: dict) -> list[str]:
     out = [
-        "## Evaluation (`benchmarks/bench_eval.py`)",
+        "## Evaluation (`perf/bench_eval.py`)",
         "",
         f"Mini Cholec80 ({r['samples']} probe samples), random vit_micro, {r['heads']} heads"
         + (f" ({r['heads'] // r['seeds']} per seed x {r['seeds']} seeds)" if "seeds" in r else "")
@@ -241,7 +241,7 @@ def scaling_section(r: dict) -> list[str]:
     plt.close(fig)
     (OUT / "perf_scaling.png").write_bytes(buf.getvalue())
     out = [
-        "## Scaling with corpus size (`benchmarks/bench_scaling.py`)",
+        "## Scaling with corpus size (`perf/bench_scaling.py`)",
         "",
         "| scale | videos | clips | synth s | curate s |",
         "|---|---|---|---|---|",
@@ -287,7 +287,7 @@ def main() -> int:
     lines += [
         "## GPU",
         "",
-        "Not measured: no GPU was available to this run (`benchmarks/bench_train.py` runs unchanged "
+        "Not measured: no GPU was available to this run (`perf/bench_train.py` runs unchanged "
         "on one; ViT-L/16 16x256² bf16 step time and MFU are to be recorded when a GPU is lent).",
         "",
     ]

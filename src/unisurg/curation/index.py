@@ -13,7 +13,7 @@ Steps (``unisurg curate``):
 5. cut kept videos into fixed-length clips (vectorised: 15 M rows build in seconds) with a
    motion score (mean absolute frame difference, one pair of frames per second) and
    per-source balancing weights;
-6. write the index and run the data-quality gate (:mod:`unisurg.quality`).
+6. write the index and run the data-quality gate (:mod:`unisurg.curation.gate`).
 
 Outputs: ``videos.parquet``, ``clips.parquet``, ``quarantine.parquet``, ``index.sql`` (DuckDB
 views over the Parquet files, see :func:`open_index`) and ``curation.json`` (hours/clips per
@@ -34,9 +34,9 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from .io import atomic_write_text, sha256_file, write_json, write_table
+from ..io import atomic_write_text, sha256_file, write_json, write_table
 from .sources import Source
-from .video import VideoError, open_video
+from ..media.video import VideoError, open_video
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +229,8 @@ def printable_path(p: Path | str) -> str:
 
 def benchmark_splits(src: Source) -> dict[str, str]:
     """For a ``benchmark:<name>`` source: resolved video path -> split, read by the benchmark's loader."""
-    from .benchmarks import get_benchmark
-    from .benchmarks.base import VideoSource
+    from ..benchmarks import get_benchmark
+    from ..benchmarks.base import VideoSource
 
     bench = get_benchmark(src.benchmark or "")
     out = {}
@@ -442,7 +442,7 @@ def curate(
 
 INDEX_SQL = """-- DuckDB views over the curated index. Paths are relative to this folder:
 --   duckdb -c "SET file_search_path='data/curate'; .read data/curate/index.sql"
--- or, from Python, unisurg.curate.open_index("data/curate").
+-- or, from Python, unisurg.curation.index.open_index("data/curate").
 CREATE VIEW videos AS SELECT * FROM read_parquet('videos.parquet');
 CREATE VIEW clips AS SELECT * FROM read_parquet('clips.parquet');
 CREATE VIEW quarantine AS SELECT * FROM read_parquet('quarantine.parquet');
