@@ -17,7 +17,7 @@ from pathlib import Path
 from prefect import serve
 from prefect.schedules import Cron
 
-from flows.curate import curation
+from flows.curation import curation
 from flows.pipeline import pipeline
 from unisurg.config import load_params
 

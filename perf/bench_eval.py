@@ -28,8 +28,9 @@ import torch
 from unisurg.benchmarks import get_benchmark
 from unisurg.config import load_params
 from unisurg.evaluation.features import extract_features
-from unisurg.evaluation.harness import ProbeGrid, Protocol, _loss, bank_optimizer, bank_step, grid_bank, run_benchmark
+from unisurg.evaluation.harness import ProbeGrid, Protocol, bank_optimizer, bank_step, grid_bank, run_benchmark
 from unisurg.evaluation.samples import make_samples
+from unisurg.evaluation.tasks import class_loss
 from unisurg.models import create_model
 from unisurg.synth.layouts import WRITERS, SynthSpec, write_cholec80
 
@@ -116,7 +117,7 @@ def grid_step(
         opt = bank_optimizer(bank)
         t0 = time.perf_counter()
         for _ in range(steps):
-            bank_step(bank, opt, "phase", x, y)  # what train_heads runs per batch
+            bank_step(bank, opt, class_loss, x, y)  # what train_heads runs per batch
         bank_ms.append((time.perf_counter() - t0) / steps * 1e3)
         heads = [bank.module(k).train() for k in range(len(bank))]
         opts = [
@@ -127,7 +128,7 @@ def grid_step(
         for _ in range(steps):
             for h, o in zip(heads, opts, strict=True):
                 o.zero_grad(set_to_none=True)
-                _loss("phase", h(x), y).backward()
+                class_loss(h(x), y).backward()
                 o.step()
         loop_ms.append((time.perf_counter() - t0) / steps * 1e3)
     return bank_ms, loop_ms

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from unisurg.config import PretrainParams
+from unisurg.media.motion import flow_saliency, framediff_saliency, normalize_saliency
 from unisurg.training.ema import ema_update
+from unisurg.training.loop import param_groups
 from unisurg.training.losses import normalize_targets
 from unisurg.training.masks import MaskCollator, MaskSpec
-from unisurg.media.motion import flow_saliency, framediff_saliency, normalize_saliency
 from unisurg.training.pretrain import JEPA, build_models, step_losses
-from unisurg.training.loop import param_groups
 
 VARIANTS = {
     "vjepa": {"motion": {"enabled": False}, "affinity": {"weight": 0.0}, "diversity": {"weight": 0.0}},

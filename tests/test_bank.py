@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from unisurg.evaluation.bank import HeadBank, StackedAdamW
-from unisurg.evaluation.harness import ProbeGrid, _loss, train_heads
-from unisurg.evaluation.probe import AttentiveProbe, DenseHead
+from unisurg.evaluation.harness import ProbeGrid, train_heads
+from unisurg.evaluation.heads import AttentiveProbe, DenseHead
+from unisurg.evaluation.tasks import class_loss, depth_loss, multilabel_loss, regression_loss, segmentation_loss
 
 GRID = ProbeGrid(lrs=(3e-3, 1e-3), weight_decays=(0.0, 0.1), epochs=2, batch_size=4, depth=1, num_heads=2)
 
@@ -76,29 +77,30 @@ def test_bank_training_equals_heads_trained_one_by_one(kind):
 
 
 @pytest.mark.parametrize(
-    ("task", "shape", "make_y"),
+    ("loss", "shape", "make_y"),
     [
-        ("phase", (5, 4), lambda: torch.randint(0, 4, (5,)).double()),
-        ("multilabel", (5, 6), lambda: torch.randint(0, 2, (5, 6)).double()),
-        ("skill", (5, 1), lambda: torch.randn(5).double()),
-        ("segmentation", (5, 1, 8, 8), lambda: (torch.rand(5, 8, 8) > 0.8).float()),
-        ("depth", (5, 1, 8, 8), lambda: torch.rand(5, 8, 8) * (torch.rand(5, 8, 8) > 0.3)),
+        (class_loss, (5, 4), lambda: torch.randint(0, 4, (5,)).double()),
+        (multilabel_loss, (5, 6), lambda: torch.randint(0, 2, (5, 6)).double()),
+        (regression_loss, (5, 1), lambda: torch.randn(5).double()),
+        (segmentation_loss, (5, 1, 8, 8), lambda: (torch.rand(5, 8, 8) > 0.8).float()),
+        (depth_loss, (5, 1, 8, 8), lambda: torch.rand(5, 8, 8) * (torch.rand(5, 8, 8) > 0.3)),
     ],
+    ids=["phase", "multilabel", "skill", "segmentation", "depth"],
 )
-def test_loss_of_a_grid_is_each_heads_own_loss(task, shape, make_y):
+def test_loss_of_a_grid_is_each_heads_own_loss(loss, shape, make_y):
     torch.manual_seed(0)
     out = torch.randn(3, 2, *shape)  # any leading dims, here (3, 2) heads, then (B, ...)
     ys = torch.stack([make_y() for _ in range(6)]).view(3, 2, *shape[:1], *make_y().shape[1:])
-    grid = _loss(task, out, ys)
+    grid = loss(out, ys)
     assert grid.shape == (3, 2)
     for g in range(3):
         for h in range(2):
-            torch.testing.assert_close(grid[g, h], _loss(task, out[g, h], ys[g, h]))
+            torch.testing.assert_close(grid[g, h], loss(out[g, h], ys[g, h]))
 
 
 def test_depth_loss_on_a_batch_without_valid_pixels_is_zero_not_nan():
     out = torch.randn(2, 1, 4, 4, requires_grad=True)
-    loss = _loss("depth", out, torch.zeros(2, 4, 4))
+    loss = depth_loss(out, torch.zeros(2, 4, 4))
     loss.backward()
     assert loss.item() == 0 and torch.all(out.grad == 0)
 
@@ -108,7 +110,7 @@ def test_train_heads_seeds_share_the_batches_and_differ_by_initialisation():
     trained on the same batches (drawn from the first seed)."""
     torch.manual_seed(0)
     feats, y = torch.randn(10, 6, 16), torch.randint(0, 3, (10,))
-    bank = train_heads("phase", feats, y, 3, GRID, [5, 6, 7], None)
+    bank = train_heads(class_loss, feats, y, 3, GRID, [5, 6, 7], None)
     assert len(bank) == 12 and all(hp["steps"] == 6 for hp in bank.hparams)
     assert [(hp["lr"], hp["weight_decay"]) for hp in bank.hparams[:4]] == [
         (3e-3, 0.0),
@@ -116,7 +118,7 @@ def test_train_heads_seeds_share_the_batches_and_differ_by_initialisation():
         (1e-3, 0.0),
         (1e-3, 0.1),
     ]
-    first = train_heads("phase", feats, y, 3, GRID, [5], None)
+    first = train_heads(class_loss, feats, y, 3, GRID, [5], None)
     np.testing.assert_allclose(bank.predict(feats, range(4)), first.predict(feats), atol=1e-5, rtol=1e-4)
     assert not np.allclose(bank.predict(feats, [0]), bank.predict(feats, [4]), atol=1e-3)  # seeds differ
 
@@ -143,4 +145,4 @@ def test_depth_loss_is_the_scale_invariant_log_loss_over_valid_pixels_hand_compu
     depth = torch.tensor([[[1.0, 1.0], [0.0, 2.0]], [[0.0, 0.0], [1.0, 0.0]]])  # 0 = invalid pixel
     d = torch.tensor([0.0 - 0.0, 1.0 - 0.0, 5.0 - math.log(2.0), 0.5 - 0.0])  # the 4 valid pixels
     expected = (d**2).mean() - 0.85 * d.mean() ** 2
-    torch.testing.assert_close(_loss("depth", log_pred, depth), expected)
+    torch.testing.assert_close(depth_loss(log_pred, depth), expected)

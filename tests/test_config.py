@@ -1,18 +1,35 @@
+"""The strict params parser (unisurg.config) on parameters written here; the repository's own
+params.yaml is only required to parse (its values are the experiment's, not the parser's)."""
+
 from pathlib import Path
 
+import pydantic
 import pytest
+import yaml
 
-from unisurg.config import ConfigError, load_params, parse_params
+from unisurg.config import (
+    ConfigError,
+    CurateParams,
+    DistillParams,
+    Params,
+    PretrainParams,
+    apply_overrides,
+    load_params,
+    parse_params,
+)
 from unisurg.curation.sources import load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_repository_params_parse_and_match_defaults_types():
-    p = load_params(ROOT / "params.yaml")
-    assert p.pretrain.arch == "vit_micro"
-    assert len(p.evaluate.benchmarks) == 17
-    assert p.pretrain.masks[0].num_blocks == 8 and p.pretrain.masks[1].spatial_scale == (0.7, 0.7)
+def _params(tmp_path, data) -> Path:
+    p = tmp_path / "params.yaml"
+    p.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return p
+
+
+def test_repository_params_parse():
+    assert isinstance(load_params(ROOT / "params.yaml"), Params)
 
 
 @pytest.mark.parametrize(
@@ -20,9 +37,18 @@ def test_repository_params_parse_and_match_defaults_types():
     [
         ({"pretrain": {"mpl_ratio": 4}}, "pretrain.mpl_ratio"),  # the vjepa2 kwargs pitfall
         ({"pretrain": {"optim": {"lr": "fast"}}}, "pretrain.optim.lr"),
+        ({"pretrain": {"optim": {"lr": 0}}}, "pretrain.optim.lr"),  # lr > 0
+        ({"pretrain": {"steps": 2.5}}, "pretrain.steps"),  # an int field takes no fraction
         ({"synth": {"size": 8}}, "synth.size"),
         ({"evalute": {}}, "evalute"),
         ({"pretrain": {"objective": "mae"}}, "pretrain.objective"),
+        ({"curate": {"balance": "hospital"}}, "curate.balance"),
+        (
+            {"pretrain": {"masks": [{"num_blocks": 1, "spatial_scale": [0.1, 0.1], "ratio": 2}]}},
+            "pretrain.masks.0.ratio",
+        ),
+        ({"pretrain": {"masks": [{"spatial_scale": [0.1, 0.1]}]}}, "pretrain.masks.0.num_blocks"),  # required
+        ({"pretrain": {"ema": [0.9, 0.99, 1.0]}}, "pretrain.ema"),  # a pair
     ],
 )
 def test_bad_params_are_rejected_naming_the_key(data, needle):
@@ -31,9 +57,131 @@ def test_bad_params_are_rejected_naming_the_key(data, needle):
     assert needle in str(err.value) and "params.yaml" in str(err.value)
 
 
+def test_every_bad_key_is_named_at_once():
+    with pytest.raises(ConfigError) as err:
+        parse_params({"pretrain": {"stepz": 1, "batch_size": 0}, "curate": {"workers": "two"}})
+    msg = str(err.value)
+    assert all(k in msg for k in ("pretrain.stepz", "pretrain.batch_size", "curate.workers"))
+
+
+def test_clip_sizes_must_fit_the_patch_grid():
+    assert parse_params({"evaluate": {"clip": {"size": 48}}}).evaluate.clip.size == 48
+    with pytest.raises(ConfigError, match="multiples of the patch size"):
+        parse_params({"evaluate": {"clip": {"size": 40}}})
+
+
 def test_yaml_scientific_notation_without_dot_still_parses_as_float():
     # PyYAML reads 1e-3 as a string; the strict model still coerces it to a float.
     assert parse_params({"pretrain": {"optim": {"lr": "1e-3"}}}).pretrain.optim.lr == pytest.approx(1e-3)
+
+
+def test_values_get_their_declared_types(tmp_path):
+    text = """
+pretrain:
+  steps: 3
+  optim: {lr: 1e-3, betas: [0.8, 0.9]}
+  ema: [0.99, 1.0]
+  masks:
+    - {num_blocks: 2, spatial_scale: [0.2, 0.3]}
+synth:
+  benchmarks: null
+"""
+    p = load_params(_params(tmp_path, text))
+    assert p.pretrain.optim.lr == pytest.approx(1e-3) and isinstance(p.pretrain.optim.lr, float)
+    assert p.pretrain.optim.betas == (0.8, 0.9) and p.pretrain.ema == (0.99, 1.0)  # lists -> tuples
+    m = p.pretrain.masks[0]
+    assert (m.num_blocks, m.spatial_scale) == (2, (0.2, 0.3))
+    assert m.temporal_scale == (1.0, 1.0) and m.aspect_ratio == (0.75, 1.5)  # a mask's own defaults
+    assert p.synth.benchmarks is None
+
+
+def test_parsed_params_are_frozen():
+    p = parse_params({})
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        p.pretrain.steps = 5
+
+
+@pytest.mark.parametrize(
+    "section, given, default",
+    [
+        ("curate", {"workers": 7}, CurateParams()),
+        ("pretrain", {"steps": 7, "motion": {"loss_alpha": 3.0}}, PretrainParams()),
+        ("pretrain", {"optim": {"weight_decay": 0.5}}, PretrainParams()),
+        ("distill", {"steps": 7}, DistillParams()),
+        ("distill", {"optim": {"weight_decay": 0.5}}, DistillParams()),  # distill keeps its own optim defaults
+    ],
+)
+def test_a_partial_section_keeps_the_defaults_of_what_it_leaves_out(tmp_path, section, given, default):
+    got = getattr(load_params(_params(tmp_path, {section: given})), section)
+
+    def check(node, spec: dict, dflt) -> None:
+        for field in type(node).model_fields:
+            value, want = getattr(node, field), getattr(dflt, field)
+            if field in spec and isinstance(spec[field], dict):
+                check(value, spec[field], want)
+            elif field in spec:
+                assert value == spec[field], field
+            else:
+                assert value == want, field  # untouched key: the section's default
+
+    check(got, given, default)
+    assert got != default  # the given values did take effect
+
+
+def test_an_empty_file_gives_the_defaults(tmp_path):
+    assert load_params(_params(tmp_path, "")) == Params()
+    assert load_params(_params(tmp_path, "# only a comment\n")) == Params()
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("pretrain: [1, 2\n", "not valid YAML"),
+        ("- a\n- b\n", "expected a mapping at the top level"),
+    ],
+)
+def test_unreadable_files_are_errors_naming_the_file(tmp_path, text, needle):
+    path = _params(tmp_path, text)
+    with pytest.raises(ConfigError, match=needle) as err:
+        load_params(path)
+    assert str(path) in str(err.value)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_params(tmp_path / "missing.yaml")
+
+
+def test_overrides_set_nested_keys_over_the_file_and_stay_strict(tmp_path):
+    path = _params(tmp_path, {"pretrain": {"steps": 5, "motion": {"enabled": True, "loss_alpha": 2.0}}})
+    p = load_params(
+        path,
+        [
+            "pretrain.motion.enabled=false",
+            "evaluate.models={a: x.pt}",  # values are YAML
+            "distill.steps=9",  # a section the file does not have
+            "pretrain.ema=[0.99, 0.999]",
+            "base.seed=1",
+            "base.seed=2",  # the later override wins
+        ],
+    )
+    assert p.pretrain.motion.enabled is False and p.evaluate.models == {"a": "x.pt"}
+    assert p.pretrain.motion.loss_alpha == 2.0 and p.pretrain.steps == 5  # the file's siblings are kept
+    assert p.distill.steps == 9 and p.pretrain.ema == (0.99, 0.999) and p.base.seed == 2
+    with pytest.raises(ConfigError, match="motoin") as err:
+        load_params(path, ["pretrain.motoin.enabled=false"])  # misspelled: named
+    assert "pretrain.motoin.enabled=false" in str(err.value)  # and the override is in the source
+    with pytest.raises(ConfigError, match="pretrain.steps"):
+        load_params(path, ["pretrain.steps=many"])  # typed like the file
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        load_params(path, ["pretrain.steps"])
+    with pytest.raises(ConfigError, match="steps is not a section"):
+        load_params(path, ["pretrain.steps.x=1"])
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(path, ["pretrain.steps=[1,"])
+
+
+def test_overrides_leave_their_input_unchanged():
+    data = {"pretrain": {"motion": {"enabled": True}}}
+    out = apply_overrides(data, ["pretrain.motion.enabled=false"])
+    assert data == {"pretrain": {"motion": {"enabled": True}}} and out["pretrain"]["motion"]["enabled"] is False
 
 
 def _write(tmp_path, text):
@@ -75,21 +223,8 @@ def test_repository_sources_registry_parses():
     assert len(pre) >= 6 and len({s.region for s in pre}) >= 4
 
 
-def test_overrides_set_nested_keys_and_stay_strict():
-    root = Path(__file__).resolve().parents[1]
-    p = load_params(root / "params.yaml", ["pretrain.motion.enabled=false", "evaluate.models={a: x.pt}"])
-    assert p.pretrain.motion.enabled is False and p.evaluate.models == {"a": "x.pt"}
-    assert p.pretrain.affinity.weight == load_params(root / "params.yaml").pretrain.affinity.weight  # untouched
-    with pytest.raises(ConfigError, match="motoin"):
-        load_params(root / "params.yaml", ["pretrain.motoin.enabled=false"])  # misspelled: named
-    with pytest.raises(ConfigError, match="expected key.path=value"):
-        load_params(root / "params.yaml", ["pretrain.steps"])
-
-
 def test_every_ablation_variant_is_a_valid_configuration_of_what_it_claims():
     import shlex
-
-    import yaml
 
     root = Path(__file__).resolve().parents[1]
     grid = yaml.safe_load((root / "ablation" / "params.yaml").read_text())

@@ -1,4 +1,4 @@
-"""Curation on real files: probing, quarantine, dedup, leakage guard, clip table, DuckDB index."""
+"""Curation on real files: inspection, quarantine, dedup, leakage guard, clip table, DuckDB index."""
 
 import shutil
 
@@ -6,7 +6,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from unisurg.curation.index import curate, dct_hash, near_duplicate, open_index, probe_video
+from unisurg.curation.index import curate, open_index
+from unisurg.curation.inspection import NEAR_DUP_BITS, dct_hash, hamming, inspect_video, near_duplicate
 from unisurg.curation.sources import Source
 from unisurg.media.video import VideoWriter, open_video
 
@@ -110,12 +111,29 @@ def test_perceptual_signature_is_robust_to_resizing(corpus, tmp_path):
     src = sorted((corpus / "pretrain").rglob("*.mp4"))[0]
     other = sorted((corpus / "pretrain").rglob("*.mp4"))[-1]
     _reencode(src, tmp_path / "small.mp4", 40)
-    a, b, c = probe_video(str(src)), probe_video(str(tmp_path / "small.mp4")), probe_video(str(other))
+    a, b, c = inspect_video(str(src)), inspect_video(str(tmp_path / "small.mp4")), inspect_video(str(other))
     assert a.ok and b.ok and c.ok
     assert near_duplicate(a.signature, b.signature)
     assert not near_duplicate(a.signature, c.signature)
     assert a.sha256 != b.sha256
-    assert isinstance(dct_hash(np.zeros((8, 8, 3), np.uint8)), int)
+
+
+def test_dct_hash_tracks_content_not_encoding(corpus):
+    import cv2
+
+    videos = sorted((corpus / "pretrain").rglob("*.mp4"))
+    frames = [open_video(v).get_frames([40])[0] for v in videos]  # one frame of each pretraining video
+    hashes = [dct_hash(f) for f in frames]
+    for f, h in zip(frames, hashes):
+        assert dct_hash(f.copy()) == h  # identical pixels, identical hash
+        # the same frame downscaled and JPEG-compressed hard: only a few bits flip
+        small = cv2.resize(f, (40, 40), interpolation=cv2.INTER_AREA)
+        ok, jpg = cv2.imencode(".jpg", small[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 30])
+        assert ok
+        assert hamming(dct_hash(cv2.imdecode(jpg, cv2.IMREAD_COLOR)[..., ::-1]), h) <= NEAR_DUP_BITS
+    # different videos: far apart, well beyond the near-duplicate threshold
+    apart = [hamming(hashes[i], hashes[j]) for i in range(len(hashes)) for j in range(i)]
+    assert len(apart) >= 10 and min(apart) > 2 * NEAR_DUP_BITS
 
 
 def test_outputs_are_byte_deterministic(corpus, tmp_path):
@@ -169,6 +187,32 @@ def test_motion_scores_and_balancing_weights(curated):
     assert clips["motion"].notna().all() and (clips["motion"] >= 0).all()
     # the synthetic videos move (instruments, camera): a motion score of exactly zero everywhere would be a bug
     assert clips["motion"].mean() > 0.1
+    # balance=source (the default): a source's clips share one weight, 1 / (clips of the source), so
+    # sources with unequal clip counts get equal total weight
+    counts = clips.groupby("source").size()
+    assert len(counts) >= 2 and counts.nunique() > 1  # unequal sources, or the check would be vacuous
+    for src, w in clips.groupby("source")["weight"]:
+        assert np.allclose(w, 1.0 / counts[src]), src
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="StepBatchSampler draws each batch without replacement (rng.choice(replace=False) when the "
+    "table holds more clips than a batch), which pulls draws toward uniform over clips: the source "
+    "with fewer clips is under-drawn on small tables (reported; src/unisurg/media/clips.py unchanged)",
+)
+def test_the_training_sampler_draws_every_source_equally_often(curated):
+    from unisurg.media.clips import StepBatchSampler
+
+    out, _ = curated
+    clips = pq.read_table(out / "clips.parquet").to_pandas()
+    sources = clips["source"].to_numpy()
+    assert len(set(sources)) >= 2
+    # pretraining's batch size; 2000 steps = 16000 draws: the share's standard error is 0.004
+    sampler = StepBatchSampler(clips["weight"].to_numpy(), batch_size=8, seed=0, start=0, total=2000)
+    drawn = sources[np.concatenate(list(sampler))]
+    share = {s: float(np.mean(drawn == s)) for s in set(sources)}
+    assert all(abs(v - 1 / len(share)) < 0.01 for v in share.values()), share
 
 
 def test_clip_table_is_vectorised_and_exact():
@@ -213,6 +257,15 @@ def test_clip_table_is_vectorised_and_exact():
             "fps": 25.0,
             "status": "excluded",
         },
+        {
+            "video_id": "c/2",
+            "path": "/c/2",
+            "source": "c",
+            "region": "eye",
+            "num_frames": 60,
+            "fps": 30.0,
+            "status": "kept",
+        },  # region "eye" spans sources b and c
     ]
     full = [{f: r.get(f, {"signature": []}.get(f)) for f in VIDEO_SCHEMA.names} for r in rows]
     videos = pa.Table.from_pylist(full, schema=VIDEO_SCHEMA)
@@ -227,6 +280,19 @@ def test_clip_table_is_vectorised_and_exact():
     b = [c for c in clips if c["video_id"] == "b/1"]
     assert [c["start_frame"] for c in b] == [0, 30] and np.isnan(b[0]["motion"])
     assert not [c for c in clips if c["video_id"] in ("b/2", "c/1")]
-    assert sum(c["weight"] for c in a) == pytest.approx(1.0) and sum(c["weight"] for c in b) == pytest.approx(1.0)
+
+    def totals(table: list[dict], key: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for c in table:
+            out[c[key]] = out.get(c[key], 0.0) + c["weight"]
+        return out
+
+    # balance=source: each source's clips sum to 1, whatever its clip count (a: 4, b: 2, c: 2)
+    assert totals(clips, "source") == pytest.approx({"a": 1.0, "b": 1.0, "c": 1.0})
+    # balance=region: each region sums to 1 ("eye" holds 4 clips from two sources, "brain" 4 from one)
     by_region = build_clip_table(videos, 8, 2, 1.0, balance="region").to_pylist()
-    assert {c["weight"] for c in by_region if c["region"] == "brain"} == {0.25}
+    assert totals(by_region, "region") == pytest.approx({"brain": 1.0, "eye": 1.0})
+    assert totals(by_region, "source")["b"] == pytest.approx(totals(by_region, "source")["c"])
+    # balance=none: every clip weighs the same
+    flat = build_clip_table(videos, 8, 2, 1.0, balance="none").to_pylist()
+    assert len(flat) == len(clips) and {c["weight"] for c in flat} == {1.0}

@@ -46,7 +46,7 @@ def test_curate_cli_standalone(corpus, tmp_path):
 
 @pytest.mark.slow
 def test_curation_flow_matches_the_cli(corpus, tmp_path, prefect_server):
-    from flows.curate import curation
+    from flows.curation import curation
 
     reg, params = _registry(corpus, tmp_path)
     main(["curate", "--params", str(params), "--sources", str(reg), "--out", str(tmp_path / "cli")])
@@ -59,7 +59,7 @@ def test_curation_flow_matches_the_cli(corpus, tmp_path, prefect_server):
 def test_task_runner_choice_is_explicit():
     from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
-    from flows.curate import make_task_runner
+    from flows.curation import make_task_runner
 
     assert isinstance(make_task_runner("thread", 3), ThreadPoolTaskRunner)
     assert isinstance(make_task_runner("process", 2), ProcessPoolTaskRunner)
@@ -76,7 +76,7 @@ def test_task_runner_choice_is_explicit():
 
 @pytest.mark.slow
 def test_curation_flow_on_a_process_pool(corpus, tmp_path, prefect_server):
-    from flows.curate import curation, make_task_runner
+    from flows.curation import curation, make_task_runner
 
     reg, params = _registry(corpus, tmp_path)
     main(["curate", "--params", str(params), "--sources", str(reg), "--out", str(tmp_path / "cli")])

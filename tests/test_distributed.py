@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from unisurg.models.checkpoint import load_checkpoint
 from unisurg.curation.index import curate
 from unisurg.curation.sources import Source
+from unisurg.models.checkpoint import load_checkpoint
 from unisurg.training.loop import setup_distributed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,41 +142,54 @@ def test_fsdp_run_resumes_single_process_from_its_full_checkpoint(job):
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
 
 
+# The stage in a process that SIGKILLs itself right after writing the log row of step argv[1]: a
+# kill -9 at a known step whatever the machine's speed (a poll of the checkpoint could miss a fast run).
+_DIE_AFTER_ROW = """
+import os, runpy, signal, sys
+from unisurg.training.loop import StepLog
+kill_at, sys.argv = int(sys.argv[1]), sys.argv[2:]
+write = StepLog.write
+def write_then_die(self, row):
+    write(self, row)
+    if row["step"] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+StepLog.write = write_then_die
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _log_rows(out: Path) -> list[dict]:
+    with open(out / "log.csv", newline="") as fh:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(fh)]
+
+
 def test_killed_run_resumes_to_the_uninterrupted_weights(job):
     base, clips, params = job
-    p = params(40, checkpoint_every=5)
+    p = params(16, checkpoint_every=5)
     full = subprocess.run(
         [sys.executable, *_pretrain_cmd(p, clips, base / "full")], env=_env(), capture_output=True, text=True
     )
     assert full.returncode == 0, full.stderr[-2000:]
     out = base / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, *_pretrain_cmd(p, clips, out)],
+    killed = subprocess.run(
+        [sys.executable, "-c", _DIE_AFTER_ROW, "12", *_pretrain_cmd(p, clips, out)],
         env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
     )
-    deadline = time.time() + 120
-    killed_at = None
-    while time.time() < deadline and proc.poll() is None:
-        if (out / "checkpoint.pt").exists():
-            step = load_checkpoint(out / "checkpoint.pt")["step"]
-            if step >= 10:
-                proc.send_signal(signal.SIGKILL)
-                killed_at = step
-                break
-        time.sleep(0.05)
-    proc.wait()
-    assert killed_at is not None and killed_at < 40, "the run finished before it could be killed"
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 10  # steps 11-12 ran, then the kill
+    assert len(_log_rows(out)) == 12
     assert not (out / "encoder.pt").exists()  # nothing final was written by the killed run
     resumed = subprocess.run(
         [sys.executable, *_pretrain_cmd(p, clips, out)], env=_env(), capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming pretraining from step" in resumed.stderr
+    assert "resuming pretraining from step 10" in resumed.stderr
     a, b = _weights(base / "full"), _weights(out)
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    assert _log_rows(out) == _log_rows(base / "full")  # rows 11-12 of the killed run replaced, not repeated
 
 
 def test_misconfigured_launch_fails_loudly(monkeypatch):

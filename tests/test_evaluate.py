@@ -1,16 +1,122 @@
 """The evaluation harness end to end on each task family, with a random (untrained) encoder."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score
 
 from unisurg.benchmarks import get_benchmark
-from unisurg.evaluation.harness import ProbeGrid, Protocol, rescore, run_benchmark
+from unisurg.evaluation.harness import ProbeGrid, Protocol, evaluate_encoder, rescore, run_benchmark, train_heads
 from unisurg.evaluation.samples import ClipReader, make_samples
+from unisurg.evaluation.tasks import class_loss
 from unisurg.models import create_model
 
 GRID = ProbeGrid(lrs=(1e-3, 3e-3), weight_decays=(0.01,), epochs=3, batch_size=16, depth=1, num_heads=2)
 PROTO = Protocol(frames=4, fps=4.0, size=32)
+
+# --------------------------------------------------------------------------- independent recomputation
+# The reported metrics recomputed from the shipped predictions with scikit-learn / SciPy / plain NumPy,
+# written here from the benchmarks' protocols (benchmarks.md), not with the project's scorers.
+
+
+def _edit(y: np.ndarray, p: np.ndarray) -> float:
+    """1 - levenshtein(segments) / max(len): a plain dynamic programme over run-collapsed sequences."""
+    a, b = [[int(v) for i, v in enumerate(x) if i == 0 or v != x[i - 1]] for x in (y, p)]
+    d = np.arange(len(b) + 1)
+    for i, x in enumerate(a, 1):
+        prev, d[0] = d.copy(), i
+        for j, z in enumerate(b, 1):
+            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (x != z))
+    return 1 - d[-1] / max(len(a), len(b))
+
+
+def _per_video(preds: dict, fn) -> float:
+    y = np.array([lab[0] for lab in preds["label"]]).astype(int)
+    p = np.array([int(np.argmax(o)) for o in preds["output"]])
+    v = np.array(preds["video"])
+    return float(np.mean([fn(y[v == g], p[v == g]) for g in np.unique(v)]))
+
+
+def _pitvis(y: np.ndarray, p: np.ndarray) -> float:
+    keep = ~np.isin(y, [14, 10, 12])  # background (-1) and steps 11 and 13 do not count
+    y, p = y[keep], p[keep]
+    f1 = f1_score(y, p, labels=np.unique(np.r_[y, p]), average="macro", zero_division=1)
+    return (f1 + _edit(y, p)) / 2
+
+
+def _triplet_map(preds: dict) -> float:
+    y, s, v = np.array(preds["label"]), 1 / (1 + np.exp(-np.array(preds["output"]))), np.array(preds["video"])
+    ap = np.full((len(np.unique(v)), y.shape[1]), np.nan)  # (videos, classes), NaN = absent from the video
+    for i, g in enumerate(np.unique(v)):
+        for c in np.nonzero(y[v == g].any(axis=0))[0]:
+            ap[i, c] = average_precision_score(y[v == g][:, c], s[v == g][:, c])
+    seen = ~np.isnan(ap).all(axis=0)
+    return float(np.mean(np.nanmean(ap[:, seen], axis=0)))
+
+
+def _dense(preds: dict, decode, image_metric) -> float:
+    """Mean over images of ``image_metric(target, logits upsampled bilinearly to the target)``."""
+    vals = []
+    for out, path in zip(preds["output"], preds["target"], strict=True):
+        side = int(round(len(out) ** 0.5))
+        gt = decode(cv2.imread(path, cv2.IMREAD_UNCHANGED))
+        logits = np.array(out, np.float32).reshape(side, side)
+        vals.append(image_metric(gt, cv2.resize(logits, gt.shape[::-1], interpolation=cv2.INTER_LINEAR)))
+    return float(np.mean([v for v in vals if v is not None]))
+
+
+def _mask(raw: np.ndarray) -> np.ndarray:
+    return (raw[..., :3].mean(axis=2) if raw.ndim == 3 else raw) >= 128  # JPEG masks: threshold 128
+
+
+def _scared_depth(raw: np.ndarray) -> np.ndarray:
+    z = raw[: raw.shape[0] // 2, :, 0]  # Z channel (cv2 reads BGR) of the left view (top half)
+    return np.nan_to_num(z.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _dice(g: np.ndarray, logits: np.ndarray) -> float:
+    p = logits > 0
+    return 2 * np.sum(g & p) / (g.sum() + p.sum()) if g.sum() + p.sum() else 1.0
+
+
+def _abs_rel(z: np.ndarray, log_depth: np.ndarray) -> float | None:
+    m = (z > 1e-3) & (z < 150)  # SCARED's valid range (mm)
+    if not m.any():
+        return None
+    g, p = z[m], np.exp(log_depth.astype(np.float64))[m]
+    p = np.clip(p * np.median(g) / np.median(p), 1e-3, 150)  # per-image median scaling
+    return float(np.mean(np.abs(g - p) / g))
+
+
+INDEPENDENT = {  # benchmark -> {reported metric: recomputation from the predictions table}
+    "cholec80": {
+        "accuracy": lambda t: _per_video(t, accuracy_score),
+        "f1": lambda t: _per_video(t, lambda y, p: f1_score(y, p, labels=np.unique(y), average="macro")),
+    },
+    "pitvis": {"pitvis_score": lambda t: _per_video(t, _pitvis)},
+    "cholect50": {"map_ivt": _triplet_map},
+    "polypdiag": {
+        "accuracy": lambda t: accuracy_score(*_clip(t)),
+        "f1": lambda t: f1_score(*_clip(t), average="macro"),
+    },
+    "jigsaws": {
+        "spearman": lambda t: spearmanr(*_skill(t)).statistic,
+        "mae": lambda t: float(np.mean(np.abs(np.subtract(*_skill(t))))),
+    },
+    "kvasirseg": {"dice": lambda t: _dense(t, _mask, _dice)},
+    "scared": {"abs_rel": lambda t: _dense(t, _scared_depth, _abs_rel)},
+}
+
+
+def _clip(t: dict) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([lab[0] for lab in t["label"]]), np.array([int(np.argmax(o)) for o in t["output"]])
+
+
+def _skill(t: dict) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([lab[0] for lab in t["label"]]), np.array([o[0] for o in t["output"]])
 
 
 @pytest.mark.parametrize("name", ["cholec80", "pitvis", "cholect50", "polypdiag", "jigsaws", "kvasirseg", "scared"])
@@ -39,8 +145,11 @@ def test_harness_scores_every_task_family(name, bench_root, tmp_path):
         assert len(r["heads"]) == bench.folds  # one head chosen per fold
     # every reported number can be recomputed from the shipped per-sample predictions
     assert preds.num_rows == r["n_test_samples"] and set(preds.column("model").to_pylist()) == {"rand"}
+    table = preds.to_pydict()
+    for metric, recompute in INDEPENDENT[name].items():
+        assert recompute(table) == pytest.approx(r["metrics"][metric], abs=2e-6), metric
     records = bench.load(bench_root(name))
-    again = rescore(bench, records, make_samples(bench, records, PROTO.label_fps), preds.to_pydict(), PROTO.label_fps)
+    again = rescore(bench, records, make_samples(bench, records, PROTO.label_fps), table, PROTO.label_fps)
     assert {k: round(v, 6) for k, v in again.items()} == r["metrics"]
     # second run: features come from the cache and the result is identical
     res2, preds2 = run_benchmark(
@@ -102,45 +211,82 @@ def test_feature_cache_is_invalidated_when_a_source_file_changes(bench_root, tmp
 
 
 def test_segmentation_loss_is_bce_plus_soft_dice_hand_computed():
-    from unisurg.evaluation.harness import _loss
+    from unisurg.evaluation.tasks import segmentation_loss
 
     logit = torch.tensor([[[[0.0, 2.0], [-2.0, 0.0]]]])  # (B=1, 1, 2, 2)
     y = torch.tensor([[[0.0, 1.0], [0.0, 0.0]]])  # one foreground pixel of four
     p = torch.sigmoid(logit[0, 0])
     bce = -(y[0] * torch.log(p) + (1 - y[0]) * torch.log(1 - p)).mean()
     dice = 1 - (2 * p[0, 1] + 1) / (p.sum() + 1 + 1)
-    assert torch.allclose(_loss("segmentation", logit, y), bce + dice)
+    assert torch.allclose(segmentation_loss(logit, y), bce + dice)
     # the all-background prediction BCE alone favours on small objects is no longer a minimum
     background = torch.full_like(logit, -6.0)
     exact = torch.where(y[:, None] > 0, 6.0, -6.0)
-    assert _loss("segmentation", exact, y) < _loss("segmentation", background, y) - 0.5
+    assert segmentation_loss(exact, y) < segmentation_loss(background, y) - 0.5
 
 
 def test_probe_min_steps_repeats_whole_epochs_on_tiny_training_sets():
-    from unisurg.evaluation.harness import train_heads
-
     feats, y = torch.randn(20, 8, 16), torch.randint(0, 3, (20,))  # 20 samples: 2 batches per epoch
     for min_steps, expected in [(0, 3 * 2), (15, 8 * 2)]:  # max(3 epochs, ceil(15 / 2) = 8 epochs)
         grid = ProbeGrid(
             lrs=(1e-3,), weight_decays=(0.0,), epochs=3, batch_size=10, depth=1, num_heads=2, min_steps=min_steps
         )
-        bank = train_heads("phase", feats, y, 3, grid, seeds=[0], dense=None)
+        bank = train_heads(class_loss, feats, y, 3, grid, seeds=[0], dense=None)
         assert bank.hparams[0]["steps"] == expected
 
 
-def test_probe_seeds_average_the_chosen_heads_outputs(bench_root, tmp_path):
-    """seeds=2: two grids, each picks its own head; the test output is the mean of their outputs."""
-    torch.manual_seed(0)
-    enc = create_model("vit_pico")
+# --------------------------------------------------------------------------- the probe on known signals
+
+
+def _cholec80_with_signal(bench_root, strength: float):
+    """Cholec80's mini records and samples with made-up tokens (S, 8, 16): Gaussian noise plus
+    ``strength`` x the label's one-hot in the first 7 channels of every token (a linear signal)."""
     bench = get_benchmark("cholec80")
+    records = bench.load(bench_root("cholec80"))
+    samples = make_samples(bench, records, PROTO.label_fps)
+    y = torch.as_tensor(np.array([int(s.label) for s in samples]))
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(len(samples), 8, 16, generator=g)
+    feats[:, :, :7] += strength * F.one_hot(y, 7)[:, None, :].float()
+    return bench, records, samples, feats.half(), y.numpy()
+
+
+def _evaluate(bench, records, samples, feats, grid):
+    return evaluate_encoder(bench, records, samples, feats, grid, PROTO, 16, 2, bootstrap=0, seed=0)
+
+
+def test_probe_reads_a_linear_signal_far_above_chance_and_head_selection_picks_the_head_that_learnt(bench_root):
+    bench, records, samples, feats, y = _cholec80_with_signal(bench_root, strength=3.0)
+    test = np.array([records[s.record].split == "test" for s in samples])
+    majority = np.bincount(y[test]).max() / test.sum()  # the best constant guess on the test video
+    # the grid's first head cannot learn (lr 0: it stays at its random initialisation)
+    grid = ProbeGrid(lrs=(0.0, 3e-2), weight_decays=(0.0,), epochs=2, batch_size=8, depth=1, num_heads=2, min_steps=60)
+    summary, _ = _evaluate(bench, records, samples, feats, grid)
+    assert summary["heads"][0]["lr"] == 3e-2  # validation picked the head that learnt
+    assert summary["metrics"]["accuracy"] >= 0.9 > majority + 0.3
+    # picking the other (the worst) head instead would fail the bar by far: alone, it scores at most 0.5
+    frozen = ProbeGrid(lrs=(0.0,), weight_decays=(0.0,), epochs=2, batch_size=8, depth=1, num_heads=2, min_steps=60)
+    worst, _ = _evaluate(bench, records, samples, feats, frozen)
+    assert worst["metrics"]["accuracy"] <= 0.5 <= summary["metrics"]["accuracy"] - 0.4
+
+
+def test_probe_seeds_average_the_chosen_heads_outputs(bench_root):
+    """seeds=2: two grids (initialisations) trained on the same batches, each picks its own head;
+    the test output is the mean of the picked heads' raw outputs."""
+    bench, records, samples, feats, y = _cholec80_with_signal(bench_root, strength=1.0)
     runs = {}
     for seeds in (1, 2):
-        grid = ProbeGrid(lrs=(1e-3,), weight_decays=(0.01,), epochs=2, batch_size=16, depth=1, num_heads=2, seeds=seeds)
-        res, preds = run_benchmark(
-            bench, bench_root("cholec80"), {"rand": (enc, "rand")}, grid, PROTO, 20, 0, tmp_path, 8
-        )
-        runs[seeds] = (res["models"]["rand"], np.array(preds.column("output").to_pylist()))
-    one, two = runs[1], runs[2]
-    assert len(one[0]["heads"]) == 1 and len(two[0]["heads"]) == 2
-    assert one[0]["heads"][0] == two[0]["heads"][0]  # the first grid is the single-seed run
-    assert not np.allclose(one[1], two[1])  # the second grid changed the averaged output
+        grid = ProbeGrid(lrs=(1e-2,), weight_decays=(0.01,), epochs=2, batch_size=8, depth=1, num_heads=2, seeds=seeds)
+        summary, rows = _evaluate(bench, records, samples, feats, grid)
+        runs[seeds] = (summary, np.array(rows["output"], np.float32))
+    (one, out1), (two, out2) = runs[1], runs[2]
+    assert len(one["heads"]) == 1 and len(two["heads"]) == 2
+    assert one["heads"][0] == two["heads"][0]  # the first grid is the single-seed run
+    # the same two grids trained here (one head each, so each grid's pick is its only head)
+    split = np.array([records[s.record].split for s in samples])
+    tr, te = split == "train", split == "test"
+    bank = train_heads(class_loss, feats[tr], torch.as_tensor(y[tr]), 7, grid, seeds=[0, 7919], dense=None)
+    first, second = bank.predict(feats[te])
+    assert not np.allclose(first, second, atol=1e-2)  # the grids differ by their initialisation
+    np.testing.assert_allclose(out1, first, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out2, (first + second) / 2, rtol=1e-6, atol=1e-6)

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from unisurg.evaluation import metrics as M
+from unisurg.benchmarks import get_benchmark
 from unisurg.benchmarks.triplets import TRIPLET_IVT
+from unisurg.evaluation import metrics as M
 
 
 def test_video_phase_metrics_hand_computed():
@@ -101,7 +102,7 @@ def test_numpy_metrics_equal_the_reference_implementations():
 
 
 def test_relaxed_boundary_hand_computed_and_the_reference_indexing_bug():
-    jumps = M.RELAXED_JUMPS["cholec80"]
+    jumps = get_benchmark("cholec80").family.relaxed_jumps
     y = np.array([0] * 5 + [1] * 5)
     p = np.array([0, 0, 0, 1, 1, 0, 1, 1, 1, 1])  # early into phase 1, then late out of phase 0
     fixed = M.relaxed_video_phase(y, p, 7, window=2, jumps=jumps)
@@ -123,7 +124,7 @@ def test_relaxed_boundary_hand_computed_and_the_reference_indexing_bug():
 
 
 def test_relaxed_boundary_forgives_two_phase_jumps_only_where_the_protocol_allows():
-    jumps = M.RELAXED_JUMPS["cholec80"]
+    jumps = get_benchmark("cholec80").family.relaxed_jumps
     # phase 3 (dissection) may be predicted two ahead near its end, phase 5 two behind near its start
     y = np.array([3] * 4 + [5] * 4)
     p = np.array([3, 3, 5, 5, 3, 5, 5, 5])
@@ -136,10 +137,27 @@ def test_relaxed_boundary_forgives_two_phase_jumps_only_where_the_protocol_allow
 
 
 def test_relaxed_summary_averages_phases_over_videos_then_phases():
-    jumps = M.RELAXED_JUMPS["m2cai16"]
+    jumps = get_benchmark("m2cai16").family.relaxed_jumps
     a = M.relaxed_video_phase(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]), 8, 1, jumps)
     b = M.relaxed_video_phase(np.array([0, 0, 0, 0]), np.array([1, 1, 0, 0]), 8, 1, jumps)
     s = M.relaxed_phase_summary([a, b])
     assert s["relaxed_accuracy"] == (1.0 + 0.5) / 2
     # phase 0: video a 1.0, video b 2/4 -> 0.75; phase 1 only in video a: 1.0 -> mean 0.875
     assert s["relaxed_jaccard"] == 0.875
+
+
+def test_relaxed_jumps_name_the_same_phases_in_both_declarations():
+    """Cholec80 and M2CAI16 (TrocarPlacement first) declare their jumps by id: the ids must name
+    dissection/packaging and cleaning/retraction in both."""
+    named = {}
+    for name in ("cholec80", "m2cai16"):
+        b = get_benchmark(name)
+        named[name] = [[b.classes[i] for i in group] for group in b.family.relaxed_jumps]
+    assert (
+        named["cholec80"]
+        == named["m2cai16"]
+        == [
+            ["GallbladderDissection", "GallbladderPackaging"],
+            ["CleaningCoagulation", "GallbladderRetraction"],
+        ]
+    )

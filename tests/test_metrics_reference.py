@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, jaccard_score, precision_recall_fscore_support
 
-from unisurg.evaluation import metrics as M
 from unisurg.benchmarks.triplets import TRIPLET_IVT
+from unisurg.evaluation import metrics as M
 
 
 def _videos(rng, sizes=(40, 1, 25)):

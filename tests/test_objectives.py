@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from unisurg.training.masks import MaskSpec, placement_probs, sample_masks
-from unisurg.models import Predictor, create_model
 from unisurg.media.motion import flow_saliency, framediff_saliency, normalize_saliency
-from unisurg.training.objectives import affinity_loss, diversity_loss, motion_weights, patchify, pixel_targets
+from unisurg.models import Predictor, create_model
 from unisurg.synth.looks import LOOKS
 from unisurg.synth.procedure import make_track, new_plan
 from unisurg.synth.scene import SceneRenderer
+from unisurg.training.masks import MaskSpec, placement_probs, sample_masks
+from unisurg.training.objectives import affinity_loss, diversity_loss, motion_weights, patchify, pixel_targets
 
 
 def _scene(smoke: bool, tool_moves: bool):
@@ -98,6 +98,29 @@ def test_affinity_loss_hand_computed():
     assert z_grad.grad.abs().sum() > 0
 
 
+def test_affinity_loss_is_zero_for_the_teacher_and_grows_as_the_student_departs():
+    torch.manual_seed(0)
+    grid = (2, 3, 3)  # 2 time steps x 9 positions: 8 spatial and 1 temporal partner per token
+    idx = torch.arange(18)[None].repeat(2, 1)
+    h = torch.randn(2, 18, 16)
+
+    def loss(z):
+        sp, tm = affinity_loss(z, h, idx, grid, tau=0.1, max_tokens=0)
+        return sp.item(), tm.item()
+
+    assert loss(h.clone()) == pytest.approx((0.0, 0.0), abs=1e-6)
+    # cosine affinities: rescaling each student token by a positive factor changes nothing
+    assert loss(h * torch.rand(2, 18, 1).add(0.5)) == pytest.approx((0.0, 0.0), abs=1e-6)
+    # a student close to the teacher is penalised a little, one with the frame's tokens shuffled a lot
+    near = loss(h + 0.01 * torch.randn_like(h))
+    shuffled = h.clone()
+    shuffled[:, :9] = shuffled[:, torch.randperm(9)]
+    far = loss(shuffled)
+    assert 0 < near[0] < 0.01 < far[0]
+    # the temporal term has one partner per token here: a one-entry softmax is 1, so it stays 0
+    assert near[1] == pytest.approx(0.0, abs=1e-6) and far[1] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_diversity_loss_hand_computed():
     z = torch.tensor([[[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]]])  # dim 0 varies, dim 1 collapsed
     var, cov = diversity_loss(z, gamma=1.0, eps=0.0)
@@ -169,16 +192,35 @@ def test_full_unisurg_step_reaches_every_parameter():
     enc = create_model("vit_pico")
     pred = Predictor(enc.embed_dim, 32, 1, 2, num_mask_tokens=2)
     model = JEPA(enc, pred)
-    p = PretrainParams(arch="vit_pico", clip={"frames": 4, "size": 32})
-    grid = (2, 2, 2)
-    x = torch.randn(2, 3, 4, 32, 32)
+    p = PretrainParams(arch="vit_pico", clip={"frames": 4, "size": 64})
+    # grid (2, 4, 4): target blocks span several positions per time step, so the spatial affinity
+    # has >= 2 partners per row and contributes (on a 2 x 2 grid it is identically 0)
+    grid = (2, 4, 4)
+    x = torch.randn(2, 3, 4, 64, 64)
     m_hat = normalize_saliency(framediff_saliency(x, 2, 16))
     specs = [MaskSpec(1, (0.25, 0.25)), MaskSpec(1, (0.5, 0.5))]
     masks = MaskCollator(specs, grid, 0)(0, [0, 1], m_hat.view(2, *grid), 1.0)
     h = normalize_targets(create_model("vit_pico")(x)).detach()
-    loss, parts = step_losses(p, model(x, masks, grid), masks, h, x, m_hat, grid, 2, 16)
+    outs = model(x, masks, grid)
+    loss, parts = step_losses(p, outs, masks, h, x, m_hat, grid, 2, 16)
     loss.backward()
-    assert parts["affinity"] >= 0 and parts["diversity"] > 0
+    # the total is the weighted sum of its parts, with the configured weights
+    total = parts["pred"] + p.affinity.weight * parts["affinity"] + p.diversity.weight * parts["diversity"]
+    assert loss.item() == pytest.approx(total, rel=1e-5)
+    # each part is its loss on the right tensors: predictions vs the teacher's tokens at the target
+    # positions (affinity), the context tokens (diversity), averaged over the mask generators. (An
+    # untrained predictor predicts nearly one token everywhere: the affinity part is then mostly the
+    # teacher's departure from uniform affinities; test_affinity_loss_* test the loss itself.)
+    with torch.no_grad():
+        aff, div = [], []
+        for (z, z_ctx), (_, tgt) in zip(outs, masks):
+            ht = torch.stack([h[b, tgt[b]] for b in range(len(tgt))])  # (B, K_t, D)
+            sp, tm = affinity_loss(z, ht, tgt, grid, p.affinity.tau, p.affinity.max_tokens)
+            aff.append(0.5 * (sp + tm).item())
+            var, cov = diversity_loss(z_ctx, p.diversity.gamma)
+            div.append((var + p.diversity.cov_weight * cov).item())
+    assert parts["affinity"] == pytest.approx(np.mean(aff), rel=1e-5) and parts["affinity"] > 0
+    assert parts["diversity"] == pytest.approx(np.mean(div), rel=1e-5) and parts["diversity"] > 0
     # mask token 0 and 1 are both used (one per generator); every parameter gets a gradient
     missing = [n for n, q in model.named_parameters() if q.grad is None]
     assert not missing, missing

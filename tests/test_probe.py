@@ -2,7 +2,7 @@
 
 import torch
 
-from unisurg.evaluation.probe import AttentiveProbe, CrossAttentionBlock, reference_cross_attention
+from unisurg.evaluation.heads import AttentiveProbe, CrossAttentionBlock, reference_cross_attention
 
 
 def test_folded_cross_attention_equals_projecting_every_token():

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, Params, load_params
-from .io import write_json
 from .curation.gate import QualityGateError
+from .io import write_json
 
 log = logging.getLogger("unisurg")
 
@@ -48,8 +48,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    from .curation.index import curate
     from .curation.gate import run_gate
+    from .curation.index import curate
     from .curation.sources import load_sources
 
     p = _params(args)
@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = stage("synth", cmd_synth, "render the built-in synthetic corpus")
     sp.add_argument("--out", default="data/synth")
     sp.add_argument("--workers", type=int, default=2)
-    sp = stage("curate", cmd_curate, "probe sources into the Parquet/DuckDB index")
+    sp = stage("curate", cmd_curate, "inspect sources into the Parquet/DuckDB index")
     sp.add_argument("--sources", default=None, help="source registry (default: curate.sources in params)")
     sp.add_argument("--out", default="data/curate")
     sp = stage("pretrain", cmd_pretrain, "pretrain the encoder")

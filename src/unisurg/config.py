@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -140,16 +140,26 @@ class PretrainParams(Strict):
 
 
 # --------------------------------------------------------------------------- distill
+# Distillation's own optimiser defaults (a small student takes a higher lr and a shorter warmup).
+DISTILL_OPTIM = {"lr": 1e-3, "warmup_steps": 5}
+
+
 class DistillParams(Strict):
     student_arch: str = "vit_nano"
     steps: int = Field(60, ge=1)
     batch_size: int = Field(8, ge=1)
-    optim: OptimParams = OptimParams(lr=1e-3, warmup_steps=5)
+    optim: OptimParams = OptimParams(**DISTILL_OPTIM)
     cosine_weight: float = Field(1.0, ge=0)
     smooth_l1_weight: float = Field(1.0, ge=0)
     num_workers: int = Field(0, ge=0)
     checkpoint_every: int = Field(50, ge=1)
     log_every: int = Field(5, ge=1)
+
+    @field_validator("optim", mode="before")
+    @classmethod
+    def _distill_optim_defaults(cls, v):
+        # a partial `distill.optim` keeps distillation's defaults for what it leaves out, not OptimParams'
+        return {**DISTILL_OPTIM, **v} if isinstance(v, dict) else v
 
 
 # --------------------------------------------------------------------------- evaluate

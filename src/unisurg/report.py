@@ -20,16 +20,10 @@ from pathlib import Path
 
 import yaml
 
+from .benchmarks.families import FAMILIES
 from .io import atomic_write_text, read_json
 
-TASK_FAMILY = {
-    "phase": "phase / step",
-    "multilabel": "action triplets",
-    "clip": "clip classification",
-    "skill": "skill",
-    "segmentation": "segmentation",
-    "depth": "depth",
-}
+TASK_FAMILY = {f.name: f.title for f in FAMILIES}  # task name in results -> as the tables name the family
 
 
 def load_results(metrics_dir: Path) -> list[dict]:

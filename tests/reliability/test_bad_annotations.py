@@ -8,8 +8,7 @@ import shutil
 
 import pytest
 
-from unisurg.benchmarks import get_benchmark
-from unisurg.benchmarks.base import AnnotationError
+from unisurg.benchmarks import AnnotationError, get_benchmark
 
 # benchmark -> (annotation file in the mini layout, separator, header?, class field, bad class value, frame-indexed?)
 TEXT = {
@@ -26,6 +25,30 @@ TEXT = {
     "cvc12k": ("videolist.txt", " ", False, 2, "x", False),
 }
 EXTRA_COLUMNS_ALLOWED = {"ophnet2024"}  # the trimmed OphNet CSV adds a segment_path column
+
+# Frame-indexed label files share one parser, so one wording per problem:
+# benchmark -> (fields per row, how they are separated, frame column and its name, the bad class's message)
+FRAME_FILES = {
+    "cholec80": (2, "tab", 0, "frame", "unknown phase 'NotAPhase'"),
+    "m2cai16": (2, "whitespace", 0, "frame", "unknown phase 'NotAPhase'"),
+    "autolaparo": (2, "tab", 0, "frame", "phase id 9 is not one of 1..7"),
+    "heichole": (2, "comma", 0, "frame", "phase id 9 is not one of 0..6"),
+    "pitvis": (5, "comma", 1, "int_time", "int_step 15 is not one of -1, 1..14"),
+    "egosurgery": (2, "comma", 0, "frame", "unknown phase 'napping'"),
+    "pmlr50": (2, "whitespace", 0, "frame", "phase id 9 is not one of 0..4"),
+}
+
+
+def _expected_message(bench: str, kind: str, line: str) -> str:
+    """The exact problem the shared parser reports for mutation ``kind`` of data line ``line``."""
+    n, sep, col, word, unknown = FRAME_FILES[bench]
+    found = {"wrong_separator": 1, "extra_column": n + 1, "missing_column": n - 1}
+    if kind in found:
+        return f"expected {n} {sep}-separated fields, found {found[kind]}"
+    if kind == "unknown_class":
+        return unknown
+    frame = line.split(TEXT[bench][1])[col].strip()
+    return f"{word} {int(frame) if frame.isdigit() else frame} listed twice"
 
 
 def _mutate(kind: str, lines: list[str], k: int, sep: str, field: int, bad: str) -> tuple[list[str], int]:
@@ -85,6 +108,8 @@ def test_malformed_line_is_reported_with_file_and_line(bench, kind, copy_of, rec
         where in msg,
     )
     assert where in msg, msg
+    if bench in FRAME_FILES:
+        assert f"{where} {_expected_message(bench, kind, lines[k])}\n" in msg + "\n", msg
 
 
 @pytest.mark.parametrize("bench", sorted(TEXT))

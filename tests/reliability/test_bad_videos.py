@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from unisurg.benchmarks.base import VideoSource
+from unisurg.benchmarks import VideoSource
 from unisurg.curation.index import curate
-from unisurg.media.clips import ClipTable
-from unisurg.evaluation.samples import ClipReader
 from unisurg.curation.sources import Source
+from unisurg.evaluation.samples import ClipReader
+from unisurg.media.clips import ClipTable
 from unisurg.media.video import VideoError
 
 
@@ -162,6 +162,18 @@ def test_every_good_file_is_indexed_and_clipped(zoo, record):
     assert len(q) == sum(st == "quarantined" for st, _ in EXPECT.values())
 
 
+def _decode_clip_independently(path: str, start: int, step: int, frames: int, size: int) -> torch.Tensor:
+    """The clip a row of clips.parquet names, decoded here with PyAV frame by frame (not through the
+    loader's reader), area-resized to ``size`` -> uint8 (3, frames, size, size)."""
+    import cv2
+
+    wanted = [start + k * step for k in range(frames)]
+    with av.open(path) as c:
+        decoded = [f.to_ndarray(format="rgb24") for _, f in zip(range(wanted[-1] + 1), c.decode(video=0))]
+    picked = np.stack([cv2.resize(decoded[i], (size, size), interpolation=cv2.INTER_AREA) for i in wanted])
+    return torch.from_numpy(picked).permute(3, 0, 1, 2)
+
+
 def test_training_loader_skips_a_clip_that_breaks_after_curation(zoo, tmp_path, record):
     root, out = zoo
     table = pq.read_table(out / "clips.parquet")
@@ -174,8 +186,21 @@ def test_training_loader_skips_a_clip_that_breaks_after_curation(zoo, tmp_path, 
     broken.write_bytes(b"")  # the file is emptied after curation (e.g. a failed sync)
     ds = ClipTable(str(bad), frames=8, size=32)
     item = ds[0]  # replaced by the next readable clip, with a warning; no crash
-    assert item["clip"].shape == (3, 8, 32, 32) and torch.isfinite(item["clip"]).all()
-    record("loaders", "training clip emptied after curation", "skipped, next readable clip used (warning logged)")
+    # the substitute is exactly the clip of the next row (row 1), decoded independently of the loader
+    nxt = rows[1]
+    want = _decode_clip_independently(nxt["path"], nxt["start_frame"], nxt["frame_step"], 8, 32)
+    other = _decode_clip_independently(rows[2]["path"], rows[2]["start_frame"], rows[2]["frame_step"], 8, 32)
+    assert not torch.equal(want, other)  # neighbouring rows are distinguishable clips
+    got = item["clip"]
+    same = got.shape == want.shape and torch.equal(got, want)
+    record(
+        "loaders",
+        "training clip emptied after curation",
+        "skipped, the next row's clip returned (warning logged)" if same else "substitute is not the next row's clip",
+        same,
+    )
+    assert got.dtype == torch.uint8 and got.shape == (3, 8, 32, 32)
+    assert torch.equal(got, want)
 
 
 def test_evaluation_reader_fails_clearly(zoo, record):

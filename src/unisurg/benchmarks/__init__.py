@@ -1,5 +1,28 @@
-"""The UniSurg-17 benchmark registry: real-format loaders, splits, tasks and metrics."""
+"""The UniSurg-17 benchmark registry: one declaration per benchmark, with its real-format loader.
 
-from .base import AnnotationError, Benchmark, Record, get_benchmark, list_benchmarks
+- :mod:`.benchmark`: the :class:`Benchmark` declaration (family, classes, metric, split, ...);
+- :mod:`.families`: task families and their facts (``Phase``, ``Triplets``, ``Depth``, ...);
+- :mod:`.records`: what loaders return (records, pixel sources, split rules);
+- :mod:`.problems`, :mod:`.parsing`: problem reporting and the shared parsers;
+- :mod:`.phase`, :mod:`.clips`, :mod:`.triplets`, :mod:`.dense`: the loaders and declarations;
+- :mod:`.registry`: benchmarks by name.
+"""
 
-__all__ = ["AnnotationError", "Benchmark", "Record", "get_benchmark", "list_benchmarks"]
+from .benchmark import Benchmark
+from .problems import AnnotationError
+from .records import FramesSource, ImageSource, Record, VideoSource
+from .registry import Registry, get_benchmark, list_benchmarks, suite, using
+
+__all__ = [
+    "AnnotationError",
+    "Benchmark",
+    "FramesSource",
+    "ImageSource",
+    "Record",
+    "Registry",
+    "VideoSource",
+    "get_benchmark",
+    "list_benchmarks",
+    "suite",
+    "using",
+]

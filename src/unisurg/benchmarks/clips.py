@@ -7,16 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import (
-    Benchmark,
-    Problems,
-    Record,
-    VideoSource,
-    carve_val,
-    find_files,
-    read_lines,
-    register,
-)
+from .benchmark import Benchmark
+from .families import ClipClassification, Skill
+from .parsing import find_files, read_lines
+from .problems import Problems
+from .records import Record, VideoSource, carve_val
 
 # --------------------------------------------------------------------------- SurgicalActions160
 
@@ -70,18 +65,17 @@ def load_surgical_actions(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(
-    Benchmark(
-        "surgicalactions160",
-        "SurgicalActions160",
-        "clip",
-        SURGICAL_ACTIONS,
-        "accuracy",
-        True,
-        load_surgical_actions,
-        "gynaecologic laparoscopy actions, 16 classes x 10 clips; 4-fold CV",
-        folds=SURGICAL_ACTIONS_FOLDS,
-    )
+SURGICALACTIONS160 = Benchmark(
+    number=10,
+    name="surgicalactions160",
+    title="SurgicalActions160",
+    family=ClipClassification(),
+    classes=SURGICAL_ACTIONS,
+    metric="accuracy",
+    higher_is_better=True,
+    loader=load_surgical_actions,
+    description="gynaecologic laparoscopy actions, 16 classes x 10 clips; 4-fold CV",
+    folds=SURGICAL_ACTIONS_FOLDS,
 )
 
 # --------------------------------------------------------------------------- PolypDiag
@@ -123,17 +117,16 @@ def load_polypdiag(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(
-    Benchmark(
-        "polypdiag",
-        "PolypDiag",
-        "clip",
-        POLYPDIAG_CLASSES,
-        "f1",
-        True,
-        load_polypdiag,
-        "colonoscopy video diagnosis (normal/abnormal); Endo-FM splits; test = val.txt",
-    )
+POLYPDIAG = Benchmark(
+    number=11,
+    name="polypdiag",
+    title="PolypDiag",
+    family=ClipClassification(),
+    classes=POLYPDIAG_CLASSES,
+    metric="f1",
+    higher_is_better=True,
+    loader=load_polypdiag,
+    description="colonoscopy video diagnosis (normal/abnormal); Endo-FM splits; test = val.txt",
 )
 
 # --------------------------------------------------------------------------- JIGSAWS
@@ -188,16 +181,18 @@ def load_jigsaws(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(
-    Benchmark(
-        "jigsaws",
-        "JIGSAWS",
-        "skill",
-        (),
-        "spearman",
-        True,
-        load_jigsaws,
-        "bench-top robotic skill (GRS regression); leave-one-user-out over users B-I",
-        folds=len(JIGSAWS_USERS),
-    )
+JIGSAWS = Benchmark(
+    number=13,
+    name="jigsaws",
+    title="JIGSAWS",
+    family=Skill(),
+    classes=(),
+    metric="spearman",
+    higher_is_better=True,
+    loader=load_jigsaws,
+    description="bench-top robotic skill (GRS regression); leave-one-user-out over users B-I",
+    folds=len(JIGSAWS_USERS),
 )
+
+# The suite's clip-level benchmarks (the registry collects every loader module's BENCHMARKS).
+BENCHMARKS = (SURGICALACTIONS160, POLYPDIAG, JIGSAWS)

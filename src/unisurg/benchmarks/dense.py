@@ -1,7 +1,7 @@
 """Dense benchmarks: polyp segmentation (CVC-12K, Kvasir-SEG) and depth (C3VD, SCARED).
 
-Targets are read per image by :func:`read_target` (masks -> {0,1} uint8, depth -> float32 mm
-with 0 = invalid), so the harness never needs to know a dataset's encoding.
+Each declaration names the decoder of its target files (``read_target``: masks -> {0,1} uint8,
+depth -> float32 mm with 0 = invalid), so the harness never needs to know a dataset's encoding.
 """
 
 from __future__ import annotations
@@ -14,7 +14,27 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .base import Benchmark, ImageSource, Problems, Record, carve_val, find_files, get_benchmark, read_lines, register
+from .benchmark import Benchmark
+from .families import Depth, Segmentation
+from .parsing import find_files, read_lines
+from .problems import Problems
+from .records import IdSplit, ImageSource, Record, carve_val
+
+
+def _imread(path: str) -> np.ndarray:
+    arr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ValueError(f"{path}: cannot read image")
+    return arr
+
+
+def read_mask(path: str) -> np.ndarray:
+    """A polyp mask file -> uint8 {0,1} (H, W)."""
+    arr = _imread(path)
+    if arr.ndim == 3:
+        arr = arr[..., :3].mean(axis=2)
+    return (arr >= 128).astype(np.uint8)  # JPEG masks are not exactly 0/255
+
 
 # --------------------------------------------------------------------------- CVC-12K (CVC-ClinicDB)
 
@@ -55,17 +75,17 @@ def load_cvc12k(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(
-    Benchmark(
-        "cvc12k",
-        "CVC-12K",
-        "segmentation",
-        ("polyp",),
-        "dice",
-        True,
-        load_cvc12k,
-        "CVC-ClinicDB frames grouped into 29 sequences (Endo-FM); Dice/IoU per image",
-    )
+CVC12K = Benchmark(
+    number=14,
+    name="cvc12k",
+    title="CVC-12K",
+    family=Segmentation(),
+    classes=("polyp",),
+    metric="dice",
+    higher_is_better=True,
+    loader=load_cvc12k,
+    description="CVC-ClinicDB frames grouped into 29 sequences (Endo-FM); Dice/IoU per image",
+    read_target=read_mask,
 )
 
 # --------------------------------------------------------------------------- Kvasir-SEG
@@ -101,22 +121,22 @@ def load_kvasir(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(
-    Benchmark(
-        "kvasirseg",
-        "Kvasir-SEG",
-        "segmentation",
-        ("polyp",),
-        "dice",
-        True,
-        load_kvasir,
-        "colonoscopy polyp masks (JPEG, threshold 128); Dice/IoU per image",
-    )
+KVASIRSEG = Benchmark(
+    number=15,
+    name="kvasirseg",
+    title="Kvasir-SEG",
+    family=Segmentation(),
+    classes=("polyp",),
+    metric="dice",
+    higher_is_better=True,
+    loader=load_kvasir,
+    description="colonoscopy polyp masks (JPEG, threshold 128); Dice/IoU per image",
+    read_target=read_mask,
 )
 
 # --------------------------------------------------------------------------- C3VD
 
-C3VD_TEST = {
+C3VD_TEST = (
     "cecum_t1_a",
     "cecum_t2_a",
     "cecum_t3_a",
@@ -125,8 +145,19 @@ C3VD_TEST = {
     "trans_t2_b",
     "trans_t3_b",
     "trans_t4_b",
-}
+)
+C3VD_SPLIT = IdSplit(test=C3VD_TEST, default="train")  # validation: the last 20% of the training sequences
 C3VD_MAX_MM = 100.0
+
+
+def read_c3vd_depth(path: str) -> np.ndarray:
+    """``NNNN_depth.tiff`` (uint16, 0..65535 -> 0..100 mm; 0 and 65535 invalid) -> float32 mm, 0 = invalid."""
+    arr = _imread(path)
+    d = arr.astype(np.float32)
+    invalid = (arr == 0) | (arr == 65535)
+    d = d / 65535.0 * C3VD_MAX_MM
+    d[invalid] = 0.0
+    return d
 
 
 def load_c3vd(root: Path, problems: Problems) -> list[Record]:
@@ -140,9 +171,9 @@ def load_c3vd(root: Path, problems: Problems) -> list[Record]:
     )
     if not seqs:
         problems.add(root, None, "no sequence folders like cecum_t1_a")
-    val = carve_val(d.name for d in seqs if d.name not in C3VD_TEST)
+    val = carve_val(d.name for d in seqs if C3VD_SPLIT.of(d.name) == "train")
     for d in seqs:
-        split = "test" if d.name in C3VD_TEST else ("val" if d.name in val else "train")
+        split = "val" if d.name in val else C3VD_SPLIT.of(d.name)
         for img in sorted(d.glob("*_color.png")):
             m = re.fullmatch(r"(\d+)_color", img.stem)
             if not m:
@@ -159,27 +190,37 @@ def load_c3vd(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(
-    Benchmark(
-        "c3vd",
-        "C3VD",
-        "depth",
-        (),
-        "abs_rel",
-        False,
-        load_c3vd,
-        "colonoscopy phantom depth (16-bit TIFF, 0-100 mm); median-scaled AbsRel/RMSE/delta",
-    )
+C3VD = Benchmark(
+    number=16,
+    name="c3vd",
+    title="C3VD",
+    family=Depth(max_depth=C3VD_MAX_MM),
+    classes=(),
+    metric="abs_rel",
+    higher_is_better=False,
+    loader=load_c3vd,
+    description="colonoscopy phantom depth (16-bit TIFF, 0-100 mm); median-scaled AbsRel/RMSE/delta",
+    split=C3VD_SPLIT,
+    read_target=read_c3vd_depth,
 )
 
 # --------------------------------------------------------------------------- SCARED
 
 SCARED_MAX_MM = 150.0
+# Datasets 1-6 train, 7 val, 8-9 test (keyframes never cross splits).
+SCARED_SPLIT = IdSplit(train=(1, 2, 3, 4, 5, 6), val=(7,), test=(8, 9), default="test")
 
 
-def scared_split(dataset: int) -> str:
-    """Datasets 1-6 train, 7 val, 8-9 test (keyframes never cross splits)."""
-    return "train" if dataset <= 6 else ("val" if dataset == 7 else "test")
+def read_scared_depth(path: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A ``scene_points`` TIFF -> float32 depth mm (H, W), 0 = invalid: the Z channel of the top
+    ``shape[0]`` rows (default: the top half, the left view)."""
+    arr = _imread(path)
+    # cv2 returns channels as BGR: index 0 is the third TIFF channel, Z.
+    z = arr[..., 0].astype(np.float32)
+    h = shape[0] if shape is not None else z.shape[0] // 2
+    z = z[:h]
+    z[~np.isfinite(z)] = 0.0
+    return z
 
 
 def load_scared(root: Path, problems: Problems) -> list[Record]:
@@ -206,7 +247,7 @@ def load_scared(root: Path, problems: Problems) -> list[Record]:
             records.append(
                 Record(
                     rid,
-                    scared_split(int(m.group(1))),
+                    SCARED_SPLIT.of(int(m.group(1))),
                     ImageSource(str(img)),
                     np.zeros(0),
                     target=str(gt),
@@ -216,44 +257,18 @@ def load_scared(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
-register(
-    Benchmark(
-        "scared",
-        "SCARED",
-        "depth",
-        (),
-        "abs_rel",
-        False,
-        load_scared,
-        "da Vinci stereo keyframes with structured-light depth; median-scaled depth metrics",
-    )
+SCARED = Benchmark(
+    number=17,
+    name="scared",
+    title="SCARED",
+    family=Depth(max_depth=SCARED_MAX_MM),
+    classes=(),
+    metric="abs_rel",
+    higher_is_better=False,
+    loader=load_scared,
+    description="da Vinci stereo keyframes with structured-light depth; median-scaled depth metrics",
+    split=SCARED_SPLIT,
+    read_target=read_scared_depth,
 )
 
-# --------------------------------------------------------------------------- targets
-
-
-def read_target(benchmark: str, path: str, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode a dense target file: masks -> uint8 {0,1} (H, W); depth -> float32 mm (H, W), 0 = invalid."""
-    name = get_benchmark(benchmark).name
-    flag = cv2.IMREAD_UNCHANGED
-    arr = cv2.imread(path, flag)
-    if arr is None:
-        raise ValueError(f"{path}: cannot read image")
-    if name in ("cvc12k", "kvasirseg"):
-        if arr.ndim == 3:
-            arr = arr[..., :3].mean(axis=2)
-        return (arr >= 128).astype(np.uint8)  # JPEG masks are not exactly 0/255
-    if name == "c3vd":
-        d = arr.astype(np.float32)
-        invalid = (arr == 0) | (arr == 65535)
-        d = d / 65535.0 * C3VD_MAX_MM
-        d[invalid] = 0.0
-        return d
-    if name == "scared":
-        # cv2 returns channels as BGR: index 0 is the third TIFF channel, Z.
-        z = arr[..., 0].astype(np.float32)
-        h = shape[0] if shape is not None else z.shape[0] // 2
-        z = z[:h]
-        z[~np.isfinite(z)] = 0.0
-        return z
-    raise ValueError(f"{benchmark} has no dense target")
+BENCHMARKS = (CVC12K, KVASIRSEG, C3VD, SCARED)

@@ -1,7 +1,8 @@
 """Phase / step recognition benchmarks (temporal, one class per labelled instant).
 
 Each loader reads the dataset's published layout (see ``shared/reference/benchmarks.md``)
-and returns one :class:`Record` per video with its label timeline in seconds.
+and returns one :class:`Record` per video with its label timeline in seconds. Frame-indexed
+label files are all read by :func:`~.parsing.read_frame_labels`; a loader states their layout.
 """
 
 from __future__ import annotations
@@ -15,21 +16,31 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import (
-    Benchmark,
-    FramesSource,
-    Problems,
-    Record,
-    VideoSource,
-    carve_val,
-    check_header,
+from .benchmark import Benchmark
+from .families import Phase
+from .parsing import (
+    ClassIds,
+    ClassNames,
+    FrameNumbers,
+    ImageStems,
+    LabelFile,
     find_casefold,
     find_files,
+    id_problem,
     parse_int,
+    read_frame_labels,
     read_lines,
-    register,
     timeline_from_frames,
 )
+from .problems import Problems
+from .records import FramesSource, IdSplit, Record, VideoSource, carve_val
+
+
+def _arrays(parsed: tuple[list, list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(frame numbers, class ids) as int64 arrays."""
+    frames, labels = parsed
+    return np.asarray(frames, np.int64), np.asarray(labels, np.int64)
+
 
 # --------------------------------------------------------------------------- Cholec80
 
@@ -44,51 +55,9 @@ CHOLEC80_PHASES = (
 )
 CHOLEC80_TOOLS = ("Grasper", "Bipolar", "Hook", "Scissors", "Clipper", "Irrigator", "SpecimenBag")
 CHOLEC80_FPS = 25.0
-
-
-def cholec80_split(num: int) -> str:
-    """The 40/8/32 split: videos 1-40 train, 41-48 val, 49-80 test."""
-    return "train" if num <= 40 else ("val" if num <= 48 else "test")
-
-
-def _named_phase_file(
-    path: Path, names: tuple[str, ...], problems: Problems, sep: str | None, header: list[str] | None
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Parse a ``frame<sep>phase_name`` file -> (frames, class ids); phases keyed by name."""
-    lines = read_lines(path, problems)
-    if lines is None:
-        return None
-    index = {n.casefold(): i for i, n in enumerate(names)}
-    start = 0
-    if header is not None:
-        if not check_header(path, lines[0], header, problems, sep):
-            return None
-        start = 1
-    frames, labels, seen = [], [], set()
-    for ln, line in enumerate(lines[start:], start=start + 1):
-        if not line.strip():
-            continue
-        parts = line.split(sep) if sep else line.split()
-        if len(parts) != 2:
-            problems.add(path, ln, f"expected 2 fields separated by {sep or 'whitespace'!r}, found {len(parts)}")
-            continue
-        f = parse_int(path, ln, parts[0], "frame", problems)
-        name = parts[1].strip()
-        if f is None:
-            continue
-        if name.casefold() not in index:
-            problems.add(path, ln, f"unknown phase {name!r}")
-            continue
-        if f in seen:
-            problems.add(path, ln, f"frame {f} listed twice")
-            continue
-        seen.add(f)
-        frames.append(f)
-        labels.append(index[name.casefold()])
-    if not frames:
-        problems.add(path, None, "no labelled frames")
-        return None
-    return np.asarray(frames, np.int64), np.asarray(labels, np.int64)
+# The 40/8/32 split: videos 1-40 train, 41-48 val, 49-80 test.
+CHOLEC80_SPLIT = IdSplit(train=tuple(range(1, 41)), val=tuple(range(41, 49)), test=tuple(range(49, 81)), default="test")
+CHOLEC80_LABELS = LabelFile(sep="\t", header=("Frame", "Phase"))  # a row per native frame, phases by name
 
 
 def load_cholec80(root: Path, problems: Problems) -> list[Record]:
@@ -104,30 +73,32 @@ def load_cholec80(root: Path, problems: Problems) -> list[Record]:
         if not ann.exists():
             problems.add(ann, None, "missing phase annotation for " + vp.name)
             continue
-        parsed = _named_phase_file(ann, CHOLEC80_PHASES, problems, "\t", ["Frame", "Phase"])
+        parsed = read_frame_labels(ann, CHOLEC80_LABELS, FrameNumbers(), ClassNames(CHOLEC80_PHASES), problems)
         if parsed is None:
             continue
-        times, labels = timeline_from_frames(*parsed, CHOLEC80_FPS)
-        records.append(Record(vp.stem, cholec80_split(int(m.group(1))), VideoSource(str(vp)), labels, times))
+        times, labels = timeline_from_frames(*_arrays(parsed), CHOLEC80_FPS)
+        records.append(Record(vp.stem, CHOLEC80_SPLIT.of(int(m.group(1))), VideoSource(str(vp)), labels, times))
     return records
 
 
-register(
-    Benchmark(
-        "cholec80",
-        "Cholec80",
-        "phase",
-        CHOLEC80_PHASES,
-        "accuracy",
-        True,
-        load_cholec80,
-        "laparoscopic cholecystectomy phases; 25 fps per-frame labels; split 40/8/32",
-    )
+CHOLEC80 = Benchmark(
+    number=1,
+    name="cholec80",
+    title="Cholec80",
+    # Relaxed boundaries: dissection/packaging (3, 4) and cleaning/retraction (5, 6) may jump two phases.
+    family=Phase(relaxed_jumps=((3, 4), (5, 6))),
+    classes=CHOLEC80_PHASES,
+    metric="accuracy",
+    higher_is_better=True,
+    loader=load_cholec80,
+    description="laparoscopic cholecystectomy phases; 25 fps per-frame labels; split 40/8/32",
+    split=CHOLEC80_SPLIT,
 )
 
 # --------------------------------------------------------------------------- M2CAI16-workflow
 
 M2CAI_PHASES = ("TrocarPlacement", *CHOLEC80_PHASES)  # the official order: trocar placement first
+M2CAI_LABELS = LabelFile(sep=None, header=("Frame", "Phase"))  # "frame phase_name" per frame at 25 fps
 
 
 def load_m2cai16(root: Path, problems: Problems) -> list[Record]:
@@ -142,27 +113,26 @@ def load_m2cai16(root: Path, problems: Problems) -> list[Record]:
         if not ann.exists():
             problems.add(ann, None, "missing label file for " + vp.name)
             continue
-        # One header line, then "frame phase_name" per frame at 25 fps (whitespace-separated).
-        parsed = _named_phase_file(ann, M2CAI_PHASES, problems, None, ["Frame", "Phase"])
+        parsed = read_frame_labels(ann, M2CAI_LABELS, FrameNumbers(), ClassNames(M2CAI_PHASES), problems)
         if parsed is None:
             continue
-        times, labels = timeline_from_frames(*parsed, 25.0)
+        times, labels = timeline_from_frames(*_arrays(parsed), 25.0)
         name = vp.stem
         records.append(Record(name, "val" if name in val else split, VideoSource(str(vp)), labels, times))
     return records
 
 
-register(
-    Benchmark(
-        "m2cai16",
-        "M2CAI16-workflow",
-        "phase",
-        M2CAI_PHASES,
-        "accuracy",
-        True,
-        load_m2cai16,
-        "cholecystectomy workflow challenge; 27 train / 14 test videos; val = last 20% of train",
-    )
+M2CAI16 = Benchmark(
+    number=2,
+    name="m2cai16",
+    title="M2CAI16-workflow",
+    # TrocarPlacement comes first, so Cholec80's two-phase jumps shift by one.
+    family=Phase(relaxed_jumps=((4, 5), (6, 7))),
+    classes=M2CAI_PHASES,
+    metric="accuracy",
+    higher_is_better=True,
+    loader=load_m2cai16,
+    description="cholecystectomy workflow challenge; 27 train / 14 test videos; val = last 20% of train",
 )
 
 # --------------------------------------------------------------------------- AutoLaparo
@@ -176,10 +146,10 @@ AUTOLAPARO_PHASES = (
     "Suturing",
     "Washing",
 )
-
-
-def autolaparo_split(num: int) -> str:
-    return "train" if num <= 10 else ("val" if num <= 14 else "test")
+AUTOLAPARO_SPLIT = IdSplit(
+    train=tuple(range(1, 11)), val=tuple(range(11, 15)), test=tuple(range(15, 22)), default="test"
+)
+AUTOLAPARO_LABELS = LabelFile(sep="\t", header=("Frame", "Phase"))  # one row per second
 
 
 def load_autolaparo(root: Path, problems: Problems) -> list[Record]:
@@ -190,223 +160,32 @@ def load_autolaparo(root: Path, problems: Problems) -> list[Record]:
     for vp in videos:
         if not vp.stem.isdigit():
             continue
-        num = int(vp.stem)
         ann = root / "labels" / f"label_{vp.stem}.txt"
-        lines = read_lines(ann, problems) if ann.exists() else None
-        if lines is None:
-            if not ann.exists():
-                problems.add(ann, None, "missing label file for " + vp.name)
-            continue
-        if not check_header(ann, lines[0], ["Frame", "Phase"], problems, "\t"):
-            continue
-        secs, labels = [], []
-        seen: set = set()
-        for ln, line in enumerate(lines[1:], start=2):
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) != 2:
-                problems.add(ann, ln, f"expected 2 tab-separated fields, found {len(parts)}")
-                continue
-            f = parse_int(ann, ln, parts[0], "frame", problems)
-            ph = parse_int(ann, ln, parts[1], "phase id", problems)
-            if f is None or ph is None:
-                continue
-            if f < 1:
-                problems.add(ann, ln, f"frame {f} < 1 (AutoLaparo frames are 1-based)")
-                continue
-            if not 1 <= ph <= 7:
-                problems.add(ann, ln, f"phase id {ph} outside 1..7")
-                continue
-            if f - 1 in seen:
-                problems.add(ann, ln, f"frame {f} listed twice")
-                continue
-            seen.add(f - 1)
-            secs.append(f - 1)  # one row per second, 1-based
-            labels.append(ph - 1)
-        if not secs:
-            problems.add(ann, None, "no labelled frames")
-            continue
-        times, lab = timeline_from_frames(np.asarray(secs), np.asarray(labels), 1.0)
-        records.append(Record(vp.stem, autolaparo_split(num), VideoSource(str(vp)), lab, times))
-    return records
-
-
-register(
-    Benchmark(
-        "autolaparo",
-        "AutoLaparo",
-        "phase",
-        AUTOLAPARO_PHASES,
-        "accuracy",
-        True,
-        load_autolaparo,
-        "laparoscopic hysterectomy, task 1; 1 fps labels, 1-based frames, ids 1..7; split 10/4/7",
-    )
-)
-
-# --------------------------------------------------------------------------- PmLR50
-
-PMLR50_PHASES = (  # ids 0-4; names as listed by the SurgMotion preparation script
-    "Preparation stage",
-    "Knotting of the Foley catheter",
-    "Procedure of the liver resection",
-    "Release of the Foley catheter",
-    "Postprocessing stage",
-)
-
-
-def pmlr50_split(num: int) -> str:
-    """Official PmNet split: train 1-33, 49, 50; validation 34-37, 48; test 38-47."""
-    if 34 <= num <= 37 or num == 48:
-        return "val"
-    if 38 <= num <= 47:
-        return "test"
-    return "train"
-
-
-def load_pmlr50(root: Path, problems: Problems) -> list[Record]:
-    records = []
-    anns = find_files(root / "phase_annotations", "*.txt")
-    if not anns:
-        problems.add(root / "phase_annotations", None, "no <video>.txt phase annotations")
-    for d in sorted(p for p in (root / "frames").glob("*") if p.is_dir()):
-        if not (root / "phase_annotations" / f"{d.name}.txt").exists():
-            problems.add(root / "phase_annotations" / f"{d.name}.txt", None, f"missing annotation for frames/{d.name}")
-    for ann in anns:
-        if not ann.stem.isdigit():
-            problems.add(ann, None, "annotation name is not a video number")
-            continue
-        frame_dir = root / "frames" / ann.stem
-        frames = sorted((p for p in frame_dir.glob("*.jpg") if p.stem.isdigit()), key=lambda p: int(p.stem))
-        if not frames:
-            problems.add(frame_dir, None, "no extracted frames (<8 digits>.jpg)")
-            continue
-        lines = read_lines(ann, problems)
-        if lines is None:
-            continue
-        ids, labels = [], []
-        seen: set = set()
-        # The first line is a header (PmNet skips it unread); then "<frame_id> <phase_id>", 1 fps, 0-based.
-        for ln, line in enumerate(lines[1:], start=2):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 2:
-                problems.add(ann, ln, f"expected '<frame_id> <phase_id>', found {len(parts)} fields")
-                continue
-            f = parse_int(ann, ln, parts[0], "frame id", problems)
-            ph = parse_int(ann, ln, parts[1], "phase id", problems)
-            if f is None or ph is None:
-                continue
-            if not 0 <= ph < len(PMLR50_PHASES):
-                problems.add(ann, ln, f"phase id {ph} outside 0..{len(PMLR50_PHASES) - 1}")
-                continue
-            if not 0 <= f < len(frames):
-                problems.add(ann, ln, f"frame id {f} has no image (video has {len(frames)} frames)")
-                continue
-            if f in seen:
-                problems.add(ann, ln, f"frame id {f} listed twice")
-                continue
-            seen.add(f)
-            ids.append(f)
-            labels.append(ph)
-        if not ids:
-            continue
-        times, lab = timeline_from_frames(np.asarray(ids), np.asarray(labels), 1.0)
-        src = FramesSource(tuple(str(p) for p in frames), 1.0)
-        records.append(Record(ann.stem, pmlr50_split(int(ann.stem)), src, lab, times))
-    return records
-
-
-register(
-    Benchmark(
-        "pmlr50",
-        "PmLR50",
-        "phase",
-        PMLR50_PHASES,
-        "accuracy",
-        True,
-        load_pmlr50,
-        "laparoscopic liver resection; 1 fps frames frames/NN/NNNNNNNN.jpg; official PmNet split",
-    )
-)
-
-# --------------------------------------------------------------------------- OphNet2024
-
-OPHNET_NUM_PHASES = 52  # ids 0-51; 51 = "Others" (rare labels merged by the authors)
-OPHNET_PHASES = tuple(f"phase_{i:02d}" for i in range(OPHNET_NUM_PHASES - 1)) + ("Others",)
-OPHNET_CSV = "annotation/OphNet2024_loca_challenge_phase.csv"
-OPHNET_COLUMNS = ["video_id", "start", "end", "split", "surgery_id", "phase_id"]
-
-
-def load_ophnet(root: Path, problems: Problems, label_fps: float = 1.0) -> list[Record]:
-    ann = root / OPHNET_CSV
-    lines = read_lines(ann, problems) if ann.exists() else None
-    if lines is None:
         if not ann.exists():
-            problems.add(ann, None, "missing phase localisation CSV")
-        return []
-    reader = csv.reader(io.StringIO("\n".join(lines)))
-    header = next(reader)
-    if header[: len(OPHNET_COLUMNS)] != OPHNET_COLUMNS:
-        problems.add(ann, 1, f"expected columns {OPHNET_COLUMNS}, found {header}")
-        return []
-    per_video: dict[str, dict] = {}
-    for ln, row in enumerate(reader, start=2):
-        if not row:
+            problems.add(ann, None, "missing label file for " + vp.name)
             continue
-        if len(row) < len(OPHNET_COLUMNS):
-            problems.add(ann, ln, f"expected {len(OPHNET_COLUMNS)} fields, found {len(row)}")
+        # frames and phase ids are both 1-based
+        ids = ClassIds.counting(len(AUTOLAPARO_PHASES), first=1)
+        parsed = read_frame_labels(ann, AUTOLAPARO_LABELS, FrameNumbers(first=1), ids, problems)
+        if parsed is None:
             continue
-        vid, start, end, split, _, ph = row[:6]
-        try:
-            a, b = float(start), float(end)
-        except ValueError:
-            problems.add(ann, ln, f"start/end {start!r}/{end!r} are not numbers")
-            continue
-        pid = parse_int(ann, ln, ph, "phase_id", problems)
-        if pid is None:
-            continue
-        if not 0 <= pid < OPHNET_NUM_PHASES:
-            problems.add(ann, ln, f"phase_id {pid} outside 0..{OPHNET_NUM_PHASES - 1}")
-            continue
-        if split not in ("train", "val", "test"):
-            problems.add(ann, ln, f"split {split!r} is not train/val/test")
-            continue
-        if b <= a:
-            problems.add(ann, ln, f"segment end {b} <= start {a}")
-            continue
-        v = per_video.setdefault(vid, {"split": split, "times": [], "labels": [], "line": ln})
-        if v["split"] != split:
-            problems.add(ann, ln, f"video {vid} is in split {v['split']!r} and {split!r}")
-            continue
-        t = np.arange(a, b, 1.0 / label_fps)
-        v["times"].extend(t.tolist())
-        v["labels"].extend([pid] * len(t))
-    records = []
-    for vid, v in sorted(per_video.items()):
-        vp = root / "OphNet2024_all" / f"{vid}.mp4"
-        if not vp.exists():
-            problems.add(ann, v["line"], f"video {vp.name} listed but missing from OphNet2024_all/")
-            continue
-        times = np.asarray(v["times"], np.float64)
-        order = np.argsort(times, kind="stable")
-        records.append(Record(vid, v["split"], VideoSource(str(vp)), np.asarray(v["labels"])[order], times[order]))
+        frames, labels = _arrays(parsed)
+        times, lab = timeline_from_frames(frames - 1, labels, 1.0)
+        records.append(Record(vp.stem, AUTOLAPARO_SPLIT.of(int(vp.stem)), VideoSource(str(vp)), lab, times))
     return records
 
 
-register(
-    Benchmark(
-        "ophnet2024",
-        "OphNet2024",
-        "phase",
-        OPHNET_PHASES,
-        "accuracy",
-        True,
-        load_ophnet,
-        "ophthalmic surgery phase localisation; segments in seconds, split column in the CSV",
-    )
+AUTOLAPARO = Benchmark(
+    number=3,
+    name="autolaparo",
+    title="AutoLaparo",
+    family=Phase(),
+    classes=AUTOLAPARO_PHASES,
+    metric="accuracy",
+    higher_is_better=True,
+    loader=load_autolaparo,
+    description="laparoscopic hysterectomy, task 1; 1 fps labels, 1-based frames, ids 1..7; split 10/4/7",
+    split=AUTOLAPARO_SPLIT,
 )
 
 # --------------------------------------------------------------------------- HeiChole
@@ -420,11 +199,9 @@ HEICHOLE_PHASES = (  # ids 0-6 as in Cholec80 (spelling of the EndoVis 2019 read
     "Cleaning and coagulation",
     "Galbladder retraction",
 )
-
-
-def heichole_split(num: int) -> str:
-    """24 public videos, no official split: 1-12 train, 13-16 val, 17-24 test (ours, documented)."""
-    return "train" if num <= 12 else ("val" if num <= 16 else "test")
+# 24 public videos, no official split: 1-12 train, 13-16 val, 17-24 test (ours, documented).
+HEICHOLE_SPLIT = IdSplit(train=tuple(range(1, 13)), val=tuple(range(13, 17)), test=tuple(range(17, 25)), default="test")
+HEICHOLE_LABELS = LabelFile(sep=",")  # "frame,phase_id" for every native frame, no header
 
 
 def load_heichole(root: Path, problems: Problems) -> list[Record]:
@@ -451,49 +228,26 @@ def load_heichole(root: Path, problems: Problems) -> list[Record]:
         except VideoError as err:
             problems.add(vp, None, str(err))
             continue
-        lines = read_lines(ann, problems)
-        if lines is None:
+        ids = ClassIds.counting(len(HEICHOLE_PHASES))
+        parsed = read_frame_labels(ann, HEICHOLE_LABELS, FrameNumbers(), ids, problems)
+        if parsed is None:
             continue
-        frames, labels = [], []
-        seen: set = set()
-        for ln, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            parts = line.split(",")
-            if len(parts) != 2:
-                problems.add(ann, ln, f"expected 'frame,phase_id', found {len(parts)} comma-separated fields")
-                continue
-            f = parse_int(ann, ln, parts[0], "frame", problems)
-            ph = parse_int(ann, ln, parts[1], "phase id", problems)
-            if f is None or ph is None:
-                continue
-            if not 0 <= ph < len(HEICHOLE_PHASES):
-                problems.add(ann, ln, f"phase id {ph} outside 0..6")
-                continue
-            if f in seen:
-                problems.add(ann, ln, f"frame {f} listed twice")
-                continue
-            seen.add(f)
-            frames.append(f)
-            labels.append(ph)
-        if not frames:
-            continue
-        times, lab = timeline_from_frames(np.asarray(frames), np.asarray(labels), fps)
-        records.append(Record(f"Hei-Chole{num}", heichole_split(num), VideoSource(str(vp)), lab, times))
+        times, lab = timeline_from_frames(*_arrays(parsed), fps)
+        records.append(Record(f"Hei-Chole{num}", HEICHOLE_SPLIT.of(num), VideoSource(str(vp)), lab, times))
     return records
 
 
-register(
-    Benchmark(
-        "heichole",
-        "HeiChole",
-        "phase",
-        HEICHOLE_PHASES,
-        "f1",
-        True,
-        load_heichole,
-        "cholecystectomy (EndoVis 2019); per-frame labels at 25 or 50 fps; split 12/4/8 (ours)",
-    )
+HEICHOLE = Benchmark(
+    number=4,
+    name="heichole",
+    title="HeiChole",
+    family=Phase(),
+    classes=HEICHOLE_PHASES,
+    metric="f1",
+    higher_is_better=True,
+    loader=load_heichole,
+    description="cholecystectomy (EndoVis 2019); per-frame labels at 25 or 50 fps; split 12/4/8 (ours)",
+    split=HEICHOLE_SPLIT,
 )
 
 # --------------------------------------------------------------------------- MultiBypass140
@@ -594,7 +348,7 @@ def load_multibypass(root: Path, problems: Problems, fold: int = 0, label_fps: f
                 if lid in (12, 13):  # out_of_body / severe_index overlays
                     continue
                 if not 0 <= lid < len(MULTIBYPASS_PHASES):
-                    problems.add(ann, None, f"phases[{i}] label_id {lid} outside 0..11")
+                    problems.add(ann, None, id_problem(f"phases[{i}] label_id", lid, range(len(MULTIBYPASS_PHASES))))
                     continue
                 spans.append((a, b, lid))
             if not spans:
@@ -612,17 +366,16 @@ def load_multibypass(root: Path, problems: Problems, fold: int = 0, label_fps: f
     return records
 
 
-register(
-    Benchmark(
-        "multibypass140",
-        "MultiBypass140",
-        "phase",
-        MULTIBYPASS_PHASES,
-        "accuracy",
-        True,
-        load_multibypass,
-        "gastric bypass (Bern + Strasbourg); ms phase segments; official fold-0 split pickles",
-    )
+MULTIBYPASS140 = Benchmark(
+    number=5,
+    name="multibypass140",
+    title="MultiBypass140",
+    family=Phase(),
+    classes=MULTIBYPASS_PHASES,
+    metric="accuracy",
+    higher_is_better=True,
+    loader=load_multibypass,
+    description="gastric bypass (Bern + Strasbourg); ms phase segments; official fold-0 split pickles",
 )
 
 # --------------------------------------------------------------------------- PitVis-2023
@@ -646,13 +399,12 @@ PITVIS_STEPS = (
 )
 PITVIS_BACKGROUND = len(PITVIS_STEPS) - 1
 PITVIS_COLUMNS = ["int_video", "int_time", "int_step", "int_instrument1", "int_instrument2"]
-PITVIS_TEST = {2, 6, 12, 13, 24}  # the 5 held-out videos used by PitVQA and SurgMotion
+# The 5 held-out videos used by PitVQA and SurgMotion; validation is carved from the others.
+PITVIS_SPLIT = IdSplit(test=(2, 6, 12, 13, 24), default="train")
 PITVIS_FPS = 24.0
-
-
-def pitvis_label(step: int) -> int:
-    """Annotation step (-1, 1..14) -> class id (0..13, 14 = background)."""
-    return PITVIS_BACKGROUND if step == -1 else step - 1
+PITVIS_LABELS = LabelFile(sep=",", header=tuple(PITVIS_COLUMNS), columns=len(PITVIS_COLUMNS), frame=1, label=2)
+# Annotation step (-1, 1..14) -> class id (0..13, 14 = background).
+PITVIS_STEP_IDS = ClassIds({-1: PITVIS_BACKGROUND, **{s: s - 1 for s in range(1, 15)}}, word="int_step")
 
 
 def load_pitvis(root: Path, problems: Problems) -> list[Record]:
@@ -661,56 +413,34 @@ def load_pitvis(root: Path, problems: Problems) -> list[Record]:
     if not videos:
         problems.add(root, None, "no video_NN.mp4 files")
     nums = [int(p.stem.split("_")[1]) for p in videos]
-    val = {int(n) for n in carve_val(f"{n:03d}" for n in nums if n not in PITVIS_TEST)}
+    val = {int(n) for n in carve_val(f"{n:03d}" for n in nums if PITVIS_SPLIT.of(n) == "train")}
     for vp, num in zip(videos, nums):
         ann = find_casefold(root, f"annotations_{num:02d}.csv")
         if ann is None:
             problems.add(root, None, f"missing annotations_{num:02d}.csv for {vp.name}")
             continue
-        lines = read_lines(ann, problems)
-        if lines is None or not check_header(ann, lines[0], PITVIS_COLUMNS, problems, ","):
+        # one row per second (int_time), plus one trailing row
+        parsed = read_frame_labels(ann, PITVIS_LABELS, FrameNumbers(word="int_time"), PITVIS_STEP_IDS, problems)
+        if parsed is None:
             continue
-        secs, labels = [], []
-        seen: set = set()
-        for ln, line in enumerate(lines[1:], start=2):
-            if not line.strip():
-                continue
-            parts = line.split(",")
-            if len(parts) != len(PITVIS_COLUMNS):
-                problems.add(ann, ln, f"expected {len(PITVIS_COLUMNS)} comma-separated fields, found {len(parts)}")
-                continue
-            t = parse_int(ann, ln, parts[1], "int_time", problems)
-            step = parse_int(ann, ln, parts[2], "int_step", problems)
-            if t is None or step is None:
-                continue
-            if step != -1 and not 1 <= step <= 14:
-                problems.add(ann, ln, f"int_step {step} is not -1 or 1..14")
-                continue
-            if t in seen:
-                problems.add(ann, ln, f"int_time {t} listed twice")
-                continue
-            seen.add(t)
-            secs.append(t)
-            labels.append(pitvis_label(step))
-        if not secs:
-            continue
-        times, lab = timeline_from_frames(np.asarray(secs), np.asarray(labels), 1.0)
-        split = "test" if num in PITVIS_TEST else ("val" if num in val else "train")
+        times, lab = timeline_from_frames(*_arrays(parsed), 1.0)
+        split = "val" if num in val else PITVIS_SPLIT.of(num)
         records.append(Record(f"video_{num:02d}", split, VideoSource(str(vp)), lab, times))
     return records
 
 
-register(
-    Benchmark(
-        "pitvis",
-        "PitVis-2023",
-        "phase",
-        PITVIS_STEPS,
-        "pitvis_score",
-        True,
-        load_pitvis,
-        "endoscopic pituitary surgery steps; 1 fps CSV; score = (macro F1 + edit)/2 without -1, 11, 13",
-    )
+PITVIS = Benchmark(
+    number=6,
+    name="pitvis",
+    title="PitVis-2023",
+    # The official step score leaves out background and steps 11 and 13 (class ids 10 and 12).
+    family=Phase(ignore=frozenset({PITVIS_BACKGROUND, 10, 12}), edit_score=True),
+    classes=PITVIS_STEPS,
+    metric="pitvis_score",
+    higher_is_better=True,
+    loader=load_pitvis,
+    description="endoscopic pituitary surgery steps; 1 fps CSV; score = (macro F1 + edit)/2 without -1, 11, 13",
+    split=PITVIS_SPLIT,
 )
 
 # --------------------------------------------------------------------------- EgoSurgery-Phase
@@ -726,12 +456,13 @@ EGOSURGERY_PHASES = (
     "closure",
     "dressing",
 )
-EGOSURGERY_SPLIT = {  # as published with SurgMotion's preparation script ("official splits")
-    "train": {1, 2, 3, 4, 8, 9, 11, 13, 14, 15, 17, 20, 21},
-    "val": {5, 19},
-    "test": {6, 7, 10, 12, 18},
-}
+EGOSURGERY_SPLIT = IdSplit(  # as published with SurgMotion's preparation script ("official splits")
+    train=(1, 2, 3, 4, 8, 9, 11, 13, 14, 15, 17, 20, 21),
+    val=(5, 19),
+    test=(6, 7, 10, 12, 18),
+)
 EGOSURGERY_FPS = 1.0  # frame rate of the released images is not documented; clips step one image at a time
+EGOSURGERY_LABELS = LabelFile(sep=",", header=("Frame", "Phase"))  # Frame = image stem VV_S_FFFF
 
 
 def load_egosurgery(root: Path, problems: Problems) -> list[Record]:
@@ -747,60 +478,174 @@ def load_egosurgery(root: Path, problems: Problems) -> list[Record]:
             problems.add(
                 root / "annotations" / "phase", None, f"missing annotation for images/{d.name} ({d.name}_S.csv)"
             )
-    index = {n: i for i, n in enumerate(EGOSURGERY_PHASES)}
     for ann in anns:
         m = re.fullmatch(r"(\d+)_(\d+)", ann.stem)
         if not m:
             problems.add(ann, None, "annotation name is not VV_S.csv")
             continue
         vid = int(m.group(1))
-        split = next((s for s, ids in EGOSURGERY_SPLIT.items() if vid in ids), None)
+        split = EGOSURGERY_SPLIT.of(vid)
         if split is None:
             problems.add(ann, None, f"video {vid} is in no split")
             continue
-        lines = read_lines(ann, problems)
-        if lines is None or not check_header(ann, lines[0], ["Frame", "Phase"], problems, ","):
+        folder = root / "images" / m.group(1)
+        parsed = read_frame_labels(ann, EGOSURGERY_LABELS, ImageStems(folder), ClassNames(EGOSURGERY_PHASES), problems)
+        if parsed is None:
             continue
-        paths, labels = [], []
-        seen: set = set()
-        for ln, line in enumerate(lines[1:], start=2):
-            if not line.strip():
-                continue
-            parts = line.split(",")
-            if len(parts) != 2:
-                problems.add(ann, ln, f"expected 'Frame,Phase', found {len(parts)} fields")
-                continue
-            stem, phase = parts[0].strip(), parts[1].strip().lower()
-            if phase not in index:
-                problems.add(ann, ln, f"unknown phase {parts[1].strip()!r}")
-                continue
-            img = root / "images" / m.group(1) / f"{stem}.jpg"
-            if not img.exists():
-                problems.add(ann, ln, f"image {img.name} missing")
-                continue
-            if str(img) in seen:
-                problems.add(ann, ln, f"frame {stem} listed twice")
-                continue
-            seen.add(str(img))
-            paths.append(str(img))
-            labels.append(index[phase])
-        if not paths:
-            continue
-        times = np.arange(len(paths), dtype=np.float64) / EGOSURGERY_FPS
-        src = FramesSource(tuple(paths), EGOSURGERY_FPS)
+        stems, labels = parsed
+        paths = tuple(str(folder / f"{stem}.jpg") for stem in stems)
+        times = np.arange(len(paths), dtype=np.float64) / EGOSURGERY_FPS  # images in file order
+        src = FramesSource(paths, EGOSURGERY_FPS)
         records.append(Record(ann.stem, split, src, np.asarray(labels), times, group=m.group(1)))
     return records
 
 
-register(
-    Benchmark(
-        "egosurgery",
-        "EgoSurgery-Phase",
-        "phase",
-        EGOSURGERY_PHASES,
-        "f1",
-        True,
-        load_egosurgery,
-        "egocentric open surgery; per-image phase CSVs; split by video",
-    )
+EGOSURGERY = Benchmark(
+    number=7,
+    name="egosurgery",
+    title="EgoSurgery-Phase",
+    family=Phase(),
+    classes=EGOSURGERY_PHASES,
+    metric="f1",
+    higher_is_better=True,
+    loader=load_egosurgery,
+    description="egocentric open surgery; per-image phase CSVs; split by video",
+    split=EGOSURGERY_SPLIT,
 )
+
+# --------------------------------------------------------------------------- PmLR50
+
+PMLR50_PHASES = (  # ids 0-4; names as listed by the SurgMotion preparation script
+    "Preparation stage",
+    "Knotting of the Foley catheter",
+    "Procedure of the liver resection",
+    "Release of the Foley catheter",
+    "Postprocessing stage",
+)
+# The official PmNet split: train 1-33, 49, 50; validation 34-37, 48; test 38-47.
+PMLR50_SPLIT = IdSplit(
+    train=(*range(1, 34), 49, 50), val=(34, 35, 36, 37, 48), test=tuple(range(38, 48)), default="train"
+)
+# A header PmNet skips unread, then "<frame_id> <phase_id>" at 1 fps, 0-based.
+PMLR50_LABELS = LabelFile(sep=None, header=("Frame", "Phase"), skip_header=True)
+
+
+def load_pmlr50(root: Path, problems: Problems) -> list[Record]:
+    records = []
+    anns = find_files(root / "phase_annotations", "*.txt")
+    if not anns:
+        problems.add(root / "phase_annotations", None, "no <video>.txt phase annotations")
+    for d in sorted(p for p in (root / "frames").glob("*") if p.is_dir()):
+        if not (root / "phase_annotations" / f"{d.name}.txt").exists():
+            problems.add(root / "phase_annotations" / f"{d.name}.txt", None, f"missing annotation for frames/{d.name}")
+    for ann in anns:
+        if not ann.stem.isdigit():
+            problems.add(ann, None, "annotation name is not a video number")
+            continue
+        frame_dir = root / "frames" / ann.stem
+        frames = sorted((p for p in frame_dir.glob("*.jpg") if p.stem.isdigit()), key=lambda p: int(p.stem))
+        if not frames:
+            problems.add(frame_dir, None, "no extracted frames (<8 digits>.jpg)")
+            continue
+        ids = ClassIds.counting(len(PMLR50_PHASES))
+        parsed = read_frame_labels(ann, PMLR50_LABELS, FrameNumbers(count=len(frames)), ids, problems)
+        if parsed is None:
+            continue
+        times, lab = timeline_from_frames(*_arrays(parsed), 1.0)
+        src = FramesSource(tuple(str(p) for p in frames), 1.0)
+        records.append(Record(ann.stem, PMLR50_SPLIT.of(int(ann.stem)), src, lab, times))
+    return records
+
+
+PMLR50 = Benchmark(
+    number=8,
+    name="pmlr50",
+    title="PmLR50",
+    family=Phase(),
+    classes=PMLR50_PHASES,
+    metric="accuracy",
+    higher_is_better=True,
+    loader=load_pmlr50,
+    description="laparoscopic liver resection; 1 fps frames frames/NN/NNNNNNNN.jpg; official PmNet split",
+    split=PMLR50_SPLIT,
+)
+
+# --------------------------------------------------------------------------- OphNet2024
+
+OPHNET_NUM_PHASES = 52  # ids 0-51; 51 = "Others" (rare labels merged by the authors)
+OPHNET_PHASES = tuple(f"phase_{i:02d}" for i in range(OPHNET_NUM_PHASES - 1)) + ("Others",)
+OPHNET_CSV = "annotation/OphNet2024_loca_challenge_phase.csv"
+OPHNET_COLUMNS = ["video_id", "start", "end", "split", "surgery_id", "phase_id"]
+
+
+def load_ophnet(root: Path, problems: Problems, label_fps: float = 1.0) -> list[Record]:
+    ann = root / OPHNET_CSV
+    lines = read_lines(ann, problems) if ann.exists() else None
+    if lines is None:
+        if not ann.exists():
+            problems.add(ann, None, "missing phase localisation CSV")
+        return []
+    reader = csv.reader(io.StringIO("\n".join(lines)))
+    header = next(reader)
+    if header[: len(OPHNET_COLUMNS)] != OPHNET_COLUMNS:
+        problems.add(ann, 1, f"expected columns {OPHNET_COLUMNS}, found {header}")
+        return []
+    per_video: dict[str, dict] = {}
+    for ln, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) < len(OPHNET_COLUMNS):
+            problems.add(ann, ln, f"expected {len(OPHNET_COLUMNS)} fields, found {len(row)}")
+            continue
+        vid, start, end, split, _, ph = row[:6]
+        try:
+            a, b = float(start), float(end)
+        except ValueError:
+            problems.add(ann, ln, f"start/end {start!r}/{end!r} are not numbers")
+            continue
+        pid = parse_int(ann, ln, ph, "phase_id", problems)
+        if pid is None:
+            continue
+        if not 0 <= pid < OPHNET_NUM_PHASES:
+            problems.add(ann, ln, id_problem("phase_id", pid, range(OPHNET_NUM_PHASES)))
+            continue
+        if split not in ("train", "val", "test"):
+            problems.add(ann, ln, f"split {split!r} is not train/val/test")
+            continue
+        if b <= a:
+            problems.add(ann, ln, f"segment end {b} <= start {a}")
+            continue
+        v = per_video.setdefault(vid, {"split": split, "times": [], "labels": [], "line": ln})
+        if v["split"] != split:
+            problems.add(ann, ln, f"video {vid} is in split {v['split']!r} and {split!r}")
+            continue
+        t = np.arange(a, b, 1.0 / label_fps)
+        v["times"].extend(t.tolist())
+        v["labels"].extend([pid] * len(t))
+    records = []
+    for vid, v in sorted(per_video.items()):
+        vp = root / "OphNet2024_all" / f"{vid}.mp4"
+        if not vp.exists():
+            problems.add(ann, v["line"], f"video {vp.name} listed but missing from OphNet2024_all/")
+            continue
+        times = np.asarray(v["times"], np.float64)
+        order = np.argsort(times, kind="stable")
+        records.append(Record(vid, v["split"], VideoSource(str(vp)), np.asarray(v["labels"])[order], times[order]))
+    return records
+
+
+OPHNET2024 = Benchmark(
+    number=9,
+    name="ophnet2024",
+    title="OphNet2024",
+    family=Phase(),
+    classes=OPHNET_PHASES,
+    metric="accuracy",
+    higher_is_better=True,
+    loader=load_ophnet,
+    description="ophthalmic surgery phase localisation; segments in seconds, split column in the CSV",
+)
+
+
+# The suite's phase / step benchmarks (the registry collects every loader module's BENCHMARKS).
+BENCHMARKS = (CHOLEC80, M2CAI16, AUTOLAPARO, HEICHOLE, MULTIBYPASS140, PITVIS, EGOSURGERY, PMLR50, OPHNET2024)

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Benchmark, FramesSource, Problems, Record, find_files, register
+from .benchmark import Benchmark
+from .families import Triplets
+from .parsing import find_files
+from .problems import Problems
+from .records import FramesSource, IdSplit, Record
 
 INSTRUMENTS = ("grasper", "bipolar", "hook", "scissors", "clipper", "irrigator")
 VERBS = ("grasp", "retract", "dissect", "coagulate", "clip", "cut", "aspirate", "irrigate", "pack", "null_verb")
@@ -51,15 +55,20 @@ TRIPLET_IVT: tuple[tuple[int, int, int], ...] = tuple(
 )
 TRIPLETS = tuple(f"{INSTRUMENTS[i]},{VERBS[v]},{TARGETS[t]}" for i, v, t in TRIPLET_IVT)
 
-# Rendezvous split (the one the headline CholecT50 numbers use).
-CHOLECT50_SPLIT = {
-    "val": {8, 12, 29, 50, 78},
-    "test": {6, 51, 10, 73, 14, 74, 32, 80, 42, 111},
-}
-
-
-def cholect50_split(num: int) -> str:
-    return next((s for s, ids in CHOLECT50_SPLIT.items() if num in ids), "train")
+# The 50 released videos (the Rendezvous data loader's list).
+CHOLECT50_VIDEOS = (
+    *(1, 2, 4, 5, 6, 8, 10, 12, 13, 14, 15, 18, 22, 23, 25, 26, 27, 29, 31, 32, 35, 36, 40, 42, 43, 47, 48),
+    *(49, 50, 51, 52, 56, 57, 60, 62, 65, 66, 68, 70, 73, 74, 75, 78, 79, 80, 92, 96, 103, 110, 111),
+)
+_CHOLECT50_VAL = (8, 12, 29, 50, 78)
+_CHOLECT50_TEST = (6, 10, 14, 32, 42, 51, 73, 74, 80, 111)
+# Rendezvous split (the one the headline CholecT50 numbers use): every other video trains.
+CHOLECT50_SPLIT = IdSplit(
+    train=tuple(v for v in CHOLECT50_VIDEOS if v not in _CHOLECT50_VAL + _CHOLECT50_TEST),
+    val=_CHOLECT50_VAL,
+    test=_CHOLECT50_TEST,
+    default="train",
+)
 
 
 def load_cholect50(root: Path, problems: Problems) -> list[Record]:
@@ -123,19 +132,21 @@ def load_cholect50(root: Path, problems: Problems) -> list[Record]:
                     continue
                 y[row, remap[tid]] = 1
         src = FramesSource(tuple(str(p) for p in frames), 1.0)
-        records.append(Record(path.stem, cholect50_split(int(m.group(1))), src, y[ok], times[ok]))
+        records.append(Record(path.stem, CHOLECT50_SPLIT.of(int(m.group(1))), src, y[ok], times[ok]))
     return records
 
 
-register(
-    Benchmark(
-        "cholect50",
-        "CholecT50",
-        "multilabel",
-        TRIPLETS,
-        "map_ivt",
-        True,
-        load_cholect50,
-        "action triplets at 1 fps; video-wise AP with absent classes excluded; Rendezvous split",
-    )
+CHOLECT50 = Benchmark(
+    number=12,
+    name="cholect50",
+    title="CholecT50",
+    family=Triplets(ivt=TRIPLET_IVT),
+    classes=TRIPLETS,
+    metric="map_ivt",
+    higher_is_better=True,
+    loader=load_cholect50,
+    description="action triplets at 1 fps; video-wise AP with absent classes excluded; Rendezvous split",
+    split=CHOLECT50_SPLIT,
 )
+
+BENCHMARKS = (CHOLECT50,)

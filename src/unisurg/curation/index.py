@@ -1,9 +1,10 @@
-"""Curation: probe multi-source video into a versioned Parquet/DuckDB index.
+"""Curation: inspect multi-source video into a versioned Parquet/DuckDB index.
 
 Steps (``unisurg curate``):
 1. list every file matching each source's glob (paths never leave the source root);
-2. probe each file in parallel (a process pool, or a Prefect task runner via ``probe_map``
-   when run from ``flows/curate.py``): frames, fps, size, codec, bytes, sha256 and a
+2. inspect each file in parallel (:mod:`unisurg.curation.inspection`; a process pool, or a
+   Prefect task runner via ``inspect_map``
+   when run from ``flows/curation.py``): frames, fps, size, codec, bytes, sha256 and a
    perceptual signature (64-bit DCT hash of 4 sampled frames) — failures are *quarantined*
    with a reason, never fatal;
 3. drop exact duplicates (same sha256) and near duplicates (signature Hamming distance <=
@@ -26,23 +27,18 @@ import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pyarrow as pa
 
-from ..io import atomic_write_text, sha256_file, write_json, write_table
+from ..io import atomic_write_text, write_json, write_table
+from .inspection import VideoInfo, inspect_video, near_duplicate
 from .sources import Source
-from ..media.video import VideoError, open_video
 
 log = logging.getLogger(__name__)
 
-NEAR_DUP_BITS = 10  # of 64; re-encoding/resizing flips a few bits, different content ~32
-SIGNATURE_FRAMES = 4
-MAX_FPS = 1000.0
 
 VIDEO_SCHEMA = pa.schema(
     [
@@ -85,131 +81,13 @@ CLIP_SCHEMA = pa.schema(
 )
 QUARANTINE_SCHEMA = pa.schema([("path", pa.string()), ("source", pa.string()), ("reason", pa.string())])
 
-ProbeMap = Callable[[Callable[[str], "Probe"], list[str]], list["Probe"]]
-
-
-@dataclass(frozen=True)
-class Probe:
-    path: str
-    ok: bool
-    reason: str = ""
-    num_frames: int = 0
-    fps: float = 0.0
-    width: int = 0
-    height: int = 0
-    codec: str = ""
-    bytes: int = 0
-    sha256: str = ""
-    signature: tuple[int, ...] = ()
-    motion: tuple[float, ...] = field(default=(), repr=False)  # per second, mean |frame difference|
-
-
-def dct_hash(frame: np.ndarray) -> int:
-    """64-bit perceptual hash: 8x8 low frequencies of the 32x32 grey image's DCT vs their median."""
-    g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    g = cv2.resize(g, (32, 32), interpolation=cv2.INTER_AREA)
-    d = cv2.dct(g)[:8, :8].flatten()
-    bits = d > np.median(d[1:])
-    return int(sum(1 << i for i, b in enumerate(bits) if b))
-
-
-def motion_profile(vr, motion_step: int) -> tuple[float, ...]:
-    """Mean absolute difference (grey, 32x32, 0-255) between frame t and t + motion_step, per second."""
-    n, fps = len(vr), vr.fps
-    starts = np.arange(0, n - motion_step, max(int(round(fps)), 1))
-    if not len(starts):
-        return ()
-    idx = np.stack([starts, starts + motion_step], axis=1).reshape(-1)
-    frames = vr.get_frames(idx)
-    small = np.stack(
-        [cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA) for f in frames]
-    )
-    small = small.astype(np.float32).reshape(len(starts), 2, 32, 32)
-    return tuple(float(x) for x in np.abs(small[:, 1] - small[:, 0]).mean(axis=(1, 2)).round(4))
-
-
-MAX_DURATION_S = 48 * 3600.0  # no surgical recording lasts two days: such metadata is corrupt
-
-
-def container_check(path: str) -> tuple[str, str]:
-    """(codec, problem) from the container, read with PyAV: specific reasons decord cannot give."""
-    import av
-
-    try:
-        with av.open(path) as c:
-            if not c.streams.video:
-                kinds = sorted({s.type for s in c.streams}) or ["no streams"]
-                return "", f"no video stream (container holds: {', '.join(kinds)})"
-            return c.streams.video[0].codec_context.name, ""
-    except (av.error.FFmpegError, OSError, ValueError) as err:
-        return "", f"not a readable video container ({getattr(err, 'strerror', None) or err})"
-
-
-def probe_video(path: str, motion_step: int = 0) -> Probe:
-    """Probe one file; any failure becomes ``Probe(ok=False, reason=...)``, never an exception."""
-    try:
-        if not os.path.isfile(path):
-            return Probe(path, False, "not a regular file (pipe, socket or device)")
-        size = os.path.getsize(path)
-        if size == 0:
-            return Probe(path, False, "empty file (0 bytes)", bytes=0)
-        codec, problem = container_check(path)
-        if problem:
-            return Probe(path, False, problem, bytes=size)
-        vr = open_video(path)
-        meta = vr.meta
-        if meta.num_frames <= 0:
-            return Probe(path, False, "no decodable frames", bytes=size)
-        if not (1.0 <= meta.fps <= MAX_FPS):
-            return Probe(path, False, f"implausible frame rate {meta.fps:g}", bytes=size)
-        if meta.duration_s > MAX_DURATION_S:
-            return Probe(path, False, f"implausible duration {meta.duration_s / 3600:.0f} h", bytes=size)
-        if meta.width < 16 or meta.height < 16:
-            return Probe(path, False, f"implausible size {meta.width}x{meta.height}", bytes=size)
-        # the last frame too: a file truncated mid-stream fails here, not in the training loop
-        idx = np.r_[np.linspace(0.1, 0.9, SIGNATURE_FRAMES) * (meta.num_frames - 1), meta.num_frames - 1]
-        frames = vr.get_frames(idx.round().astype(np.int64))
-        sig = tuple(dct_hash(f) for f in frames[:SIGNATURE_FRAMES])
-        motion = motion_profile(vr, motion_step) if motion_step > 0 else ()
-        return Probe(
-            path,
-            True,
-            "",
-            meta.num_frames,
-            meta.fps,
-            meta.width,
-            meta.height,
-            codec,
-            size,
-            sha256_file(path),
-            sig,
-            motion,
-        )
-    except VideoError as err:
-        return Probe(path, False, f"unreadable video: {err}", bytes=_size(path))
-    except OSError as err:
-        return Probe(path, False, f"cannot read file ({err.strerror or err})", bytes=_size(path))
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-def hamming(a: int, b: int) -> int:
-    return (a ^ b).bit_count()
-
-
-def near_duplicate(sa: tuple[int, ...], sb: tuple[int, ...], bits: int = NEAR_DUP_BITS) -> bool:
-    return len(sa) == len(sb) > 0 and all(hamming(x, y) <= bits for x, y in zip(sa, sb))
+InspectMap = Callable[[Callable[[str], "VideoInfo"], list[str]], list["VideoInfo"]]
 
 
 def list_files(src: Source) -> list[Path]:
     """Entries matching the source's glob that resolve inside its root (symlinks out are ignored;
     symlinked directories are not followed, so a symlink loop cannot hang the listing). Pipes
-    and other special files are listed too: the probe quarantines them instead of opening them."""
+    and other special files are listed too: inspection quarantines them instead of opening them."""
     root = Path(src.root).resolve()
     out = []
     for p in sorted(root.glob(src.glob)):
@@ -229,8 +107,7 @@ def printable_path(p: Path | str) -> str:
 
 def benchmark_splits(src: Source) -> dict[str, str]:
     """For a ``benchmark:<name>`` source: resolved video path -> split, read by the benchmark's loader."""
-    from ..benchmarks import get_benchmark
-    from ..benchmarks.base import VideoSource
+    from ..benchmarks import VideoSource, get_benchmark
 
     bench = get_benchmark(src.benchmark or "")
     out = {}
@@ -241,7 +118,7 @@ def benchmark_splits(src: Source) -> dict[str, str]:
     return out
 
 
-def process_pool_map(workers: int) -> ProbeMap:
+def process_pool_map(workers: int) -> InspectMap:
     def run(fn, paths):
         if workers <= 1 or len(paths) <= 1:
             return [fn(p) for p in paths]
@@ -255,14 +132,14 @@ def process_pool_map(workers: int) -> ProbeMap:
 
 
 def assess(
-    files: list[tuple[Source, Path]], probes: list[Probe], splits: dict[str, dict[str, str]], min_seconds: float
+    files: list[tuple[Source, Path]], infos: list[VideoInfo], splits: dict[str, dict[str, str]], min_seconds: float
 ) -> tuple[list[dict], list[dict], dict[str, tuple[float, ...]]]:
     """Decide each file's status (kept / duplicate / excluded / quarantined) with its reason.
 
     Returns video rows (sorted by id), quarantine rows and the kept videos' motion profiles.
     """
     blocked: list[tuple[str, tuple[int, ...], str]] = []  # held-out benchmark videos: (sha, signature, why)
-    for (src, p), pr in zip(files, probes):
+    for (src, p), pr in zip(files, infos):
         if src.benchmark and pr.ok and splits[src.name].get(str(p.resolve())) != "train":
             split = splits[src.name].get(str(p.resolve())) or "unlisted"
             blocked.append(
@@ -275,14 +152,15 @@ def assess(
     rows, quarantine, motion = [], [], {}
     kept: list[tuple[str, tuple[int, ...], str]] = []
     for i in order:
-        (src, p), pr = files[i], probes[i]
+        (src, p), pr = files[i], infos[i]
         vid = f"{src.name}/{printable_path(p.relative_to(src.root))}"
         if printable_path(p) != str(p):
             # Parquet strings are UTF-8: a name that is not cannot be stored, so it could not be opened again
-            pr = Probe(pr.path, False, "file name is not valid UTF-8 (rename the file)", bytes=pr.bytes)
+            pr = VideoInfo(pr.path, False, "file name is not valid UTF-8 (rename the file)", bytes=pr.bytes)
         split = splits.get(src.name, {}).get(str(p.resolve()), "") if src.benchmark else ""
         if pr.ok and pr.num_frames / pr.fps < min_seconds:
-            pr = Probe(pr.path, False, f"shorter than {min_seconds}s ({pr.num_frames / pr.fps:.2f}s)", bytes=pr.bytes)
+            short = f"shorter than {min_seconds}s ({pr.num_frames / pr.fps:.2f}s)"
+            pr = VideoInfo(pr.path, False, short, bytes=pr.bytes)
         status, reason = "kept", ""
         if not pr.ok:
             status, reason = "quarantined", pr.reason
@@ -417,16 +295,16 @@ def curate(
     workers: int,
     motion_step: int = 0,
     balance: str = "source",
-    probe_map: ProbeMap | None = None,
+    inspect_map: InspectMap | None = None,
 ) -> dict:
     """Build the index of ``sources`` in ``out``; returns the curation metrics (also in curation.json)."""
     out.mkdir(parents=True, exist_ok=True)
     files: list[tuple[Source, Path]] = [(s, p) for s in sources for p in list_files(s)]
     log.info("curate: %d files from %d sources", len(files), len(sources))
-    run = probe_map or process_pool_map(workers)
-    probes = run(partial(probe_video, motion_step=motion_step), [str(p) for _, p in files])
+    run = inspect_map or process_pool_map(workers)
+    infos = run(partial(inspect_video, motion_step=motion_step), [str(p) for _, p in files])
     splits = {s.name: benchmark_splits(s) for s in sources if s.benchmark}
-    rows, quarantine, motion = assess(files, probes, splits, min_seconds)
+    rows, quarantine, motion = assess(files, infos, splits, min_seconds)
     videos = pa.Table.from_pylist(rows, schema=VIDEO_SCHEMA)
     clips = build_clip_table(videos, clip_frames, frame_step, clip_stride_s, motion, balance)
     write_table(out / "videos.parquet", videos, VIDEO_SCHEMA)

@@ -6,7 +6,7 @@ frozen samples. Trained one after another, every step is that many small forward
 and optimizer updates (~4-5 ms per head and step for a 192-wide attentive probe over 128 tokens
 on 2 CPU cores), much of it per-op overhead. Stacked, the grid takes one pass and one fused
 optimizer update (``benchmarks/bench_eval.py`` measures both ways). The head modules stay the
-single source of truth (:mod:`.probe`), evaluated with ``torch.func.functional_call`` under
+single source of truth (:mod:`.heads`), evaluated with ``torch.func.functional_call`` under
 ``vmap`` over the stacked parameters.
 
 All heads see the same batch: vmap then shares it (the token LayerNorm is computed once, the

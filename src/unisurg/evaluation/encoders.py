@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models.checkpoint import load_encoder, load_vjepa_checkpoint
 from ..io import sha256_file
 from ..models import create_model
+from ..models.checkpoint import load_encoder, load_vjepa_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from ..media.clips import to_tensor
 from ..io import atomic_path, write_table
+from ..media.clips import to_tensor
 from ..media.video import VIDEO_EXTENSIONS, clip_indices, open_video
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from ..benchmarks.base import FramesSource, Record
-from ..media.clips import to_tensor
+from ..benchmarks import FramesSource, Record
 from ..io import atomic_path
+from ..media.clips import to_tensor
 from .samples import ClipReader, Sample
 
 log = logging.getLogger(__name__)

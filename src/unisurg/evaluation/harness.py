@@ -8,7 +8,9 @@ For each (encoder, benchmark):
 5. score the test split per video with the benchmark's official metric, and attach a 95%
    bootstrap confidence interval over test videos.
 Cross-validated benchmarks (JIGSAWS, SurgicalActions160) rotate test/val folds and pool
-the test predictions of all folds before scoring.
+the test predictions of all folds before scoring. What differs between task families (head
+size, loss, labels, scorer) comes from the benchmark's :class:`~.tasks.Task`; the harness never
+branches on a benchmark's name.
 """
 
 from __future__ import annotations
@@ -23,22 +25,16 @@ import cv2
 import numpy as np
 import pyarrow as pa
 import torch
-import torch.nn.functional as F
 
+from ..benchmarks import Benchmark, Record
 from . import metrics as M
-from ..benchmarks.base import Benchmark, Record
-from ..benchmarks.dense import read_target
-from ..benchmarks.phase import PITVIS_BACKGROUND
-from ..benchmarks.triplets import TRIPLET_IVT
 from .bank import HeadBank, StackedAdamW
 from .features import cache_key, extract_features, load_cached, store_cached
-from .probe import AttentiveProbe, DenseHead
+from .heads import AttentiveProbe, DenseHead
 from .samples import Sample, make_samples
+from .tasks import Task, Truth, task_for
 
 log = logging.getLogger(__name__)
-
-# PitVis official score ignores background and steps 11 and 13 (class ids 10 and 12).
-PITVIS_DROP = {PITVIS_BACKGROUND, 10, 12}
 
 
 @dataclass(frozen=True)
@@ -100,43 +96,7 @@ class Protocol:
 
 # --------------------------------------------------------------------------- training
 
-
-def _out_dim(bench: Benchmark) -> int:
-    return {
-        "phase": bench.num_classes,
-        "clip": bench.num_classes,
-        "multilabel": bench.num_classes,
-        "skill": 1,
-        "segmentation": 1,
-        "depth": 1,
-    }[bench.task]
-
-
-def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Loss per head: out (*L, B, ...) outputs of heads with leading dims L (none for one head),
-    y (*L, B, ...) their targets -> (*L) losses, each averaged over its own batch."""
-    if task in ("phase", "clip"):
-        ce = F.cross_entropy(out.flatten(0, -2), y.flatten().long(), reduction="none")
-        return ce.view(y.shape).mean(-1)
-    if task == "multilabel":
-        return F.binary_cross_entropy_with_logits(out, y.float(), reduction="none").mean((-2, -1))
-    if task == "skill":
-        return (out.squeeze(-1) - y.float()).square().mean(-1)
-    if task == "segmentation":
-        # BCE + soft Dice (the usual polyp-segmentation loss): with a few percent foreground,
-        # BCE alone is minimised by predicting background everywhere, i.e. Dice 0.
-        logit, y = out.squeeze(-3), y.float()  # (*L, B, H, W)
-        bce = F.binary_cross_entropy_with_logits(logit, y, reduction="none").mean((-3, -2, -1))
-        prob = torch.sigmoid(logit)
-        inter = (prob * y).sum((-2, -1))
-        dice = 1 - (2 * inter + 1) / (prob.sum((-2, -1)) + y.sum((-2, -1)) + 1)  # (*L, B)
-        return bce + dice.mean(-1)
-    if task == "depth":  # scale-invariant log loss over the valid pixels of the batch (metrics are median-scaled)
-        valid = (y > 0).float()
-        d = (out.squeeze(-3) - torch.log(y.clamp_min(1e-3))) * valid  # (*L, B, H, W)
-        n = valid.sum((-3, -2, -1)).clamp_min(1)  # a batch without valid pixels: loss 0
-        return d.square().sum((-3, -2, -1)) / n - 0.85 * (d.sum((-3, -2, -1)) / n) ** 2
-    raise ValueError(task)
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets) of (*L, B, ...) -> (*L) losses
 
 
 def grid_bank(
@@ -159,7 +119,7 @@ def grid_bank(
 
 
 def train_heads(
-    task: str,
+    loss: Loss,
     feats: torch.Tensor,
     y: torch.Tensor,
     out_dim: int,
@@ -186,7 +146,7 @@ def train_heads(
         perm = torch.randperm(n, generator=g)
         for b in range(steps_per_epoch):
             idx = perm[b * grid.batch_size : (b + 1) * grid.batch_size]
-            bank_step(bank, opt, task, feats[idx], y[idx], 0.5 * (1 + math.cos(math.pi * step / total)))
+            bank_step(bank, opt, loss, feats[idx], y[idx], 0.5 * (1 + math.cos(math.pi * step / total)))
             step += 1
     return bank
 
@@ -198,119 +158,68 @@ def bank_optimizer(bank: HeadBank) -> StackedAdamW:
 
 
 def bank_step(
-    bank: HeadBank, opt: StackedAdamW, task: str, x: torch.Tensor, y: torch.Tensor, lr_scale: float = 1.0
+    bank: HeadBank, opt: StackedAdamW, loss: Loss, x: torch.Tensor, y: torch.Tensor, lr_scale: float = 1.0
 ) -> None:
     """One update of every head on the same batch: x (B, ...) features, y (B, ...) targets."""
     out = bank(x)  # (K, B, ...)
     yb = y.expand(len(bank), *y.shape)
     # the heads' losses are independent: the gradient of their sum is each head's own
     params = list(bank.params.values())
-    opt.step(torch.autograd.grad(_loss(task, out, yb).sum(), params), lr_scale)
+    opt.step(torch.autograd.grad(loss(out, yb).sum(), params), lr_scale)
 
 
-# --------------------------------------------------------------------------- scoring
-
-
-@dataclass
-class Scored:
-    metrics: dict[str, float]  # aggregate metrics
-    select: float  # the validation selection score (higher is better)
-    stat: Callable[[np.ndarray], float]  # primary metric on a resample of unit indices
-    units: int  # number of bootstrap units (videos, clips or images)
-
-
-class Scorer:
-    """Turns raw head outputs into official metrics for one benchmark split."""
-
-    def __init__(
-        self,
-        bench: Benchmark,
-        records: list[Record],
-        samples: list[Sample],
-        idx: np.ndarray,
-        y: np.ndarray,
-        targets: list | None,
-        skill_stats: tuple[float, float],
-        label_fps: float = 1.0,
-    ) -> None:
-        self.bench, self.records, self.samples, self.idx = bench, records, samples, idx
-        self.label_fps = label_fps
-        self.y, self.targets, self.skill_stats = y, targets, skill_stats
-        self.groups = np.array([records[samples[i].record].video for i in idx])
-
-    def _relaxed(self, pred: np.ndarray) -> dict[str, float]:
-        """Relaxed-boundary variant with the reference script's indexing bug fixed; the 10 s window
-        is expressed in labelled instants (samples are one per 1/label_fps seconds, in time order)."""
-        window = max(int(round(10 * self.label_fps)), 1)
-        per_video = [
-            M.relaxed_video_phase(
-                self.y[self.groups == g],
-                pred[self.groups == g],
-                self.bench.num_classes,
-                window,
-                M.RELAXED_JUMPS[self.bench.name],
-            )
-            for g in np.unique(self.groups)
-        ]
-        return M.relaxed_phase_summary(per_video)
-
-    def __call__(self, out: np.ndarray) -> Scored:
-        task, primary = self.bench.task, self.bench.metric
-        if task == "phase":
-            pred = out.argmax(1)
-            if self.bench.name == "pitvis":
-                per = M.per_group(lambda a, b: M.video_pitvis_score(a, b, PITVIS_DROP), self.y, pred, self.groups)
-            else:
-                per = M.per_group(M.video_phase_metrics, self.y, pred, self.groups)
-            vals = np.array([v[primary] for v in per.values()])
-            sel = float(np.mean([v["f1"] for v in per.values()])) if per else 0.0
-            metrics = M.mean_over(per)
-            if self.bench.name in M.RELAXED_JUMPS:  # secondary, labelled "relaxed_*" in results
-                metrics.update(self._relaxed(pred))
-            return Scored(metrics, sel, lambda ix: float(np.mean(vals[ix])), len(vals))
-        if task == "multilabel":
-            probs = 0.5 * (1 + np.tanh(0.5 * out))  # sigmoid without exp overflow on large logits
-            mats = M.triplet_ap_matrices(self.y, probs, self.groups, list(TRIPLET_IVT))
-            metrics = {f"map_{k}": M.map_from_matrix(v) for k, v in mats.items()}
-            ivt = mats["ivt"]
-            return Scored(metrics, metrics["map_ivt"], lambda ix: M.map_from_matrix(ivt[ix]), len(ivt))
-        if task == "clip":
-            pred = out.argmax(1)
-            y = self.y
-            metrics = M.clip_metrics(y, pred)
-            return Scored(metrics, metrics["f1"], lambda ix: M.clip_metrics(y[ix], pred[ix])[primary], len(y))
-        if task == "skill":
-            mu, sd = self.skill_stats
-            pred = out[:, 0] * sd + mu
-            y = self.y
-            metrics = M.skill_metrics(y, pred)
-            return Scored(metrics, metrics["spearman"], lambda ix: M.skill_metrics(y[ix], pred[ix])[primary], len(y))
-        # dense: upsample predictions to each target's own resolution
-        per_img = []
-        for k, tgt in enumerate(self.targets or []):
-            o = cv2.resize(out[k, 0], (tgt.shape[1], tgt.shape[0]), interpolation=cv2.INTER_LINEAR)
-            if task == "segmentation":
-                r = M.seg_metrics(tgt, o > 0)
-            else:
-                mx = 100.0 if self.bench.name == "c3vd" else 150.0
-                r = M.depth_metrics(tgt, np.exp(o), max_depth=mx)
-            if r is not None:
-                per_img.append(r)
-        vals = np.array([r[primary] for r in per_img])
-        metrics = (
-            {k: float(np.mean([r[k] for r in per_img])) for k in per_img[0]} if per_img else {primary: float("nan")}
-        )
-        sel = metrics[primary] if self.bench.higher_is_better else -metrics[primary]
-        return Scored(metrics, sel, lambda ix: float(np.mean(vals[ix])), len(vals))
+def pick_heads(
+    task: Task, bank: HeadBank, val_feats: torch.Tensor, truth: Truth, grids: int
+) -> tuple[list[int], list[dict]]:
+    """Each of the bank's ``grids`` (one per seed) picks its head with the best validation score
+    -> (the picked heads' indices in the bank, their hyperparameters and validation scores)."""
+    val_out = bank.predict(val_feats)  # (K, n_val, ...)
+    picked, chosen, per_grid = [], [], len(bank) // grids
+    for g in range(grids):
+        ks = range(g * per_grid, (g + 1) * per_grid)
+        scores = [task.score(truth, val_out[k]).select for k in ks]
+        best = ks[int(np.nanargmax(np.nan_to_num(scores, nan=-np.inf)))]
+        chosen.append({**bank.hparams[best], "val_score": round(float(scores[best - ks[0]]), 6)})
+        picked.append(best)
+    return picked, chosen
 
 
 # --------------------------------------------------------------------------- one benchmark
 
 
-def _labels(bench: Benchmark, samples: list[Sample]) -> np.ndarray:
-    if bench.task in ("segmentation", "depth"):
-        return np.zeros(len(samples))
-    return np.stack([np.asarray(s.label) for s in samples])
+@dataclass(frozen=True)
+class Labelled:
+    """Every sample of a benchmark with its labels, for training and for scoring."""
+
+    records: list[Record]
+    samples: list[Sample]
+    y: np.ndarray  # (S, ...) labels: class id, multi-hot vector or score (zeros for dense tasks)
+    y_train: torch.Tensor  # (S, ...) what the heads learn: the labels, or target maps at probe resolution
+    targets: list[np.ndarray] | None  # dense tasks: every sample's target map at full resolution
+
+    @classmethod
+    def build(cls, task: Task, records: list[Record], samples: list[Sample], size: int) -> Labelled:
+        y = task.labels(samples)
+        if not task.dense:
+            return cls(records, samples, y, torch.as_tensor(y), None)
+        targets = task.read_targets([records[s.record].target for s in samples])
+        small = [cv2.resize(t.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST) for t in targets]
+        return cls(records, samples, y, torch.as_tensor(np.stack(small)), targets)
+
+    def truth(self, idx: np.ndarray, label_fps: float, scale: tuple[float, float] = (0.0, 1.0)) -> Truth:
+        """What the outputs of samples ``idx`` are scored against."""
+        targets = [self.targets[i] for i in idx] if self.targets is not None else None
+        groups = np.array([self.records[self.samples[i].record].video for i in idx])
+        return Truth(self.y[idx], groups, targets, label_fps, scale)
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round's result: a fixed split's, or one fold's."""
+
+    test: np.ndarray  # test sample indices
+    out: np.ndarray  # (n_test, ...) raw outputs, the mean over the heads the seeds' grids picked
+    heads: list[dict]  # per seed: the picked head's hyperparameters and validation score
 
 
 def _rounds(
@@ -332,6 +241,31 @@ def _rounds(
     return [(np.nonzero(split == "train")[0], np.nonzero(split == "val")[0], np.nonzero(split == "test")[0])]
 
 
+def train_round(
+    task: Task,
+    data: Labelled,
+    feats: torch.Tensor,
+    grid: ProbeGrid,
+    dense: tuple[tuple[int, int, int], int] | None,
+    split: tuple[np.ndarray, np.ndarray, np.ndarray],
+    seeds: list[int],
+    label_fps: float,
+) -> Round:
+    """One round on (train, val, test) sample indices ``split``."""
+    tr, va, te = split
+    if not len(tr) or not len(te):
+        raise ValueError(f"{task.bench.title}: empty train or test split (train {len(tr)}, test {len(te)})")
+    # 1. train `seeds` grids (initialisations) on the same batches
+    ytr, scale = task.standardise(data.y_train[tr])
+    bank = train_heads(task.loss, feats[tr], ytr, task.out_dim(), grid, seeds, dense)
+    # 2. each grid picks its head on validation (none: on the training fit, stated in the results)
+    val = va if len(va) else tr
+    picked, chosen = pick_heads(task, bank, feats[val], data.truth(val, label_fps, scale), grid.seeds)
+    # 3. the test output is the mean of the picked heads' raw outputs (logits, log-depth, ...)
+    out = np.mean(bank.predict(feats[te], picked), axis=0)
+    return Round(te, task.unstandardise(out, scale), chosen)
+
+
 def evaluate_encoder(
     bench: Benchmark,
     records: list[Record],
@@ -345,85 +279,35 @@ def evaluate_encoder(
     seed: int,
 ) -> tuple[dict, dict[str, list]]:
     """-> (test summary, per-sample test prediction columns) of one encoder on one benchmark."""
-    y_all = _labels(bench, samples)
-    dense = None
-    targets_full: list[np.ndarray] | None = None
-    y_train_all = torch.as_tensor(y_all)
-    if bench.task in ("segmentation", "depth"):
-        s = protocol.size
-        dense = ((protocol.frames // tubelet, s // patch, s // patch), patch)
-        targets_full = [read_target(bench.name, records[x.record].target) for x in samples]
-        small = [cv2.resize(t.astype(np.float32), (s, s), interpolation=cv2.INTER_NEAREST) for t in targets_full]
-        y_train_all = torch.as_tensor(np.stack(small))
-    skill_stats = (0.0, 1.0)
-    test_out, test_idx, chosen = [], [], []
-    for r, (tr, va, te) in enumerate(_rounds(bench, records, samples)):
-        if not len(tr) or not len(te):
-            raise ValueError(f"{bench.title}: empty train or test split (train {len(tr)}, test {len(te)})")
-        ytr = y_train_all[tr]
-        if bench.task == "skill":
-            skill_stats = (float(ytr.mean()), float(ytr.std()) or 1.0)
-            ytr = (ytr - skill_stats[0]) / skill_stats[1]
-        val = va if len(va) else tr  # no validation split: select on training fit (stated in results)
-        vscore = Scorer(
-            bench,
-            records,
-            samples,
-            val,
-            y_all[val],
-            [targets_full[i] for i in val] if targets_full else None,
-            skill_stats,
-            protocol.label_fps,
-        )
-        # `seeds` grids (initialisations) trained on the same batches; each picks its head on validation
-        # and the test output is the mean of the picked heads' raw outputs (logits, log-depth, ...)
-        seeds = [seed + r + 7919 * k for k in range(grid.seeds)]
-        bank = train_heads(bench.task, feats[tr], ytr, _out_dim(bench), grid, seeds, dense)
-        val_out = bank.predict(feats[val])  # (K, n_val, ...)
-        picked, per_seed = [], len(bank) // grid.seeds
-        for g in range(grid.seeds):
-            ks = range(g * per_seed, (g + 1) * per_seed)
-            scores = [vscore(val_out[k]).select for k in ks]
-            best = ks[int(np.nanargmax(np.nan_to_num(scores, nan=-np.inf)))]
-            chosen.append({**bank.hparams[best], "val_score": round(float(scores[best - ks[0]]), 6)})
-            picked.append(best)
-        outs = bank.predict(feats[te], picked)
-        out = np.mean(outs, axis=0)
-        if bench.task == "skill":  # pool de-standardised predictions across folds
-            out = out * skill_stats[1] + skill_stats[0]
-        test_out.append(out)
-        test_idx.append(te)
-    te = np.concatenate(test_idx)
-    out = np.concatenate(test_out)
-    scored = _test_scorer(bench, records, samples, te, y_all, targets_full, protocol.label_fps)(out)
+    task = task_for(bench)
+    # 1. every sample's labels (dense tasks: target maps, at full and at probe resolution)
+    data = Labelled.build(task, records, samples, protocol.size)
+    s = protocol.size
+    dense = ((protocol.frames // tubelet, s // patch, s // patch), patch) if task.dense else None
+    # 2. one round, or one per fold: train, pick heads on validation, predict the test split
+    rounds = []
+    for r, split in enumerate(_rounds(bench, records, samples)):
+        seeds = [seed + r + 7919 * k for k in range(grid.seeds)]  # one per grid, new each round
+        rounds.append(train_round(task, data, feats, grid, dense, split, seeds, protocol.label_fps))
+    # 3. score the rounds' pooled test predictions; 95% bootstrap CI over the test units
+    te = np.concatenate([rd.test for rd in rounds])
+    out = np.concatenate([rd.out for rd in rounds])
+    scored = task.score(data.truth(te, protocol.label_fps), out)
     ci = M.bootstrap_ci(np.arange(scored.units), bootstrap, seed, stat=scored.stat)
     value = scored.metrics.get(bench.metric, float("nan"))
     summary = {
         "value": _round(value),
         "ci": [_round(ci[0]), _round(ci[1])],
         "metrics": {k: _round(v) for k, v in sorted(scored.metrics.items())},
-        "heads": chosen,
+        "heads": [h for rd in rounds for h in rd.heads],
         "n_test_samples": int(len(te)),
         "n_test_units": int(scored.units),
     }
-    return summary, _prediction_rows(bench, records, samples, te, out, y_all, test_idx)
-
-
-def _test_scorer(
-    bench: Benchmark,
-    records: list[Record],
-    samples: list[Sample],
-    te: np.ndarray,
-    y_all: np.ndarray,
-    targets_full: list[np.ndarray] | None,
-    label_fps: float,
-) -> Scorer:
-    targets = [targets_full[i] for i in te] if targets_full is not None else None
-    return Scorer(bench, records, samples, te, y_all[te], targets, (0.0, 1.0), label_fps)
+    return summary, _prediction_rows(task, records, samples, te, out, data.y, [rd.test for rd in rounds])
 
 
 def _prediction_rows(
-    bench: Benchmark,
+    task: Task,
     records: list[Record],
     samples: list[Sample],
     te: np.ndarray,
@@ -438,7 +322,7 @@ def _prediction_rows(
     in ``target``). ``label`` is the ground truth (class id, multi-hot vector or score).
     """
     rnd = np.concatenate([np.full(len(ix), r) for r, ix in enumerate(test_idx)])
-    dense = bench.task in ("segmentation", "depth")
+    dense = task.dense
     return {
         "sample": [int(i) for i in te],
         "round": [int(r) for r in rnd],
@@ -456,17 +340,16 @@ def rescore(
 ) -> dict[str, float]:
     """Recompute the test metrics of one encoder from its shipped predictions (and, for dense
     tasks, the ground-truth files): the check that every reported number can be reproduced."""
+    task = task_for(bench)
     te = np.asarray(predictions["sample"], np.int64)
     out = np.stack([np.asarray(o, np.float32) for o in predictions["output"]])
-    if bench.task in ("segmentation", "depth"):
-        side = int(round(math.sqrt(out.shape[1])))
-        out = out.reshape(len(te), 1, side, side)
-    y_all = _labels(bench, samples)
     targets = None
-    if bench.task in ("segmentation", "depth"):
-        targets = [read_target(bench.name, records[samples[i].record].target) for i in te]
-    scorer = Scorer(bench, records, samples, te, y_all[te], targets, (0.0, 1.0), label_fps)
-    return scorer(out).metrics
+    if task.dense:
+        side = int(round(math.sqrt(out.shape[1])))
+        out = out.reshape(len(te), 1, side, side)  # (n, 1, H, W) maps at probe resolution
+        targets = task.read_targets([records[samples[i].record].target for i in te])
+    groups = np.array([records[samples[i].record].video for i in te])
+    return task.score(Truth(task.labels(samples)[te], groups, targets, label_fps), out).metrics
 
 
 def _round(x: float) -> float | None:
@@ -482,6 +365,29 @@ def split_manifest(bench: Benchmark, records: list[Record]) -> dict[str, list[st
         if r.video not in out[key]:
             out[key].append(r.video)
     return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def encoder_features(
+    encoders: dict[str, tuple[torch.nn.Module, str]],
+    bench: Benchmark,
+    records: list[Record],
+    samples: list[Sample],
+    protocol: Protocol,
+    cache_dir: Path,
+    batch_size: int,
+) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """-> (frozen tokens (S, N, D) of every sample per encoder, the encoders whose tokens were not cached)."""
+    keys = {
+        name: cache_key(wid, bench.name, records, samples, protocol.as_dict()) for name, (_, wid) in encoders.items()
+    }
+    feats = {name: load_cached(cache_dir, key) for name, key in keys.items()}
+    missing = {name: encoders[name][0] for name, f in feats.items() if f is None}
+    if missing:
+        fresh = extract_features(missing, records, samples, protocol.frames, protocol.fps, protocol.size, batch_size)
+        for name, f in fresh.items():
+            store_cached(cache_dir, keys[name], f)
+            feats[name] = f
+    return feats, set(missing)
 
 
 def run_benchmark(
@@ -500,6 +406,7 @@ def run_benchmark(
     -> (results: summary per encoder plus the classes, splits and protocol used;
         predictions: one row per (encoder, test sample), see :func:`_prediction_rows`).
     """
+    # 1. load the benchmark with its real-format loader; one probe sample per labelled instant/clip/image
     records = bench.load(root)
     samples = make_samples(bench, records, protocol.label_fps)
     result = {
@@ -516,16 +423,9 @@ def run_benchmark(
         "n_samples": len(samples),
         "models": {},
     }
-    keys = {
-        name: cache_key(wid, bench.name, records, samples, protocol.as_dict()) for name, (_, wid) in encoders.items()
-    }
-    feats = {name: load_cached(cache_dir, key) for name, key in keys.items()}
-    missing = {name: encoders[name][0] for name, f in feats.items() if f is None}
-    if missing:
-        fresh = extract_features(missing, records, samples, protocol.frames, protocol.fps, protocol.size, batch_size)
-        for name, f in fresh.items():
-            store_cached(cache_dir, keys[name], f)
-            feats[name] = f
+    # 2. frozen tokens of every encoder (from the cache where the same weights saw the same samples)
+    feats, extracted = encoder_features(encoders, bench, records, samples, protocol, cache_dir, batch_size)
+    # 3. per encoder: train, select and score the probe grid
     tables = []
     for name, (model, wid) in encoders.items():
         log.info(
@@ -534,7 +434,7 @@ def run_benchmark(
             name,
             len(samples),
             tuple(feats[name].shape),
-            "extracted" if name in missing else "cached",
+            "extracted" if name in extracted else "cached",
         )
         summary, rows = evaluate_encoder(
             bench, records, samples, feats[name], grid, protocol, model.patch_size, model.tubelet_size, bootstrap, seed

@@ -127,13 +127,8 @@ def video_pitvis_score(y: np.ndarray, p: np.ndarray, drop: set[int]) -> dict[str
     return {"f1": f1, "edit": ed, "pitvis_score": (f1 + ed) / 2}
 
 
-# Relaxed-boundary phase evaluation (Cholec80 / M2CAI16 challenge scripts). Phases that may
-# legitimately jump two ahead/behind, 0-based: Cholec80 dissection/packaging (3, 4) and
-# cleaning/retraction (5, 6); M2CAI16 has TrocarPlacement first, so both pairs shift by one.
-RELAXED_JUMPS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    "cholec80": ((3, 4), (5, 6)),
-    "m2cai16": ((4, 5), (6, 7)),
-}
+# Relaxed-boundary phase evaluation (Cholec80 / M2CAI16 challenge scripts). The phases that may
+# legitimately jump two ahead/behind are a fact of each benchmark: `Phase.relaxed_jumps`.
 
 
 def relaxed_video_phase(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..benchmarks.base import Benchmark, FramesSource, ImageSource, Record, VideoSource
+from ..benchmarks import Benchmark, FramesSource, ImageSource, Record, VideoSource
 from ..media.video import clip_indices, open_video
 
 
@@ -27,14 +27,14 @@ class Sample:
 def make_samples(bench: Benchmark, records: list[Record], label_fps: float = 1.0) -> list[Sample]:
     out = []
     for i, r in enumerate(records):
-        if bench.task in ("phase", "multilabel"):
+        if bench.family.temporal:
             assert r.times is not None
             bins = np.floor(r.times * label_fps + 1e-9)
             first = np.ones(len(bins), bool)
             first[1:] = bins[1:] != bins[:-1]  # the first labelled instant of every 1/label_fps bin
             for k in np.nonzero(first)[0]:
                 out.append(Sample(i, float(r.times[k]), r.labels[k]))
-        elif bench.task in ("clip", "skill"):
+        elif not bench.family.dense:
             out.append(Sample(i, None, r.labels[0]))
         else:
             out.append(Sample(i, None, np.zeros(0)))

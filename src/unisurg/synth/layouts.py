@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..benchmarks import clips, phase, triplets
-from ..benchmarks.dense import C3VD_TEST, kvasir_split
+from ..benchmarks import Benchmark, clips, dense, phase, triplets
+from ..benchmarks.dense import kvasir_split
 from ..media.video import VideoWriter
 from .looks import LOOKS
 from .procedure import (
@@ -80,6 +80,17 @@ def render_to_images(plan: ScenePlan, paths: list[Path], every: int) -> None:
         ext = p.suffix.lower()
         params = [cv2.IMWRITE_JPEG_QUALITY, 92] if ext == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 6]
         cv2.imwrite(str(p), r.frame(k * every)[..., ::-1], params)
+
+
+def declared_split(bench: Benchmark) -> dict[str, list]:
+    """The benchmark's split as declared (split -> ids in published order): the writers pick from it."""
+    assert bench.split is not None, f"{bench.name} declares no id split"
+    return bench.split.table()
+
+
+def first(ids: list, *front: int) -> list:
+    """``ids`` with ``front`` moved to the start (which videos the mini corpus renders first)."""
+    return [*front, *(i for i in ids if i not in front)]
 
 
 def split_ids(ranges: dict[str, list[int]], counts: tuple[int, int, int]) -> list[tuple[int, str]]:
@@ -148,9 +159,7 @@ def workflow_plan(
 def write_cholec80(root: Path, spec: SynthSpec, seed: int) -> None:
     sig = chole_signatures(phase.CHOLEC80_PHASES)
     tool_col = {t.lower().replace("specimenbag", "specimen_bag"): i for i, t in enumerate(phase.CHOLEC80_TOOLS)}
-    ids = split_ids(
-        {"train": list(range(1, 41)), "val": list(range(41, 49)), "test": list(range(49, 81))}, spec.videos_per_split
-    )
+    ids = split_ids(declared_split(phase.CHOLEC80), spec.videos_per_split)
     for num, _ in ids:
         plan, y = workflow_plan(
             "lap_chole", spec, 25.0, seed + num, list(range(7)), sig, CHOLE_TARGETS, CHOLE_ASSISTANT
@@ -195,9 +204,7 @@ HYST_TARGETS = ["uterus", "ligament", "vessel", "vagina", "peritoneum"]
 
 def write_autolaparo(root: Path, spec: SynthSpec, seed: int) -> None:
     sig = class_signatures("hysterectomy", 7, HYST_TOOLS, HYST_TARGETS)
-    ids = split_ids(
-        {"train": list(range(1, 11)), "val": list(range(11, 15)), "test": list(range(15, 22))}, spec.videos_per_split
-    )
+    ids = split_ids(declared_split(phase.AUTOLAPARO), spec.videos_per_split)
     for num, _ in ids:
         plan, y = workflow_plan(
             "lap_gyn", spec, 25.0, seed + num, list(range(7)), sig, HYST_TARGETS, ("grasper", "retract", "uterus")
@@ -215,10 +222,10 @@ HEICHOLE_50FPS = {16, 17, 18, 19, 20, 23, 24}
 
 def write_heichole(root: Path, spec: SynthSpec, seed: int) -> None:
     sig = chole_signatures(phase.HEICHOLE_PHASES)
-    ids = split_ids(
-        {"train": list(range(1, 13)), "val": [16, 13, 14, 15], "test": [17, 21, 18, 19, 20, 22, 23, 24]},
-        spec.videos_per_split,
-    )
+    split = declared_split(phase.HEICHOLE)
+    # rendered first: val 16 (50 fps, a lower-cased annotation file), test 17 (50 fps) and 21 (25 fps)
+    split = {"train": split["train"], "val": first(split["val"], 16), "test": first(split["test"], 17, 21)}
+    ids = split_ids(split, spec.videos_per_split)
     for num, split in ids:
         fps = 50.0 if num in HEICHOLE_50FPS else 25.0
         plan, y = workflow_plan("lap_chole", spec, fps, seed + num, list(range(7)), sig, CHOLE_TARGETS, CHOLE_ASSISTANT)
@@ -300,10 +307,10 @@ PIT_TOOL_IDS = {t: i + 1 for i, t in enumerate(PIT_TOOLS)}
 
 def write_pitvis(root: Path, spec: SynthSpec, seed: int) -> None:
     sig = class_signatures("pituitary", 14, PIT_TOOLS, PIT_TARGETS)
-    train_pool = [i for i in range(1, 26) if i not in phase.PITVIS_TEST]
+    test = declared_split(phase.PITVIS)["test"]
+    train_pool = [i for i in range(1, 26) if i not in test]  # 25 public videos; val is carved from train
     ids = split_ids(
-        {"train": train_pool, "val": train_pool[spec.videos_per_split[0] :], "test": sorted(phase.PITVIS_TEST)},
-        spec.videos_per_split,
+        {"train": train_pool, "val": train_pool[spec.videos_per_split[0] :], "test": test}, spec.videos_per_split
     )
     fps = phase.PITVIS_FPS
     for num, _ in ids:
@@ -340,7 +347,7 @@ EGO_TARGETS = ["skin", "flap", "wound", "dressing"]
 
 def write_egosurgery(root: Path, spec: SynthSpec, seed: int) -> None:
     sig = class_signatures("open_surgery", 9, EGO_TOOLS, EGO_TARGETS)
-    ids = split_ids({s: sorted(v) for s, v in phase.EGOSURGERY_SPLIT.items()}, spec.videos_per_split)
+    ids = split_ids(declared_split(phase.EGOSURGERY), spec.videos_per_split)
     every = 25  # rendered at 25 fps, released as one image per second
     for num, _ in ids:
         plan, y = workflow_plan(
@@ -369,10 +376,7 @@ LIVER_TARGETS = ["liver", "hepatic_vein", "foley_catheter", "resection_plane"]
 
 def write_pmlr50(root: Path, spec: SynthSpec, seed: int) -> None:
     sig = class_signatures("liver_resection", 5, LIVER_TOOLS, LIVER_TARGETS)
-    ids = split_ids(
-        {"train": [*range(1, 34), 49, 50], "val": [34, 35, 36, 37, 48], "test": list(range(38, 48))},
-        spec.videos_per_split,
-    )
+    ids = split_ids(declared_split(phase.PMLR50), spec.videos_per_split)
     every = 25
     for num, _ in ids:
         plan, y = workflow_plan(
@@ -493,15 +497,7 @@ def write_cholect50(root: Path, spec: SynthSpec, seed: int) -> None:
     actions = {p: [a for _, a in v] for p, v in sigs.items()}
     act_to_id = {a: k for v in sigs.values() for k, a in v}
     targets = sorted({a[2] for v in actions.values() for a in v})
-    train_ids = [1, 2, 4, 5, 13, 15, 18, 22, 23, 25]
-    ids = split_ids(
-        {
-            "train": train_ids,
-            "val": sorted(triplets.CHOLECT50_SPLIT["val"]),
-            "test": [6, 10, 14, 32, 42, 51, 73, 74, 80, 111],
-        },
-        spec.videos_per_split,
-    )
+    ids = split_ids(declared_split(triplets.CHOLECT50), spec.videos_per_split)
     inames = {n: i for i, n in enumerate(triplets.INSTRUMENTS)}
     vnames = {n: i for i, n in enumerate(triplets.VERBS)}
     tnames = {n: i for i, n in enumerate(triplets.TARGETS)}
@@ -706,7 +702,7 @@ def write_kvasir(root: Path, spec: SynthSpec, seed: int) -> None:
 
 def write_c3vd(root: Path, spec: SynthSpec, seed: int) -> None:
     train = ["cecum_t1_b", "cecum_t2_b", "cecum_t2_c", "desc_t4_a", "sigmoid_t2_a", "trans_t1_a"]
-    test = sorted(C3VD_TEST)
+    test = declared_split(dense.C3VD)["test"]
     tr, va, te = spec.images_per_split
     n_train_seq = 3 + (1 if va else 0)
     per_seq = max(tr // 3, 2)
@@ -726,7 +722,8 @@ def write_c3vd(root: Path, spec: SynthSpec, seed: int) -> None:
 def write_scared(root: Path, spec: SynthSpec, seed: int) -> None:
     tr, va, te = spec.images_per_split
     per_kf = max(tr // 3, 2)
-    datasets = [1, 2, 3] + ([7] if va else []) + [8, 9][: max(te // per_kf, 1)]
+    split = declared_split(dense.SCARED)
+    datasets = split["train"][:3] + (split["val"] if va else []) + split["test"][: max(te // per_kf, 1)]
     for ds in datasets:
         kf = root / f"dataset{ds}" / "keyframe1" / "image_02" / "data"
         scene = DenseScene("surface", spec.size, stable_seed(seed, "scared", ds), polyps=0)

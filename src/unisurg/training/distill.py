@@ -6,8 +6,9 @@ width), t = mean_k LN(teacher_k(x)), the average of their normalised features; t
 tokens go through a linear projection to D_t, s = proj(student(x)); the loss is
 ``cosine_weight * (1 - cos(s, t)) + smooth_l1_weight * SmoothL1(s, t)`` (see
 :func:`unisurg.training.losses.distill_loss`). Cosine aligns directions (what probes use), smooth-L1
-keeps magnitudes and is robust to the few large-norm tokens. Same loop guarantees as
-pretraining: seeded, atomic checkpoints, resume to identical weights.
+keeps magnitudes and is robust to the few large-norm tokens. The training loop is pretraining's
+(:class:`~unisurg.training.loop.Trainer`), with the same guarantees: seeded, on the GPU when there
+is one (bf16 autocast), NaN guard, atomic checkpoints, resume to identical weights. One process.
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from torch import nn
 
-from ..models.checkpoint import count_params, encoder_payload, load_encoder, save_checkpoint
 from ..config import DistillParams
-from ..media.clips import ClipTable, StepBatchSampler, normalize_batch
 from ..io import write_json
+from ..media.clips import ClipTable, StepBatchSampler, normalize_batch
+from ..models import VisionTransformer, create_model
+from ..models.checkpoint import count_params, encoder_payload, load_encoder, save_checkpoint
+from .loop import Fit, Task, Trainer, param_groups, seed_everything, single_process
 from .losses import distill_loss, normalize_targets
-from ..models import create_model
-from .schedules import lr_at
-from .loop import StepLog, param_groups, resume, seed_everything, set_lr
+from .schedules import lr_schedule
 
 log = logging.getLogger(__name__)
 LOG_FIELDS = ["step", "loss", "cosine", "smooth_l1", "lr", "seconds"]
@@ -79,6 +80,35 @@ def clips_per_second(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3) 
     return repeats * x.size(0) / (time.perf_counter() - t0)
 
 
+class Student(nn.Module):
+    """The student encoder and its linear projection to the teachers' width: x -> proj(student(x)) (B, N, D_t)."""
+
+    def __init__(self, student: VisionTransformer, teacher_dim: int) -> None:
+        super().__init__()
+        self.student = student
+        self.proj = nn.Linear(student.embed_dim, teacher_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.student(x))
+
+
+class Distillation(Task):
+    """One distillation step: the student's projected tokens regress the teachers' normalised tokens."""
+
+    fields = LOG_FIELDS
+
+    def __init__(self, teacher: TeacherEnsemble, student: Student, p: DistillParams) -> None:
+        self.teacher, self.student, self.p = teacher, student, p
+        self.last_x: torch.Tensor | None = None  # the last batch: FLOPs and throughput are timed on it
+
+    def step(self, step: int, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        x = normalize_batch(batch["clip"])  # uint8 -> float32 (B, 3, T, H, W), on the device
+        self.last_x = x
+        t = self.teacher(x)  # (B, N, D_t), normalised (mean over the ensemble)
+        s = self.student(x)  # (B, N, D_t)
+        return distill_loss(s, t, self.p.cosine_weight, self.p.smooth_l1_weight)
+
+
 def run_distill(
     clips: Path,
     teacher_paths: list[Path],
@@ -89,95 +119,77 @@ def run_distill(
     seed: int,
     progress: bool = True,
 ) -> dict:
+    """Distil the teachers at ``teacher_paths`` into ``p.student_arch`` on the clip table ``clips``;
+    write checkpoint.pt, student.pt, log.csv, metrics.json to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    d = single_process()
     seed_everything(seed)
+
+    # 1. frozen teachers, the student (+ projection to the teachers' width), AdamW
     teachers = [load_encoder(path).eval().requires_grad_(False) for path in teacher_paths]
-    target = TeacherEnsemble(teachers)
-    student = create_model(p.student_arch)
-    proj = torch.nn.Linear(student.embed_dim, target.embed_dim)
-    opt = torch.optim.AdamW(param_groups([student, proj], p.optim.weight_decay), lr=p.optim.lr, betas=p.optim.betas)
-    ckpt_path = out / "checkpoint.pt"
-    start = resume(ckpt_path, {"student": student, "proj": proj}, opt)
-    if start:
-        log.info("resuming distillation from step %d", start)
-    table = ClipTable(str(clips), frames, size)
-    loader = torch.utils.data.DataLoader(
-        table,
-        batch_sampler=StepBatchSampler(table.weight, p.batch_size, seed + 1, start, p.steps),
-        num_workers=p.num_workers,
+    target = TeacherEnsemble(teachers).to(d.device)
+    model = Student(create_model(p.student_arch), target.embed_dim).to(d.device)
+    opt = torch.optim.AdamW(
+        param_groups([model.student, model.proj], p.optim.weight_decay), lr=p.optim.lr, betas=p.optim.betas
     )
-    steplog = StepLog(out / "log.csv", LOG_FIELDS, resume_step=start)
+    trainer = Trainer(
+        model,
+        opt,
+        out,
+        d,
+        name="distillation",
+        lr=lr_schedule(p.optim, p.steps),
+        steps=p.steps,
+        clip_grad=p.optim.clip_grad,
+        log_every=p.log_every,
+        checkpoint_every=p.checkpoint_every,
+        meta={
+            "kind": "distill",
+            "arch": p.student_arch,
+            "config": model.student.config,
+            "params": p.model_dump(mode="json"),
+        },
+    )
 
-    def save(step: int) -> None:
-        save_checkpoint(
-            ckpt_path,
-            {
-                "kind": "distill",
-                "arch": p.student_arch,
-                "config": student.config,
-                "student": student.state_dict(),
-                "proj": proj.state_dict(),
-                "optimizer": opt.state_dict(),
-                "step": step,
-                "params": p.model_dump(mode="json"),
-            },
-        )
+    # 2. resume; 3. data (the sampler's seed differs from pretraining's: other clips in other steps)
+    start = trainer.resume()
+    table = ClipTable(str(clips), frames, size)
+    sampler = StepBatchSampler(table.weight, p.batch_size, seed + 1, start, p.steps)
+    loader = torch.utils.data.DataLoader(table, batch_sampler=sampler, num_workers=p.num_workers)
 
-    student.train()
-    t0 = time.perf_counter()
-    parts = {"cosine": float("nan"), "smooth_l1": float("nan")}
-    loss_val = float("nan")
-    bar = tqdm(total=p.steps, initial=start, desc="distill", disable=not progress, mininterval=2.0)
-    x = None
-    for step, batch in enumerate(loader, start=start):
-        x = normalize_batch(batch["clip"])
-        lr = lr_at(
-            step, p.steps, p.optim.lr, p.optim.start_lr, p.optim.final_lr, p.optim.warmup_steps, p.optim.schedule
-        )
-        set_lr(opt, lr)
-        t = target(x)  # (B, N, D_t), normalised (mean over the ensemble)
-        s = proj(student(x))  # (B, N, D_t)
-        loss, parts = distill_loss(s, t, p.cosine_weight, p.smooth_l1_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if p.optim.clip_grad:
-            torch.nn.utils.clip_grad_norm_([*student.parameters(), *proj.parameters()], p.optim.clip_grad)
-        opt.step()
-        loss_val = loss.item()
-        done = step + 1
-        if done % p.log_every == 0 or done == p.steps:
-            steplog.write(
-                {
-                    "step": done,
-                    "loss": f"{loss_val:.6f}",
-                    "cosine": f"{parts['cosine']:.6f}",
-                    "smooth_l1": f"{parts['smooth_l1']:.6f}",
-                    "lr": f"{lr:.3e}",
-                    "seconds": f"{time.perf_counter() - t0:.2f}",
-                }
-            )
-        if done % p.checkpoint_every == 0 and done < p.steps:
-            save(done)
-        bar.update(1)
-    bar.close()
-    save(p.steps)
+    # 4. the loop
+    task = Distillation(target, model, p)
+    fit = trainer.fit(task, loader, start, progress)
+
+    # 5. outputs
     meta = {"teachers": [str(t) for t in teacher_paths], "steps": p.steps}
-    save_checkpoint(out / "student.pt", encoder_payload(student, p.student_arch, **meta))
-    probe = x if x is not None else normalize_batch(torch.stack([table[0]["clip"]] * p.batch_size))
-    teacher = teachers[0]  # the ensemble members share an architecture grid; sizes are per member
-    metrics = {
-        "final_loss": round(loss_val, 6),
-        "final_cosine_distance": round(parts["cosine"], 6),
-        "teachers": len(teachers),
+    save_checkpoint(out / "student.pt", encoder_payload(model.student, p.student_arch, **meta))
+    timing_batch = task.last_x
+    if timing_batch is None:  # nothing left to train after a resume: time a batch of the first clip
+        timing_batch = normalize_batch(torch.stack([table[0]["clip"]] * p.batch_size).to(d.device))
+    metrics = _metrics(model.student, teachers[0], len(teachers), p, fit, timing_batch)
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _metrics(
+    student: VisionTransformer, teacher: nn.Module, n_teachers: int, p: DistillParams, fit: Fit, x: torch.Tensor
+) -> dict:
+    """Final loss, sizes, FLOPs and throughput of student and teacher on the timing batch ``x`` (B, 3, T, H, W).
+
+    The ensemble members share an architecture, so sizes and costs are those of one member.
+    """
+    return {
+        "final_loss": round(fit.loss, 6),
+        "final_cosine_distance": round(fit.parts.get("cosine", float("nan")), 6),
+        "teachers": n_teachers,
         "student_arch": p.student_arch,
         "student_params": count_params(student),
         "teacher_params": count_params(teacher),
-        "student_gflops_per_clip": round(flops_per_clip(student, probe) / 1e9, 6),
-        "teacher_gflops_per_clip": round(flops_per_clip(teacher, probe) / 1e9, 6),
-        "clip_shape": list(probe.shape[1:]),
-        # measured on the machine that ran the stage, batch of p.batch_size clips, CPU threads as configured
-        "student_clips_per_s": round(clips_per_second(student, probe), 2),
-        "teacher_clips_per_s": round(clips_per_second(teacher, probe), 2),
+        "student_gflops_per_clip": round(flops_per_clip(student, x) / 1e9, 6),
+        "teacher_gflops_per_clip": round(flops_per_clip(teacher, x) / 1e9, 6),
+        "clip_shape": list(x.shape[1:]),
+        # measured on the device that ran the stage (CPU threads as configured), batch of p.batch_size clips
+        "student_clips_per_s": round(clips_per_second(student, x), 2),
+        "teacher_clips_per_s": round(clips_per_second(teacher, x), 2),
     }
-    write_json(out / "metrics.json", metrics)
-    return metrics

@@ -1,16 +1,27 @@
-"""Exponential moving average teacher (the V-JEPA target encoder)."""
+"""Exponential moving average teacher (the V-JEPA target encoder) and its momentum schedule."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .schedules import Schedule
 
-def momentum_at(step: int, total_steps: int, start: float, end: float) -> float:
-    """Linear momentum schedule start -> end over training (V-JEPA 1); constant when start == end (V-JEPA 2)."""
-    if total_steps <= 1:
-        return end
-    return start + (end - start) * min(step, total_steps) / total_steps
+
+@dataclass(frozen=True)
+class MomentumSchedule(Schedule):
+    """Linear momentum start -> end over training (V-JEPA 1); constant when start == end (V-JEPA 2)."""
+
+    start: float
+    end: float
+    total_steps: int
+
+    def value_at(self, step: int) -> float:
+        if self.total_steps <= 1:
+            return self.end
+        return self.start + (self.end - self.start) * min(step, self.total_steps) / self.total_steps
 
 
 @torch.no_grad()

@@ -13,6 +13,9 @@ One step, for a global batch of clips x (B, 3, T, H, W) on a (T', H', W') token 
    pixels (MSE), no teacher;
 4. AdamW (no decay on biases/norms), gradient clipping, EMA update of the teacher.
 
+Steps 1-3 are :class:`Pretraining`, a :class:`~unisurg.training.loop.Task`; the training loop
+shared with distillation (:class:`~unisurg.training.loop.Trainer`) runs them and does step 4.
+
 Every random choice is a function of (seed, step, sample index), so a resumed run, or a run
 split over ``torchrun`` processes (DDP or FSDP, see :mod:`unisurg.training.parallel`), follows the
 single-process trajectory. Checkpoints are atomic full state dicts; ``checkpoint.pt`` in the
@@ -26,43 +29,27 @@ show a collapsing run, not to cherry-pick a checkpoint on a benchmark.
 from __future__ import annotations
 
 import copy
+import csv
 import logging
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from ..models.checkpoint import count_params, encoder_payload, load_checkpoint, save_checkpoint
 from ..config import PretrainParams
+from ..io import write_json
 from ..media.clips import ClipTable, StepBatchSampler, normalize_batch
 from ..media.motion import framediff_saliency, normalize_saliency
-from .ema import ema_update, momentum_at
-from ..io import write_json
+from ..models import Predictor, VisionTransformer, create_model
+from ..models.checkpoint import count_params, encoder_payload, save_checkpoint
+from .ema import MomentumSchedule, ema_update
+from .loop import Dist, Fit, Task, Trainer, param_groups, seed_everything, setup_distributed, teardown_distributed
 from .losses import gather_tokens, latent_l1, normalize_targets
 from .masks import MaskCollator, MaskSpec
-from ..models import Predictor, VisionTransformer, create_model
 from .objectives import affinity_loss, diversity_loss, motion_weights, pixel_targets
-from .parallel import (
-    full_model_state,
-    full_optimizer_state,
-    load_full_model_state,
-    load_full_optimizer_state,
-    prefixed,
-    shard,
-)
-from .schedules import lr_at
+from .parallel import full_model_state, prefixed, shard
+from .schedules import lr_schedule
 from .telemetry import RegionProbe, effective_rank, feature_std
-from .loop import (
-    Dist,
-    StepLog,
-    param_groups,
-    seed_everything,
-    set_lr,
-    setup_distributed,
-    teardown_distributed,
-)
 
 log = logging.getLogger(__name__)
 
@@ -150,17 +137,95 @@ def build_models(p: PretrainParams) -> tuple[VisionTransformer, Predictor, Visio
     return encoder, predictor, target
 
 
-def _resume(path: Path, model: JEPA, target: VisionTransformer | None, opt: torch.optim.Optimizer) -> int:
-    """Load the full checkpoint at ``path`` (if any) into plain or sharded modules -> step to resume from."""
-    if not path.exists():
-        return 0
-    ck = load_checkpoint(path)
-    state = {f"{part}.{k}": v for part in ("encoder", "predictor") for k, v in ck[part].items()}
-    load_full_model_state(model, state)
-    if target is not None:
-        load_full_model_state(target, ck["target_encoder"])
-    load_full_optimizer_state(model, opt, ck["optimizer"])
-    return int(ck["step"])
+def token_grid(p: PretrainParams, encoder: VisionTransformer) -> tuple[int, int, int]:
+    """(T', H', W') tokens of a clip: frames / tubelet, size / patch, size / patch."""
+    return (p.clip.frames // encoder.tubelet_size, p.clip.size // encoder.patch_size, p.clip.size // encoder.patch_size)
+
+
+class Pretraining(Task):
+    """Steps 1-3 of the module docstring, and the collapse telemetry; the :class:`Trainer` does step 4."""
+
+    fields = LOG_FIELDS
+
+    def __init__(
+        self,
+        p: PretrainParams,
+        model: JEPA,
+        target: VisionTransformer | None,
+        table: ClipTable,
+        sample_ids: list[int],
+        seed: int,
+        d: Dist,
+        sharded: bool,
+        probe: RegionProbe | None,
+    ) -> None:
+        self.p, self.model, self.target, self.table, self.sample_ids = p, model, target, table, sample_ids
+        self.d, self.sharded, self.probe = d, sharded, probe
+        self.tubelet, self.patch = model.encoder.tubelet_size, model.encoder.patch_size
+        self.grid = token_grid(p, model.encoder)
+        specs = [MaskSpec(m.num_blocks, m.spatial_scale, m.temporal_scale, m.aspect_ratio) for m in p.masks]
+        self.collate = MaskCollator(specs, self.grid, seed)
+        self.momentum = MomentumSchedule(p.ema[0], p.ema[1], p.steps)
+        # DDP all-reduces gradients through the JEPA's single forward; FSDP and one process call the model
+        self.forward = nn.parallel.DistributedDataParallel(model) if d.world > 1 and not sharded else model
+        self.mom, self.feats, self.tokens_seen = float("nan"), None, 0
+
+    def step(self, step: int, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        p, grid = self.p, self.grid
+        x = normalize_batch(batch["clip"])  # uint8 -> float32 (B, 3, T, H, W), on the device
+        self.mom = self.momentum.value_at(step)
+        # 1. motion saliency per tubelet (B, N), mean 1 per clip
+        m_hat = None
+        if p.motion.enabled:
+            m = batch["motion"] if p.motion.source == "flow" else framediff_saliency(x, self.tubelet, self.patch)
+            m_hat = normalize_saliency(m)
+        # 2. (context (B, K_c), target (B, K_t)) indices per mask generator, same on every rank after reduce_min
+        bias = p.motion.mask_bias if p.motion.enabled else 0.0
+        masks = self.collate(
+            step, self.sample_ids, m_hat.view(-1, *grid).cpu() if m_hat is not None else None, bias, self.d.reduce_min
+        )
+        masks = [(c.to(self.d.device), t.to(self.d.device)) for c, t in masks]
+        # 3. teacher tokens without gradient, student predictions at the targets, the loss
+        h = None
+        if self.target is not None:
+            with torch.no_grad():
+                self.feats = self.target(x)  # (B, N, D), also the collapse telemetry
+                h = normalize_targets(self.feats)
+        outs = self.forward(x, masks, grid)
+        if self.target is None:
+            self.feats = outs[0][1]  # pixel objective: the first generator's context tokens (B, K_c, D)
+        self.tokens_seen += x.size(0) * self.d.world * grid[0] * grid[1] * grid[2]
+        return step_losses(p, outs, masks, h, x, m_hat, grid, self.tubelet, self.patch)
+
+    def after_update(self, step: int) -> None:
+        if self.target is not None:
+            ema_update(self.target, self.model.encoder, self.mom)
+
+    def telemetry(self, done: int, logged: bool) -> dict[str, str]:
+        acc = ""
+        if self.probe is not None and self.probe.usable and (done % self.p.probe_every == 0 or done == self.p.steps):
+            acc = f"{self._probe():.4f}"
+        if not logged:
+            return {}
+        return {
+            "momentum": f"{self.mom:.6f}",
+            "feat_std": f"{feature_std(self.feats):.5f}",
+            "eff_rank": f"{effective_rank(self.feats):.3f}",
+            "probe_region_acc": acc,
+        }
+
+    def _probe(self) -> float:
+        """Region-probe accuracy of the encoder that would be exported (the EMA target when there is one)."""
+        # under FSDP the forward passes are collectives: every rank runs the probe
+        clip = lambda r: normalize_batch(self.table[int(r)]["clip"][None].to(self.d.device))[0]  # noqa: E731
+        # without a teacher the encoder's non-block weights live in the JEPA's root FSDP unit
+        unshard = self.sharded and self.target is None
+        if unshard:
+            self.model.unshard()
+        acc = self.probe.score(self.target if self.target is not None else self.model.encoder, clip)
+        if unshard:
+            self.model.reshard()
+        return acc
 
 
 def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress: bool = True) -> dict:
@@ -176,188 +241,102 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
 
-    # 1. models (identical initial weights on every rank: same seed), sharded under FSDP
+    # 1. models (identical initial weights on every rank: same seed), sharded under FSDP; AdamW
     encoder, predictor, target = build_models(p)
-    tubelet, patch = encoder.tubelet_size, encoder.patch_size
-    model = JEPA(encoder, predictor).to(d.device)
-    if target is not None:
-        target.to(d.device)
-    sharded = d.world > 1 and p.parallel == "fsdp"
-    if sharded:
-        shard(model, [encoder.blocks, predictor.predictor_blocks])
-        if target is not None:
-            shard(target, [target.blocks])  # same units as the encoder: the EMA is shard-local
-        local = sum(t.to_local().numel() for t in model.parameters())
-        log.info(
-            "FSDP: encoder + predictor sharded over %d ranks (%d of %d elements on this rank)",
-            d.world,
-            local,
-            count_params(model),
-        )
+    model = JEPA(encoder, predictor)
+    sharded = _place(model, target, d, p.parallel)
     opt = torch.optim.AdamW(
         param_groups([encoder, predictor], p.optim.weight_decay), lr=p.optim.lr, betas=p.optim.betas
     )
+    trainer = Trainer(
+        model,
+        opt,
+        out,
+        d,
+        name="pretraining",
+        lr=lr_schedule(p.optim, p.steps),
+        steps=p.steps,
+        clip_grad=p.optim.clip_grad,
+        log_every=p.log_every,
+        checkpoint_every=p.checkpoint_every,
+        meta={
+            "kind": "pretrain",
+            "arch": p.arch,
+            "config": encoder.config,
+            "predictor_config": predictor.config,
+            "params": p.model_dump(mode="json"),
+        },
+        frozen={"target_encoder": target},
+    )
 
-    # 2. resume (every rank loads the same full checkpoint; FSDP keeps its own shard)
-    ckpt_path = out / "checkpoint.pt"
-    start = _resume(ckpt_path, model, target, opt)
-    if start:
-        log.info("resuming pretraining from step %d", start)
-    ddp = nn.parallel.DistributedDataParallel(model) if d.world > 1 and not sharded else model
+    # 2. resume from checkpoint.pt, whatever launch wrote it
+    start = trainer.resume()
 
-    # 3. data and masks
-    grid = (p.clip.frames // tubelet, p.clip.size // patch, p.clip.size // patch)
-    flow = (tubelet, patch) if p.motion.enabled and p.motion.source == "flow" else None
+    # 3. data: this rank's slice of each step's global batch, from the resumed step on
+    flow = (encoder.tubelet_size, encoder.patch_size) if p.motion.enabled and p.motion.source == "flow" else None
     table = ClipTable(str(clips), p.clip.frames, p.clip.size, flow=flow)
     sampler = StepBatchSampler(table.weight, p.batch_size, seed, start, p.steps, d.rank, d.world)
     loader = torch.utils.data.DataLoader(table, batch_sampler=sampler, num_workers=p.num_workers)
-    collate = MaskCollator(
-        [MaskSpec(m.num_blocks, m.spatial_scale, m.temporal_scale, m.aspect_ratio) for m in p.masks], grid, seed
-    )
     sample_ids = list(range(p.batch_size))[sampler.local_slice()]
     probe = RegionProbe(str(clips), seed=seed) if (d.is_main or sharded) and p.probe_every else None
-    steplog = StepLog(out / "log.csv", LOG_FIELDS, resume_step=start) if d.is_main else None
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if d.device.type == "cuda"
-        else torch.autocast("cpu", enabled=False)
+
+    # 4. the loop
+    task = Pretraining(p, model, target, table, sample_ids, seed, d, sharded, probe)
+    fit = trainer.fit(task, loader, start, progress)
+
+    # 5. outputs: the exported encoder used downstream, and the run's metrics
+    return _export(out, p, model, target, d, fit, task.tokens_seen)
+
+
+def _place(model: JEPA, target: VisionTransformer | None, d: Dist, parallel: str) -> bool:
+    """Move the models to the device; shard them under a multi-process FSDP launch -> whether sharded."""
+    model.to(d.device)
+    if target is not None:
+        target.to(d.device)
+    if d.world == 1 or parallel != "fsdp":
+        return False
+    shard(model, [model.encoder.blocks, model.predictor.predictor_blocks])
+    if target is not None:
+        shard(target, [target.blocks])  # same units as the encoder: the EMA is shard-local
+    local = sum(t.to_local().numel() for t in model.parameters())
+    log.info(
+        "FSDP: encoder + predictor sharded over %d ranks (%d of %d elements on this rank)",
+        d.world,
+        local,
+        count_params(model),
     )
+    return True
 
-    def save(step: int) -> None:
-        # full state dicts: collectives under FSDP, so every rank gathers; the main rank writes
-        state = full_model_state(model)
-        target_state = full_model_state(target) if target is not None else None
-        optim_state = full_optimizer_state(model, opt)
-        if not d.is_main:
-            return
-        save_checkpoint(
-            ckpt_path,
-            {
-                "kind": "pretrain",
-                "arch": p.arch,
-                "config": encoder.config,
-                "predictor_config": predictor.config,
-                "encoder": prefixed(state, "encoder"),
-                "predictor": prefixed(state, "predictor"),
-                "target_encoder": target_state,
-                "optimizer": optim_state,
-                "step": step,
-                "params": p.model_dump(mode="json"),
-            },
-        )
 
-    # 4. loop
-    model.train()
-    t0 = time.perf_counter()
-    tokens_seen, loss_val, parts = 0, float("nan"), {}
-    bar = tqdm(total=p.steps, initial=start, desc="pretrain", disable=not progress, mininterval=2.0)
-    for step, batch in enumerate(loader, start=start):
-        x = normalize_batch(batch["clip"].to(d.device, non_blocking=True))  # uint8 -> float on the device
-        lr = lr_at(
-            step, p.steps, p.optim.lr, p.optim.start_lr, p.optim.final_lr, p.optim.warmup_steps, p.optim.schedule
-        )
-        set_lr(opt, lr)
-        mom = momentum_at(step, p.steps, *p.ema)
-        m_hat = None
-        if p.motion.enabled:
-            m = batch["motion"].to(d.device) if flow else framediff_saliency(x, tubelet, patch)
-            m_hat = normalize_saliency(m)  # (B, N)
-        masks = collate(
-            step,
-            sample_ids,
-            m_hat.view(-1, *grid).cpu() if m_hat is not None else None,
-            p.motion.mask_bias if p.motion.enabled else 0.0,
-            d.reduce_min,
-        )
-        masks = [(c.to(d.device), t.to(d.device)) for c, t in masks]
-        with autocast:
-            h = None
-            if target is not None:
-                with torch.no_grad():
-                    h_raw = target(x)
-                    h = normalize_targets(h_raw)  # (B, N, D)
-            outs = ddp(x, masks, grid)
-            loss, parts = step_losses(p, outs, masks, h, x, m_hat, grid, tubelet, patch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if p.optim.clip_grad:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), p.optim.clip_grad)
-        opt.step()
-        if target is not None:
-            ema_update(target, encoder, mom)
-        loss_val = d.mean(loss.item())
-        if not torch.isfinite(torch.tensor(loss_val)):
-            raise FloatingPointError(f"pretraining diverged at step {step}: loss {loss_val}")
-        tokens_seen += x.size(0) * d.world * grid[0] * grid[1] * grid[2]
-        done = step + 1
-        acc = ""
-        if probe is not None and probe.usable and (done % p.probe_every == 0 or done == p.steps):
-            # under FSDP the forward passes are collectives: every rank runs the probe
-            clip = lambda r: normalize_batch(table[int(r)]["clip"][None].to(d.device))[0]  # noqa: E731
-            if sharded and target is None:
-                model.unshard()  # the encoder's non-block weights live in the JEPA's root FSDP unit
-            acc = f"{probe.score(target or encoder, clip):.4f}"
-            if sharded and target is None:
-                model.reshard()
-        if steplog is not None and (done % p.log_every == 0 or done == p.steps):
-            feats = h_raw if target is not None else outs[0][1]
-            steplog.write(
-                {
-                    "step": done,
-                    "loss": f"{loss_val:.6f}",
-                    "pred": f"{parts['pred']:.6f}",
-                    "affinity": f"{parts['affinity']:.6f}",
-                    "diversity": f"{parts['diversity']:.6f}",
-                    "lr": f"{lr:.3e}",
-                    "momentum": f"{mom:.6f}",
-                    "feat_std": f"{feature_std(feats):.5f}",
-                    "eff_rank": f"{effective_rank(feats):.3f}",
-                    "probe_region_acc": acc,
-                    "seconds": f"{time.perf_counter() - t0:.2f}",
-                }
-            )
-        if done % p.checkpoint_every == 0 and done < p.steps:
-            save(done)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_val:.4f}")
-    bar.close()
-    elapsed = time.perf_counter() - t0
-
-    # 5. outputs: the full checkpoint (for resume) and the exported encoder used downstream
-    save(p.steps)
-    metrics = {}
+def _export(
+    out: Path, p: PretrainParams, model: JEPA, target: VisionTransformer | None, d: Dist, fit: Fit, tokens: int
+) -> dict:
+    """Write encoder.pt (always the final weights) and metrics.json -> the metrics ({} off the main rank)."""
     use_target = p.export == "target" and target is not None
+    # gathers are collectives under FSDP: every rank takes part, the main rank writes
     exported = full_model_state(target) if use_target else prefixed(full_model_state(model), "encoder")
-    if d.is_main:
-        save_checkpoint(
-            out / "encoder.pt",
-            encoder_payload(
-                encoder,
-                p.arch,
-                state=exported,
-                objective=p.objective,
-                steps=p.steps,
-                exported=p.export if target is not None else "context",
-            ),
-        )
-        rows = _last_row(out / "log.csv")
-        metrics = {
-            "final_loss": round(loss_val, 6),
-            "steps": p.steps,
-            "encoder_params": count_params(encoder),
-            "predictor_params": count_params(predictor),
-            "final_eff_rank": float(rows.get("eff_rank") or "nan"),
-            "final_feat_std": float(rows.get("feat_std") or "nan"),
-            "final_probe_region_acc": float(rows["probe_region_acc"]) if rows.get("probe_region_acc") else None,
-            "tokens_per_second": round(tokens_seen / elapsed, 1) if elapsed > 0 and tokens_seen else None,
-        }
-        write_json(out / "metrics.json", metrics)
+    if not d.is_main:
+        return {}
+    encoder = model.encoder
+    exported_as = p.export if target is not None else "context"
+    meta = {"objective": p.objective, "steps": p.steps, "exported": exported_as}
+    save_checkpoint(out / "encoder.pt", encoder_payload(encoder, p.arch, state=exported, **meta))
+    row = _last_row(out / "log.csv")
+    metrics = {
+        "final_loss": round(fit.loss, 6),
+        "steps": p.steps,
+        "encoder_params": count_params(encoder),
+        "predictor_params": count_params(model.predictor),
+        "final_eff_rank": float(row.get("eff_rank") or "nan"),
+        "final_feat_std": float(row.get("feat_std") or "nan"),
+        "final_probe_region_acc": float(row["probe_region_acc"]) if row.get("probe_region_acc") else None,
+        "tokens_per_second": round(tokens / fit.seconds, 1) if fit.seconds > 0 and tokens else None,
+    }
+    write_json(out / "metrics.json", metrics)
     return metrics
 
 
 def _last_row(path: Path) -> dict:
-    import csv
-
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     return rows[-1] if rows else {}

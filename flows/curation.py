@@ -7,7 +7,7 @@ same index and quality gate as ``unisurg curate``: the logic lives in ``unisurg.
 file only orchestrates. Schedule it (e.g. nightly) from ``flows/serve.py`` to index a hospital
 archive as it grows.
 
-    python flows/curate.py --sources sources.yaml --out data/curate [--task-runner process]
+    python flows/curation.py --sources sources.yaml --out data/curate [--task-runner process]
 """
 
 from __future__ import annotations
@@ -20,21 +20,22 @@ from prefect.artifacts import create_table_artifact
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from unisurg.config import load_params
-from unisurg.curation.index import Probe, curate, probe_video
 from unisurg.curation.gate import run_gate
+from unisurg.curation.index import curate
+from unisurg.curation.inspection import VideoInfo, inspect_video
 from unisurg.curation.sources import load_sources
 
 
-@task(name="probe-video", task_run_name="probe {path}", retries=2, retry_delay_seconds=5)
-def probe_task(path: str, motion_step: int) -> Probe:
-    """Probe one video (file-system reads can fail transiently on network storage: retried)."""
-    return probe_video(path, motion_step=motion_step)
+@task(name="inspect-video", task_run_name="inspect {path}", retries=2, retry_delay_seconds=5)
+def inspect_task(path: str, motion_step: int) -> VideoInfo:
+    """Inspect one video (file-system reads can fail transiently on network storage: retried)."""
+    return inspect_video(path, motion_step=motion_step)
 
 
-def task_map(fn, paths: list[str]) -> list[Probe]:
-    """The curation probe map, as Prefect tasks submitted to the flow's task runner."""
+def task_map(fn, paths: list[str]) -> list[VideoInfo]:
+    """The curation inspection map, as Prefect tasks submitted to the flow's task runner."""
     motion_step = fn.keywords.get("motion_step", 0)
-    futures = probe_task.map(paths, motion_step=motion_step)
+    futures = inspect_task.map(paths, motion_step=motion_step)
     return [f.result() for f in futures]
 
 
@@ -63,7 +64,7 @@ def make_task_runner(spec: str, workers: int = 4):
 
 @flow(name="unisurg-curation", task_runner=ThreadPoolTaskRunner(max_workers=4))
 def curation(sources: str = "sources.yaml", out: str = "data/curate", params: str = "params.yaml") -> dict:
-    """Probe every video of the registry in parallel, build the index, run the quality gate."""
+    """Inspect every video of the registry in parallel, build the index, run the quality gate."""
     logger = get_run_logger()
     c = load_params(params).curate
     metrics = curate(
@@ -76,7 +77,7 @@ def curation(sources: str = "sources.yaml", out: str = "data/curate", params: st
         c.workers,
         c.motion_step,
         c.balance,
-        probe_map=task_map,
+        inspect_map=task_map,
     )
     checks = run_gate(Path(out))
     logger.info(

@@ -1,0 +1,142 @@
+"""Inspecting one video file for curation: its facts, a perceptual signature, a motion profile.
+
+Every failure becomes a :class:`VideoInfo` with ``ok=False`` and a specific reason (quarantined by
+:mod:`unisurg.curation.index`), never an exception: one bad file must not stop a curation run.
+The signature is a 64-bit DCT hash of ``SIGNATURE_FRAMES`` frames at fixed fractions of the
+video; two files are near duplicates when every pair of hashes is within ``NEAR_DUP_BITS``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..io import sha256_file
+from ..media.video import VideoError, open_video
+
+NEAR_DUP_BITS = 10  # of 64; re-encoding/resizing flips a few bits, different content ~32
+SIGNATURE_FRAMES = 4
+MAX_FPS = 1000.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What inspecting one file found: its facts and signature, or why it is quarantined."""
+
+    path: str
+    ok: bool
+    reason: str = ""
+    num_frames: int = 0
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    codec: str = ""
+    bytes: int = 0
+    sha256: str = ""
+    signature: tuple[int, ...] = ()
+    motion: tuple[float, ...] = field(default=(), repr=False)  # per second, mean |frame difference|
+
+
+def dct_hash(frame: np.ndarray) -> int:
+    """64-bit perceptual hash: 8x8 low frequencies of the 32x32 grey image's DCT vs their median."""
+    g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    g = cv2.resize(g, (32, 32), interpolation=cv2.INTER_AREA)
+    d = cv2.dct(g)[:8, :8].flatten()
+    bits = d > np.median(d[1:])
+    return int(sum(1 << i for i, b in enumerate(bits) if b))
+
+
+def motion_profile(vr, motion_step: int) -> tuple[float, ...]:
+    """Mean absolute difference (grey, 32x32, 0-255) between frame t and t + motion_step, per second."""
+    n, fps = len(vr), vr.fps
+    starts = np.arange(0, n - motion_step, max(int(round(fps)), 1))
+    if not len(starts):
+        return ()
+    idx = np.stack([starts, starts + motion_step], axis=1).reshape(-1)
+    frames = vr.get_frames(idx)
+    small = np.stack(
+        [cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA) for f in frames]
+    )
+    small = small.astype(np.float32).reshape(len(starts), 2, 32, 32)
+    return tuple(float(x) for x in np.abs(small[:, 1] - small[:, 0]).mean(axis=(1, 2)).round(4))
+
+
+MAX_DURATION_S = 48 * 3600.0  # no surgical recording lasts two days: such metadata is corrupt
+
+
+def container_check(path: str) -> tuple[str, str]:
+    """(codec, problem) from the container, read with PyAV: specific reasons decord cannot give."""
+    import av
+
+    try:
+        with av.open(path) as c:
+            if not c.streams.video:
+                kinds = sorted({s.type for s in c.streams}) or ["no streams"]
+                return "", f"no video stream (container holds: {', '.join(kinds)})"
+            return c.streams.video[0].codec_context.name, ""
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        return "", f"not a readable video container ({getattr(err, 'strerror', None) or err})"
+
+
+def inspect_video(path: str, motion_step: int = 0) -> VideoInfo:
+    """Inspect one file; any failure becomes ``VideoInfo(ok=False, reason=...)``, never an exception."""
+    try:
+        if not os.path.isfile(path):
+            return VideoInfo(path, False, "not a regular file (pipe, socket or device)")
+        size = os.path.getsize(path)
+        if size == 0:
+            return VideoInfo(path, False, "empty file (0 bytes)", bytes=0)
+        codec, problem = container_check(path)
+        if problem:
+            return VideoInfo(path, False, problem, bytes=size)
+        vr = open_video(path)
+        meta = vr.meta
+        if meta.num_frames <= 0:
+            return VideoInfo(path, False, "no decodable frames", bytes=size)
+        if not (1.0 <= meta.fps <= MAX_FPS):
+            return VideoInfo(path, False, f"implausible frame rate {meta.fps:g}", bytes=size)
+        if meta.duration_s > MAX_DURATION_S:
+            return VideoInfo(path, False, f"implausible duration {meta.duration_s / 3600:.0f} h", bytes=size)
+        if meta.width < 16 or meta.height < 16:
+            return VideoInfo(path, False, f"implausible size {meta.width}x{meta.height}", bytes=size)
+        # the last frame too: a file truncated mid-stream fails here, not in the training loop
+        idx = np.r_[np.linspace(0.1, 0.9, SIGNATURE_FRAMES) * (meta.num_frames - 1), meta.num_frames - 1]
+        frames = vr.get_frames(idx.round().astype(np.int64))
+        sig = tuple(dct_hash(f) for f in frames[:SIGNATURE_FRAMES])
+        motion = motion_profile(vr, motion_step) if motion_step > 0 else ()
+        return VideoInfo(
+            path,
+            True,
+            "",
+            meta.num_frames,
+            meta.fps,
+            meta.width,
+            meta.height,
+            codec,
+            size,
+            sha256_file(path),
+            sig,
+            motion,
+        )
+    except VideoError as err:
+        return VideoInfo(path, False, f"unreadable video: {err}", bytes=_size(path))
+    except OSError as err:
+        return VideoInfo(path, False, f"cannot read file ({err.strerror or err})", bytes=_size(path))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+def near_duplicate(sa: tuple[int, ...], sb: tuple[int, ...], bits: int = NEAR_DUP_BITS) -> bool:
+    return len(sa) == len(sb) > 0 and all(hamming(x, y) <= bits for x, y in zip(sa, sb))
