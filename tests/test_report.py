@@ -89,7 +89,7 @@ def test_ablation_table_says_when_its_protocol_differs_from_the_main_results():
     same = {"vjepa": [with_heads(_result("cholec80", {"vjepa": 0.45}), 3)]}
     other = {"vjepa": [with_heads(_result("cholec80", {"vjepa": 0.45}), 1)]}  # e.g. one probe seed, not three
     ok = "\n".join(ablation_section(main, Extras(ablation=same)))
-    assert "Every row: the same frozen evaluation protocol." in ok and "Not comparable" not in ok
+    assert "Every row: the same frozen evaluation protocol and corpus." in ok and "Not comparable" not in ok
     stale = "\n".join(ablation_section(main, Extras(ablation=other)))
     assert "Not comparable with the main rows" in stale and "(Cholec80;" in stale
     # same number of heads, but another probe grid (e.g. one weight decay instead of two)
@@ -99,3 +99,27 @@ def test_ablation_table_says_when_its_protocol_differs_from_the_main_results():
     assert "Not comparable" not in "\n".join(ablation_section(main, Extras(ablation=same)))
     same["vjepa"][0]["probe"] = {**grid, "weight_decays": [0.01, 0.1]}
     assert "Not comparable with the main rows" in "\n".join(ablation_section(main, Extras(ablation=same)))
+
+
+def test_ablation_table_says_when_it_ran_on_another_render_of_the_corpus(tmp_path):
+    from unisurg.report import ablation_section, corpus_md5
+
+    main_lock, abl_lock = tmp_path / "dvc.lock", tmp_path / "ablation.lock"
+    main_lock.write_text("stages:\n  synth:\n    outs:\n    - path: data/synth\n      md5: aaaa1111.dir\n")
+    abl_lock.write_text("stages:\n  evaluate@x:\n    deps:\n    - path: data/synth\n      md5: bbbb2222.dir\n")
+    assert corpus_md5(main_lock) == "aaaa1111.dir" and corpus_md5(abl_lock) == "bbbb2222.dir"
+    assert corpus_md5(tmp_path / "missing.lock") is None
+    main = [_result("cholec80", {"unisurg": 0.6, "student": 0.5})]
+    abl = {"vjepa": [_result("cholec80", {"vjepa": 0.45})]}
+    other = "\n".join(
+        ablation_section(
+            main, Extras(ablation=abl, provenance={"corpus": "aaaa1111.dir", "ablation_corpus": "bbbb2222.dir"})
+        )
+    )
+    assert "Not comparable with the main rows" in other and "bbbb2222" in other and "aaaa1111" in other
+    same = "\n".join(
+        ablation_section(
+            main, Extras(ablation=abl, provenance={"corpus": "aaaa1111.dir", "ablation_corpus": "aaaa1111.dir"})
+        )
+    )
+    assert "Not comparable" not in same

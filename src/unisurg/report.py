@@ -189,12 +189,22 @@ def ablation_section(results: list[dict], x: Extras) -> list[str]:
         return f"{h['benchmark']} {h['metric']} {'↑' if h['higher_is_better'] else '↓'}"
 
     stale = _protocol_mismatches(x.ablation, by_name, x.teacher)
-    same = (
-        f"**Not comparable with the main rows:** the variants were evaluated under another protocol than the "
-        f"main pipeline ({', '.join(stale)}; `make ablation` reruns them); they remain comparable with each other."
-        if stale
-        else "Every row: the same frozen evaluation protocol."
-    )
+    # the built-in corpus behind each set of rows (rendering differs across CPUs, so a rerun elsewhere changes it)
+    main_corpus, abl_corpus = (x.provenance or {}).get("corpus"), (x.provenance or {}).get("ablation_corpus")
+    other_corpus = main_corpus and abl_corpus and main_corpus != abl_corpus
+    if stale:
+        same = (
+            f"**Not comparable with the main rows:** the variants were evaluated under another protocol than the "
+            f"main pipeline ({', '.join(stale)}; `make ablation` reruns them); they remain comparable with each other."
+        )
+    elif other_corpus:
+        same = (
+            f"**Not comparable with the main rows:** the variants ran on another render of the built-in corpus "
+            f"(data/synth {abl_corpus[:8]}, main rows {main_corpus[:8]}; `make ablation` reruns them); they "
+            "remain comparable with each other."
+        )
+    else:
+        same = "Every row: the same frozen evaluation protocol and corpus."
     lines = [
         "",
         "## Ablation",
@@ -381,7 +391,26 @@ def provenance(root: Path, params_path: Path) -> dict:
                 if "md5" in o and not o["path"].startswith("reports/"):
                     outs[o["path"]] = o["md5"]
     params_md5 = hashlib.md5(params_path.read_bytes()).hexdigest() if params_path.exists() else "n/a"
-    return {"commit": commit, "outs": dict(sorted(outs.items())), "params": str(params_path), "params_md5": params_md5}
+    return {
+        "commit": commit,
+        "outs": dict(sorted(outs.items())),
+        "params": str(params_path),
+        "params_md5": params_md5,
+        # the built-in corpus behind the main rows and behind the ablation rows (ablation/dvc.lock)
+        "corpus": corpus_md5(lock),
+        "ablation_corpus": corpus_md5(root / "ablation" / "dvc.lock"),
+    }
+
+
+def corpus_md5(lock: Path, path: str = "data/synth") -> str | None:
+    """The md5 that a ``dvc.lock`` records for ``path`` (as any stage's output or dependency), if any."""
+    if not lock.exists():
+        return None
+    for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
+        for entry in [*stage.get("outs", []), *stage.get("deps", [])]:
+            if entry.get("path") == path and "md5" in entry:
+                return entry["md5"]
+    return None
 
 
 def provenance_section(p: dict) -> list[str]:

@@ -1,4 +1,5 @@
-"""Encoders and predictor (V-JEPA 2-compatible video ViT with 3D RoPE)."""
+"""Encoders and predictor (V-JEPA 2-compatible video ViT with 3D RoPE), and self-describing checkpoints
+(:mod:`.checkpoint`: our own, and V-JEPA 2 / SurgMotion released weights)."""
 
 from .predictor import Predictor
 from .vit import VisionTransformer, create_model, list_models, register_model
