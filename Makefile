@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH so they run inside it.
 RUN := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 
-.PHONY: venv browser repro ablation test test-fast bench reliability-report clean-venv
+.PHONY: venv browser repro ablation seeds test test-fast bench reliability-report clean-venv
 
 venv: $(STAMP)
 
@@ -26,6 +26,13 @@ repro: $(STAMP)
 ablation: $(STAMP)
 	$(RUN) dvc repro ablation/dvc.yaml
 	$(RUN) unisurg ablation collect
+	$(RUN) dvc repro
+
+# The pretraining-seed spread (ablation/dvc.yaml seed_* stages): the main recipe under base.seed 1 and 2,
+# with its random baseline, on every benchmark; versioned in reports/seeds/ (~55 min on 2 cores).
+seeds: $(STAMP)
+	$(RUN) dvc repro ablation/dvc.yaml:seed_evaluate
+	$(RUN) unisurg ablation collect-seeds
 	$(RUN) dvc repro
 
 # The report test opens reports in headless Chromium: install Debian's chromium-headless-shell when
@@ -50,6 +57,7 @@ bench: $(STAMP)
 	$(RUN) python perf/bench_train.py --out reports/perf_train.json
 	$(RUN) python perf/bench_eval.py --out reports/perf_eval.json
 	$(RUN) python perf/bench_scaling.py --out reports/perf_scaling.json
+	$(RUN) python perf/protocol_cost.py --out reports/perf_protocol.json
 	$(RUN) python perf/perf_report.py
 
 # Run the reliability suite and write what happened to every bad input / fault to reports/reliability.md.

@@ -28,7 +28,8 @@ import torch
 from unisurg.benchmarks import get_benchmark
 from unisurg.config import load_params
 from unisurg.evaluation.features import extract_features
-from unisurg.evaluation.harness import ProbeGrid, Protocol, bank_optimizer, bank_step, grid_bank, run_benchmark
+from unisurg.evaluation.harness import bank_optimizer, bank_step, grid_bank, run_benchmark
+from unisurg.evaluation.protocols import ProbeGrid, Protocol, from_params
 from unisurg.evaluation.samples import make_samples
 from unisurg.evaluation.tasks import class_loss
 from unisurg.models import create_model
@@ -41,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="reports/perf_eval.json")
     args = ap.parse_args(argv)
     e = load_params().evaluate
-    grid = ProbeGrid.from_params(e.probe)
-    proto = Protocol.from_params(e)
+    proto = from_params(e)
+    grid, sampling, no_boot = proto.probe, proto.sampling, replace(proto, bootstrap=0)
     torch.manual_seed(0)
     enc = create_model("vit_micro")
     bench = get_benchmark("cholec80")
@@ -50,25 +51,26 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp) / "cholec80"
         write_cholec80(root, SynthSpec(), 0)
         records = bench.load(root)
-        samples = make_samples(bench, records, proto.label_fps)
+        samples = make_samples(bench, records, sampling.label_fps)
         extract = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            feats = extract_features({"m": enc}, records, samples, proto.frames, proto.fps, proto.size, e.batch_size)
+            s = sampling
+            feats = extract_features({"m": enc}, records, samples, s.frames, s.fps, s.size, e.batch_size)
             extract.append(time.perf_counter() - t0)
         cold, warm = [], []
         for r in range(args.repeats):
             cache = Path(tmp) / f"cache{r}"
             t0 = time.perf_counter()
-            run_benchmark(bench, root, {"m": (enc, "bench")}, grid, proto, 0, 0, cache, e.batch_size)
+            run_benchmark(bench, root, {"m": (enc, "bench")}, no_boot, 0, cache, e.batch_size)
             cold.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            run_benchmark(bench, root, {"m": (enc, "bench")}, grid, proto, 0, 0, cache, e.batch_size)
+            run_benchmark(bench, root, {"m": (enc, "bench")}, no_boot, 0, cache, e.batch_size)
             warm.append(time.perf_counter() - t0)
         bank_ms, loop_ms = grid_step(feats["m"], bench.num_classes, grid, args.repeats)
         wide = replace(grid, weight_decays=(*grid.weight_decays, 10 * grid.weight_decays[-1]))  # twice the heads
         wide_bank_ms, wide_loop_ms = grid_step(feats["m"], bench.num_classes, wide, args.repeats)
-        suite_s, n_samples = suite(Path(tmp), enc, grid, proto, e.batch_size)
+        suite_s, n_samples = suite(Path(tmp), enc, proto, e.batch_size)  # with the bootstrap, nulls, pairs
     med = lambda v: float(np.median(v))  # noqa: E731
     spread = lambda v: [round(float(min(v)), 2), round(float(max(v)), 2)]  # noqa: E731
     result = {
@@ -134,7 +136,7 @@ def grid_step(
     return bank_ms, loop_ms
 
 
-def suite(tmp: Path, enc: torch.nn.Module, grid: ProbeGrid, proto: Protocol, batch: int) -> tuple[float, int]:
+def suite(tmp: Path, enc: torch.nn.Module, proto: Protocol, batch: int) -> tuple[float, int]:
     """Wall time of one encoder over the 17 mini benchmarks (corpus written first, not timed)."""
     s = load_params().synth
     spec = SynthSpec(
@@ -150,7 +152,7 @@ def suite(tmp: Path, enc: torch.nn.Module, grid: ProbeGrid, proto: Protocol, bat
     t0 = time.perf_counter()
     n = 0
     for name, root in roots.items():
-        res, _ = run_benchmark(get_benchmark(name), root, {"m": (enc, "bench")}, grid, proto, 0, 0, tmp / "sc", batch)
+        res, _ = run_benchmark(get_benchmark(name), root, {"m": (enc, "bench")}, proto, 0, tmp / "sc", batch)
         n += res["n_samples"]
     return time.perf_counter() - t0, n
 

@@ -333,6 +333,28 @@ def gpu_section(inputs: dict) -> list[str]:
     return ["## GPU", "", text, ""]
 
 
+def protocol_section(rows: list[dict]) -> list[str]:
+    t = rows[0]["assumed_tflops"]
+    lines = [
+        "## Evaluation protocols: cost per sample from token counts",
+        "",
+        f"FLOPs counted on the meta device (`perf/protocol_cost.py`); times assume {t:.0f} TFLOP/s sustained "
+        "(an assumption, not a measurement). Training: per sample and epoch, one encoder forward plus every "
+        "head's forward and backward; scoring: one encoder forward plus every head's forward.",
+        "",
+        "| protocol | encoder | tokens x dim | heads | encoder TFLOP/clip | head TFLOP fwd+bwd "
+        "| s / 1,000 training samples / epoch | s / 1,000 scored samples |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['protocol']} | {r['encoder']} | {r['tokens']} x {r['dim']} | {r['heads']} "
+            f"| {r['encoder_tflop_per_clip']:.3g} | {r['head_tflop_forward_backward']:.3g} "
+            f"| {r['train_s_per_1000_samples_epoch']:.3g} | {r['score_s_per_1000_samples']:.3g} |"
+        )
+    return [*lines, ""]
+
+
 def main() -> int:
     sections = (
         ("decode", decode_section),
@@ -340,6 +362,7 @@ def main() -> int:
         ("train", train_section),
         ("eval", eval_section),
         ("scaling", scaling_section),
+        ("protocol", protocol_section),
     )
     inputs = {name: data for name, _ in sections if (data := load(name)) is not None}
     lines = [

@@ -133,7 +133,7 @@ def test_dct_hash_tracks_content_not_encoding(corpus):
         assert hamming(dct_hash(cv2.imdecode(jpg, cv2.IMREAD_COLOR)[..., ::-1]), h) <= NEAR_DUP_BITS
     # different videos: far apart, well beyond the near-duplicate threshold
     apart = [hamming(hashes[i], hashes[j]) for i in range(len(hashes)) for j in range(i)]
-    assert len(apart) >= 10 and min(apart) > 2 * NEAR_DUP_BITS
+    assert len(apart) >= 10 and min(apart) >= 2 * NEAR_DUP_BITS  # at least twice the threshold
 
 
 def test_outputs_are_byte_deterministic(corpus, tmp_path):

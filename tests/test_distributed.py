@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -138,8 +139,15 @@ def test_fsdp_run_resumes_single_process_from_its_full_checkpoint(job):
     ref = base / "single_4"
     full = subprocess.run([sys.executable, *_pretrain_cmd(p4, clips, ref)], env=_env(), capture_output=True, text=True)
     assert full.returncode == 0, full.stderr[-2000:]
+    # the resumed run follows the single-process trajectory: the same loss at every logged step ...
+    la, lb = (np.loadtxt(d / "log.csv", delimiter=",", skiprows=1, usecols=(0, 1)) for d in (ref, out))
+    np.testing.assert_array_equal(la[:, 0], lb[:, 0])
+    np.testing.assert_allclose(la[:, 1], lb[:, 1], rtol=1e-4)
+    # ... and the same weights, up to one Adam step (lr 5e-4): parameters whose gradient is
+    # analytically ~0 (e.g. attention key biases) take lr-sized steps of random sign from the
+    # float-reduction-order noise in their gradients, so sharded and single runs differ there by ~lr
     a, b = _weights(ref), _weights(out)
-    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-3
 
 
 # The stage in a process that SIGKILLs itself right after writing the log row of step argv[1]: a

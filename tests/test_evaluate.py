@@ -1,7 +1,10 @@
 """The evaluation harness end to end on each task family, with a random (untrained) encoder."""
 
+import dataclasses
+
 import cv2
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,13 +12,15 @@ from scipy.stats import spearmanr
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score
 
 from unisurg.benchmarks import get_benchmark
-from unisurg.evaluation.harness import ProbeGrid, Protocol, evaluate_encoder, rescore, run_benchmark, train_heads
+from unisurg.evaluation.harness import Setup, _prediction_rows, evaluate_encoder, rescore, run_benchmark, train_heads
+from unisurg.evaluation.protocols import ProbeGrid, Protocol, Sampling
 from unisurg.evaluation.samples import ClipReader, make_samples
 from unisurg.evaluation.tasks import class_loss
 from unisurg.models import create_model
 
 GRID = ProbeGrid(lrs=(1e-3, 3e-3), weight_decays=(0.01,), epochs=3, batch_size=16, depth=1, num_heads=2)
-PROTO = Protocol(frames=4, fps=4.0, size=32)
+PROTO = Protocol("test", Sampling(frames=4, fps=4.0, size=32), GRID, bootstrap=50)
+NO_BOOT = dataclasses.replace(PROTO, bootstrap=0)
 
 # --------------------------------------------------------------------------- independent recomputation
 # The reported metrics recomputed from the shipped predictions with scikit-learn / SciPy / plain NumPy,
@@ -94,7 +99,8 @@ def _abs_rel(z: np.ndarray, log_depth: np.ndarray) -> float | None:
 INDEPENDENT = {  # benchmark -> {reported metric: recomputation from the predictions table}
     "cholec80": {
         "accuracy": lambda t: _per_video(t, accuracy_score),
-        "f1": lambda t: _per_video(t, lambda y, p: f1_score(y, p, labels=np.unique(y), average="macro")),
+        # scikit-learn's default labels (truth and prediction), as SurgMotion's eval.py
+        "f1": lambda t: _per_video(t, lambda y, p: f1_score(y, p, average="macro", zero_division=0)),
     },
     "pitvis": {"pitvis_score": lambda t: _per_video(t, _pitvis)},
     "cholect50": {"map_ivt": _triplet_map},
@@ -103,7 +109,7 @@ INDEPENDENT = {  # benchmark -> {reported metric: recomputation from the predict
         "f1": lambda t: f1_score(*_clip(t), average="macro"),
     },
     "jigsaws": {
-        "spearman": lambda t: spearmanr(*_skill(t)).statistic,
+        "spearman": lambda t: _fisher_mean_rho(t),
         "mae": lambda t: float(np.mean(np.abs(np.subtract(*_skill(t))))),
     },
     "kvasirseg": {"dice": lambda t: _dense(t, _mask, _dice)},
@@ -119,50 +125,45 @@ def _skill(t: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.array([lab[0] for lab in t["label"]]), np.array([o[0] for o in t["output"]])
 
 
+def _fisher_mean_rho(t: dict) -> float:
+    """Spearman rho within each fold (round), averaged through Fisher's z."""
+    y, p = _skill(t)
+    rnd = np.array(t["round"])
+    zs = []
+    for r in np.unique(rnd):
+        rho = spearmanr(y[rnd == r], p[rnd == r]).statistic
+        zs.append(np.arctanh(np.clip(0.0 if np.isnan(rho) else rho, -0.9999, 0.9999)))
+    return float(np.tanh(np.mean(zs)))
+
+
 @pytest.mark.parametrize("name", ["cholec80", "pitvis", "cholect50", "polypdiag", "jigsaws", "kvasirseg", "scared"])
 def test_harness_scores_every_task_family(name, bench_root, tmp_path):
     torch.manual_seed(0)
     enc = create_model("vit_pico")
     bench = get_benchmark(name)
-    res, preds = run_benchmark(
-        bench,
-        bench_root(name),
-        {"rand": (enc, "rand")},
-        GRID,
-        PROTO,
-        bootstrap=50,
-        seed=0,
-        cache_dir=tmp_path,
-        batch_size=8,
-    )
+    res, preds = run_benchmark(bench, bench_root(name), {"rand": (enc, "rand")}, PROTO, 0, tmp_path, batch_size=8)
     r = res["models"]["rand"]
     assert r["value"] is not None and np.isfinite(r["value"])
     assert bench.metric in r["metrics"] and r["heads"] and r["n_test_samples"] > 0
     assert res["classes"] == list(bench.classes) and res["splits"] and r["weights"] == "rand"
     # the grid the heads were trained with is part of the result (the report compares it)
-    assert res["probe"]["lrs"] == list(GRID.lrs) and res["probe"]["seeds"] == GRID.seeds
+    assert res["protocol"]["probe"]["lrs"] == list(GRID.lrs) and res["protocol"]["probe"]["seeds"] == GRID.seeds
+    assert res["protocol"]["label"] == "test" and r["unit"] and r["n_test_units"] >= 1
     if bench.folds:
         assert len(r["heads"]) == bench.folds  # one head chosen per fold
     # every reported number can be recomputed from the shipped per-sample predictions
-    assert preds.num_rows == r["n_test_samples"] and set(preds.column("model").to_pylist()) == {"rand"}
-    table = preds.to_pydict()
+    assert set(preds.column("model").to_pylist()) == {"rand", "null"}
+    mine = preds.filter(pc.equal(preds.column("model"), "rand"))
+    assert mine.num_rows == r["n_test_samples"] == res["null"]["n_test_samples"]
+    table = mine.to_pydict()
     for metric, recompute in INDEPENDENT[name].items():
         assert recompute(table) == pytest.approx(r["metrics"][metric], abs=2e-6), metric
     records = bench.load(bench_root(name))
-    again = rescore(bench, records, make_samples(bench, records, PROTO.label_fps), table, PROTO.label_fps)
+    label_fps = PROTO.sampling.label_fps
+    again = rescore(bench, records, make_samples(bench, records, label_fps), table, label_fps)
     assert {k: round(v, 6) for k, v in again.items()} == r["metrics"]
     # second run: features come from the cache and the result is identical
-    res2, preds2 = run_benchmark(
-        bench,
-        bench_root(name),
-        {"rand": (enc, "rand")},
-        GRID,
-        PROTO,
-        bootstrap=50,
-        seed=0,
-        cache_dir=tmp_path,
-        batch_size=8,
-    )
+    res2, preds2 = run_benchmark(bench, bench_root(name), {"rand": (enc, "rand")}, PROTO, 0, tmp_path, batch_size=8)
     assert res2 == res and preds2.equals(preds)
     assert len(list(tmp_path.glob("*.pt"))) == 1
 
@@ -171,7 +172,7 @@ def test_phase_results_carry_the_labelled_relaxed_boundary_variant(bench_root, t
     torch.manual_seed(0)
     bench = get_benchmark("cholec80")
     res, _ = run_benchmark(
-        bench, bench_root("cholec80"), {"rand": (create_model("vit_pico"), "rand")}, GRID, PROTO, 0, 0, tmp_path, 8
+        bench, bench_root("cholec80"), {"rand": (create_model("vit_pico"), "rand")}, NO_BOOT, 0, tmp_path, 8
     )
     m = res["models"]["rand"]["metrics"]
     for k in ("relaxed_accuracy", "relaxed_jaccard", "relaxed_precision", "relaxed_recall"):
@@ -200,13 +201,13 @@ def test_feature_cache_is_invalidated_when_a_source_file_changes(bench_root, tmp
     enc = {"rand": (create_model("vit_pico"), "rand")}
     bench = get_benchmark("cholec80")
     cache = tmp_path / "cache"
-    run_benchmark(bench, root, enc, GRID, PROTO, bootstrap=0, seed=0, cache_dir=cache, batch_size=8)
-    run_benchmark(bench, root, enc, GRID, PROTO, bootstrap=0, seed=0, cache_dir=cache, batch_size=8)
+    run_benchmark(bench, root, enc, NO_BOOT, seed=0, cache_dir=cache, batch_size=8)
+    run_benchmark(bench, root, enc, NO_BOOT, seed=0, cache_dir=cache, batch_size=8)
     assert len(list(cache.glob("*.pt"))) == 1  # unchanged data: reused
     video = root / "videos" / "video49.mp4"
     st = video.stat()
     os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file was regenerated
-    run_benchmark(bench, root, enc, GRID, PROTO, bootstrap=0, seed=0, cache_dir=cache, batch_size=8)
+    run_benchmark(bench, root, enc, NO_BOOT, seed=0, cache_dir=cache, batch_size=8)
     assert len(list(cache.glob("*.pt"))) == 2  # a new entry, the stale features were not used
 
 
@@ -243,7 +244,7 @@ def _cholec80_with_signal(bench_root, strength: float):
     ``strength`` x the label's one-hot in the first 7 channels of every token (a linear signal)."""
     bench = get_benchmark("cholec80")
     records = bench.load(bench_root("cholec80"))
-    samples = make_samples(bench, records, PROTO.label_fps)
+    samples = make_samples(bench, records, PROTO.sampling.label_fps)
     y = torch.as_tensor(np.array([int(s.label) for s in samples]))
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(len(samples), 8, 16, generator=g)
@@ -252,7 +253,10 @@ def _cholec80_with_signal(bench_root, strength: float):
 
 
 def _evaluate(bench, records, samples, feats, grid):
-    return evaluate_encoder(bench, records, samples, feats, grid, PROTO, 16, 2, bootstrap=0, seed=0)
+    """-> (summary, prediction columns) of made-up tokens ``feats`` under the probe ``grid``."""
+    setup = Setup.build(bench, records, samples, dataclasses.replace(NO_BOOT, probe=grid), seed=0)
+    outcome = evaluate_encoder(setup, feats, 16, 2)
+    return outcome.summary, _prediction_rows(setup, outcome.out)
 
 
 def test_probe_reads_a_linear_signal_far_above_chance_and_head_selection_picks_the_head_that_learnt(bench_root):
@@ -290,3 +294,91 @@ def test_probe_seeds_average_the_chosen_heads_outputs(bench_root):
     assert not np.allclose(first, second, atol=1e-2)  # the grids differ by their initialisation
     np.testing.assert_allclose(out1, first, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(out2, (first + second) / 2, rtol=1e-6, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- null rows, pairs, selection
+
+
+def _null_table(preds) -> dict:
+    return preds.filter(pc.equal(preds.column("model"), "null")).to_pydict()
+
+
+def test_null_rows_equal_their_closed_forms(bench_root, tmp_path):
+    """The null row of each family, recomputed here from its definition and the labels alone."""
+    enc = {"rand": (create_model("vit_pico"), "rand")}
+    # phase: the training majority class everywhere -> per video, the share of that class
+    bench = get_benchmark("cholec80")
+    res, preds = run_benchmark(bench, bench_root("cholec80"), enc, NO_BOOT, 0, tmp_path, 8)
+    records = bench.load(bench_root("cholec80"))
+    samples = make_samples(bench, records, 1.0)
+    train_y = [int(s.label) for s in samples if records[s.record].split == "train"]
+    majority = int(np.bincount(train_y, minlength=7).argmax())
+    t = _null_table(preds)
+    assert {int(np.argmax(o)) for o in t["output"]} == {majority}
+    y, v = np.array([lab[0] for lab in t["label"]]), np.array(t["video"])
+    share = np.mean([np.mean(y[v == g] == majority) for g in np.unique(v)])
+    assert res["null"]["metrics"]["accuracy"] == pytest.approx(share, abs=1e-6)
+    # triplets: constant scores -> per video and class, AP = the class's positive rate in the video
+    res, preds = run_benchmark(get_benchmark("cholect50"), bench_root("cholect50"), enc, NO_BOOT, 0, tmp_path, 8)
+    t = _null_table(preds)
+    y, v = np.array(t["label"]), np.array(t["video"])
+    rates = np.stack([np.where(y[v == g].any(0), y[v == g].mean(0), np.nan) for g in np.unique(v)])
+    seen = ~np.isnan(rates).all(0)
+    assert res["null"]["value"] == pytest.approx(float(np.mean(np.nanmean(rates[:, seen], 0))), abs=1e-6)
+    # segmentation: all-foreground Dice = 2|g| / (|g| + HW) per image (the polyps are never empty)
+    res, preds = run_benchmark(get_benchmark("kvasirseg"), bench_root("kvasirseg"), enc, NO_BOOT, 0, tmp_path, 8)
+    assert res["null"]["heads"][0]["null"] == "all foreground"
+    masks = [_mask(cv2.imread(p, cv2.IMREAD_UNCHANGED)) for p in _null_table(preds)["target"]]
+    dice = np.mean([2 * g.sum() / (g.sum() + g.size) for g in masks])
+    assert res["null"]["value"] == pytest.approx(dice, abs=1e-6) and res["models"]["rand"]["paired"]["null"]
+    # depth: a constant map, median-scaled -> AbsRel = mean |g - median(g)| / g over the valid pixels
+    res, preds = run_benchmark(get_benchmark("scared"), bench_root("scared"), enc, NO_BOOT, 0, tmp_path, 8)
+    zs = [_scared_depth(cv2.imread(p, cv2.IMREAD_UNCHANGED)) for p in _null_table(preds)["target"]]
+    rel = [np.mean(np.abs(z[m] - np.median(z[m])) / z[m]) for z in zs if (m := (z > 1e-3) & (z < 150)).any()]
+    assert res["null"]["value"] == pytest.approx(float(np.mean(rel)), abs=1e-6)
+
+
+def test_paired_differences_resample_the_same_units_for_both_models(bench_root, tmp_path):
+    torch.manual_seed(0)
+    model = create_model("vit_pico")
+    encs = {"a": (model, "w"), "b": (model, "w"), "c": (create_model("vit_pico"), "other")}
+    # Kvasir-SEG's images are independent units (each its own group): 3 test units in the test corpus
+    res, _ = run_benchmark(get_benchmark("kvasirseg"), bench_root("kvasirseg"), encs, PROTO, 0, tmp_path, 8)
+    a, c = res["models"]["a"], res["models"]["c"]
+    assert a["n_test_units"] >= 3 and a["unit"] == "sequence" and set(a["paired"]) == {"b", "c", "null"}
+    # the same weights: the same outputs, so every resample's difference is exactly 0
+    assert a["paired"]["b"] == {"diff": 0.0, "ci": [0.0, 0.0], "separated": False}
+    # antisymmetric, and the difference of the two reported values
+    assert a["paired"]["c"]["diff"] == pytest.approx(a["value"] - c["value"], abs=2e-6)
+    assert c["paired"]["a"]["diff"] == -a["paired"]["c"]["diff"]
+    assert c["paired"]["a"]["ci"] == [-a["paired"]["c"]["ci"][1], -a["paired"]["c"]["ci"][0]]
+    lo, hi = a["paired"]["c"]["ci"]
+    assert lo <= a["paired"]["c"]["diff"] <= hi and a["paired"]["c"]["separated"] == (lo > 0 or hi < 0)
+
+
+def test_too_few_units_give_no_ci_and_too_few_validation_items_a_fixed_head(bench_root):
+    bench, records, samples, feats, y = _cholec80_with_signal(bench_root, strength=3.0)
+    grid = ProbeGrid(lrs=(0.0, 3e-2), weight_decays=(0.0,), epochs=2, batch_size=8, depth=1, num_heads=2, min_steps=60)
+    setup = Setup.build(bench, records, samples, dataclasses.replace(PROTO, probe=grid), seed=0)
+    tr, va, te = setup.splits[0]
+    # two validation instants cannot rank heads: the grid's first head (lr 0), said so by val_score None
+    few_val = dataclasses.replace(setup, splits=[(tr, va[:2], te)])
+    summary = evaluate_encoder(few_val, feats, 16, 2).summary
+    assert summary["heads"] == [
+        {"lr": 0.0, "weight_decay": 0.0, "steps": summary["heads"][0]["steps"], "val_score": None}
+    ]
+    # one test video (the test corpus): a value, but no CI
+    assert summary["n_test_units"] == 1 and summary["ci"] == [None, None] and summary["value"] is not None
+    # enough validation instants: the head that learnt, with its score
+    assert evaluate_encoder(setup, feats, 16, 2).summary["heads"][0]["lr"] == 3e-2
+
+
+def test_selecting_on_test_is_an_explicit_labelled_switch(bench_root):
+    bench = get_benchmark("cholec80")
+    records = bench.load(bench_root("cholec80"))
+    samples = make_samples(bench, records, 1.0)
+    held_out = Setup.build(bench, records, samples, PROTO, seed=0)
+    on_test = Setup.build(bench, records, samples, dataclasses.replace(PROTO, select_on="test"), seed=0)
+    (_, va, te), (_, va_t, te_t) = held_out.splits[0], on_test.splits[0]
+    assert not set(va) & set(te) and np.array_equal(va_t, te_t) and np.array_equal(te, te_t)
+    assert "TEST" in on_test.protocol.label and "TEST" not in held_out.protocol.label

@@ -200,3 +200,46 @@ def test_malformed_annotations_name_file_and_line(tmp_path, bench_root):
     assert f"{ann}:10: expected 2 tab-separated fields, found 1" in msg
     rep = get_benchmark("cholec80").validate(root)  # validate lists every problem, does not raise
     assert len(rep.problems) == 2
+
+
+# --------------------------------------------------------------------------- test units
+# CIs resample independent units (videos, sequences, trials, clips), and give none under 3.
+
+
+def _test_units(bench, records) -> list[int]:
+    """Distinct units (Record.video) of the test split, or of each fold's held-out records."""
+    if bench.folds:
+        return [len({r.video for r in records if r.fold == f}) for f in range(bench.folds)]
+    return [len({r.video for r in records if r.split == "test"})]
+
+
+def test_depth_benchmarks_test_on_several_sequences(bench_root):
+    """Depth units are sequences (C3VD) and keyframes (SCARED datasetN/keyframeM), never frames;
+    even the tiny test corpus (3 test images) spreads its test images over 4 of them."""
+    for name, unit in (("c3vd", r"[a-z]+_t\d_[a-z]"), ("scared", r"dataset[89]/keyframe\d")):
+        bench = get_benchmark(name)
+        records = bench.load(bench_root(name))
+        test = {r.video for r in records if r.split == "test"}
+        assert len(test) >= 4 and all(re.fullmatch(unit, v) for v in test), test
+        assert all(r.group for r in records)  # every image belongs to its sequence
+
+
+@pytest.mark.slow
+def test_every_built_in_benchmark_has_at_least_4_test_units(tmp_path):
+    """The built-in corpus at params.yaml's counts (frames shrunk to 32 px and 6 s: counts only):
+    every benchmark tests on >= 4 independent units, per fold for the cross-validated ones."""
+    from pathlib import Path
+
+    from unisurg.config import load_params
+    from unisurg.synth.corpus import CorpusSpec, build_corpus
+    from unisurg.synth.layouts import WRITERS, SynthSpec
+
+    s = load_params(Path(__file__).resolve().parents[1] / "params.yaml").synth
+    spec = SynthSpec(size=32, seconds=6.0, videos_per_split=s.videos_per_split, images_per_split=s.images_per_split)
+    build_corpus(tmp_path / "synth", CorpusSpec(spec, 0, 1.0, tuple(WRITERS), seed=0), workers=2)
+    few = {}
+    for bench in list_benchmarks():
+        units = _test_units(bench, bench.load(tmp_path / "synth" / "benchmarks" / WRITERS[bench.name][0]))
+        if min(units) < 4:
+            few[bench.name] = units
+    assert not few, f"fewer than 4 test units: {few}"

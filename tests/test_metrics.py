@@ -1,11 +1,15 @@
 """Official metrics on hand-computed cases."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from unisurg.benchmarks import get_benchmark
+from unisurg.benchmarks.families import Phase
 from unisurg.benchmarks.triplets import TRIPLET_IVT
 from unisurg.evaluation import metrics as M
+from unisurg.evaluation.tasks import Truth, task_for
 
 
 def test_video_phase_metrics_hand_computed():
@@ -18,6 +22,20 @@ def test_video_phase_metrics_hand_computed():
     assert m["recall"] == pytest.approx((2 / 3 + 1 + 0) / 3)
     assert m["jaccard"] == pytest.approx((2 / 3 + 2 / 4 + 0) / 3)
     assert m["f1"] == pytest.approx((0.8 + 2 / 3 + 0) / 3)
+
+
+def test_video_phase_metrics_average_over_truth_and_prediction():
+    """SurgMotion / scikit-learn default: a class predicted but absent from the truth joins the macro
+    mean with 0 on every measure (the truth-only convention would have given precision 1)."""
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0, 2, 1, 1])
+    m = M.video_phase_metrics(y, p)
+    # class 0: tp1 fp0 fn1 -> P1 R.5 J.5 F2/3 ; class 1: tp2 -> all 1 ; class 2: tp0 fp1 fn0 -> all 0
+    assert m["accuracy"] == pytest.approx(3 / 4)
+    assert m["precision"] == pytest.approx((1 + 1 + 0) / 3)
+    assert m["recall"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert m["jaccard"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert m["f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
 
 
 def test_edit_score_and_pitvis_drop():
@@ -74,11 +92,30 @@ def test_skill_seg_depth():
     assert M.depth_metrics(np.zeros((2, 2)), np.ones((2, 2))) is None
 
 
-def test_bootstrap_ci_brackets_the_mean():
-    v = np.linspace(0, 1, 50)
-    lo, hi = M.bootstrap_ci(v, 500, seed=0)
-    assert lo < v.mean() < hi and hi - lo < 0.4
-    assert all(np.isnan(M.bootstrap_ci(np.array([1.0]), 100, 0)))
+def test_average_precision_of_constant_scores_is_the_positive_rate():
+    """The null baseline's closed form: one threshold, so AP = precision at full recall = the rate."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y = (rng.random(int(rng.integers(1, 50))) < rng.random()).astype(int)
+        y[0] = 1
+        assert M.average_precision(y, np.full(len(y), 0.3)) == pytest.approx(y.mean())
+
+
+def test_map_of_constant_scores_is_the_mean_positive_rate():
+    # hand case: video A class 0 rate 1/4, class 1 rate 2/4; video B class 0 rate 2/2, class 1 absent
+    # -> class 0 (1/4 + 1) / 2 = 5/8, class 1 1/2 -> mAP (5/8 + 1/2) / 2 = 9/16
+    ya = np.array([[1, 1], [0, 1], [0, 0], [0, 0]])
+    yb = np.array([[1, 0], [1, 0]])
+    mat = np.stack([M.video_ap(y, np.full(y.shape, 0.5)) for y in (ya, yb)])
+    assert M.map_from_matrix(mat) == pytest.approx(9 / 16)
+    # random videos: mean over classes of the per-video-averaged positive rates (absent: excluded)
+    rng = np.random.default_rng(1)
+    videos = [(rng.random((int(rng.integers(1, 30)), 12)) < 0.2).astype(int) for _ in range(6)]
+    mat = np.stack([M.video_ap(y, np.full(y.shape, 0.1)) for y in videos])
+    rates = np.array([[y[:, c].mean() if y[:, c].any() else np.nan for c in range(12)] for y in videos])
+    seen = [c for c in range(12) if np.isfinite(rates[:, c]).any()]
+    expected = np.mean([np.mean(rates[np.isfinite(rates[:, c]), c]) for c in seen])
+    assert M.map_from_matrix(mat) == pytest.approx(expected)
 
 
 def test_numpy_metrics_equal_the_reference_implementations():
@@ -144,6 +181,92 @@ def test_relaxed_summary_averages_phases_over_videos_then_phases():
     assert s["relaxed_accuracy"] == (1.0 + 0.5) / 2
     # phase 0: video a 1.0, video b 2/4 -> 0.75; phase 1 only in video a: 1.0 -> mean 0.875
     assert s["relaxed_jaccard"] == 0.875
+
+
+def test_challenge_summary_hand_computed():
+    """Cholec80 MATLAB convention, unrelaxed: phases absent from a video's truth are NaN and excluded;
+    per phase the mean over videos, then over phases."""
+    a = (np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
+    b = (np.array([0, 0, 2, 2]), np.array([0, 0, 0, 1]))
+    s = M.challenge_phase_summary([a, b], num_classes=3)
+    # video a: phase 0 tp1 of union {0,1} -> J 1/2, P 1/1, R 1/2, F1 2/3
+    #          phase 1 tp2 of union {1,2,3} -> J 2/3, P 2/3, R 2/2, F1 4/5 ; phase 2 absent: NaN
+    # video b: phase 0 tp2 of union {0,1,2} -> J 2/3, P 2/3, R 2/2, F1 4/5
+    #          phase 1 absent from the truth (though predicted): NaN
+    #          phase 2 never predicted: J 0/2, P 0/0 = NaN (as in the script), R 0/2, F1 0 (tp = 0)
+    assert s["challenge_accuracy"] == pytest.approx((3 / 4 + 2 / 4) / 2)
+    # J: phase 0 (1/2 + 2/3) / 2 = 7/12, phase 1 2/3, phase 2 0 -> (7/12 + 8/12 + 0) / 3 = 5/12
+    assert s["challenge_jaccard"] == pytest.approx(5 / 12)
+    # P: phase 0 (1 + 2/3) / 2 = 5/6, phase 1 2/3, phase 2 NaN only -> skipped: (5/6 + 2/3) / 2 = 3/4
+    assert s["challenge_precision"] == pytest.approx(3 / 4)
+    # R: phase 0 (1/2 + 1) / 2 = 3/4, phase 1 1, phase 2 0 -> 7/12
+    assert s["challenge_recall"] == pytest.approx(7 / 12)
+    # F1: phase 0 (2/3 + 4/5) / 2 = 11/15, phase 1 4/5, phase 2 0 -> (11/15 + 12/15) / 3 = 23/45
+    assert s["challenge_f1"] == pytest.approx(23 / 45)
+    # the SurgMotion convention scores video b's predicted-but-absent phase 1 as 0 instead:
+    # precision (2/3 + 0 + 0) / 3 over phases {0, 1, 2}
+    assert M.video_phase_metrics(*b)["precision"] == pytest.approx(2 / 9)
+    assert all(np.isnan(v) for v in M.challenge_phase_summary([], 3).values())
+
+
+def _challenge_by_counts(videos: list[tuple[np.ndarray, np.ndarray]], k: int) -> dict[str, float]:
+    """The MATLAB convention written out from counts, independently of the relaxed-boundary code."""
+    tables = {m: np.full((len(videos), k), np.nan) for m in ("jaccard", "precision", "recall", "f1")}
+    for v, (y, p) in enumerate(videos):
+        for c in range(k):
+            if not (y == c).any():
+                continue
+            tp = np.sum((y == c) & (p == c))
+            prec = tp / np.sum(p == c) if (p == c).any() else np.nan
+            rec = tp / np.sum(y == c)
+            tables["jaccard"][v, c] = tp / np.sum((y == c) | (p == c))
+            tables["precision"][v, c], tables["recall"][v, c] = prec, rec
+            tables["f1"][v, c] = 2 * prec * rec / (prec + rec) if tp else 0.0
+    out = {"challenge_accuracy": np.mean([np.mean(y == p) for y, p in videos])}
+    for m, t in tables.items():
+        per_phase = [np.mean(t[np.isfinite(t[:, c]), c]) for c in range(k) if np.isfinite(t[:, c]).any()]
+        out[f"challenge_{m}"] = np.mean(per_phase)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_challenge_summary_matches_the_convention_written_from_counts(seed):
+    rng = np.random.default_rng(seed)
+    videos = []
+    for _ in range(int(rng.integers(1, 6))):
+        n = int(rng.integers(1, 50))
+        y = np.sort(rng.integers(0, 7, n))  # phases in order, some absent
+        videos.append((y, np.where(rng.random(n) < 0.6, y, rng.integers(0, 7, n))))
+    assert M.challenge_phase_summary(videos, 7) == pytest.approx(_challenge_by_counts(videos, 7))
+
+
+def _one_hot(pred: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.eye(num_classes)[pred]  # (n, C) logits whose argmax is pred
+
+
+def test_phase_task_reports_the_challenge_convention_beside_the_headline():
+    bench = get_benchmark("cholec80")
+    y = np.array([0, 0, 1, 1, 0, 0, 2, 2])
+    p = np.array([0, 1, 1, 1, 0, 0, 0, 1])
+    groups = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    m = task_for(bench).score(Truth(y, groups), _one_hot(p, bench.num_classes)).metrics
+    expected = M.challenge_phase_summary([(y[:4], p[:4]), (y[4:], p[4:])], bench.num_classes)
+    assert {k: m[k] for k in expected} == pytest.approx(expected)
+    heads = [M.video_phase_metrics(y[:4], p[:4]), M.video_phase_metrics(y[4:], p[4:])]
+    assert m["precision"] == pytest.approx(np.mean([h["precision"] for h in heads]))  # headline unmixed
+    assert m["challenge_precision"] != pytest.approx(m["precision"])
+    # the ignore rule applies to the challenge summary too: instants of true class 2 leave, and a
+    # video left empty (the third) is skipped
+    ignoring = task_for(dataclasses.replace(bench, family=Phase(ignore=frozenset({2}))))
+    yi, pi, gi = np.r_[y, 2, 2], np.r_[p, 0, 0], np.r_[groups, 2, 2]
+    mi = ignoring.score(Truth(yi, gi), _one_hot(pi, bench.num_classes)).metrics
+    kept = [(y[:4], p[:4]), (y[4:6], p[4:6])]
+    assert {k: mi[k] for k in expected} == pytest.approx(M.challenge_phase_summary(kept, bench.num_classes))
+    # PitVis's official score is its own: no challenge summary there
+    pitvis = get_benchmark("pitvis")
+    yp = np.array([0, 0, 1, 1])
+    mp = task_for(pitvis).score(Truth(yp, np.zeros(4)), _one_hot(yp, pitvis.num_classes)).metrics
+    assert "pitvis_score" in mp and not any(k.startswith("challenge_") for k in mp)
 
 
 def test_relaxed_jumps_name_the_same_phases_in_both_declarations():

@@ -2,7 +2,14 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, jaccard_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    jaccard_score,
+    precision_recall_fscore_support,
+    precision_score,
+    recall_score,
+)
 
 from unisurg.benchmarks.triplets import TRIPLET_IVT
 from unisurg.evaluation import metrics as M
@@ -50,19 +57,30 @@ def test_triplet_map_matches_ivtmetrics_with_absent_classes_excluded(seed, monke
 
 @pytest.mark.parametrize("seed", range(5))
 def test_phase_metrics_match_sklearn_per_video(seed):
+    """SurgMotion's eval.py calls: scikit-learn's defaults (no ``labels=``: truth ∪ prediction)."""
     rng = np.random.default_rng(seed)
-    n = int(rng.integers(1, 60))  # includes single-frame videos
-    y = rng.integers(0, 7, n)
-    y[y == 3] = 4  # class 3 never present in the ground truth
-    p = np.where(rng.random(n) < 0.6, y, rng.integers(0, 7, n))
+    for _ in range(40):
+        n = int(rng.integers(1, 60))  # includes single-frame videos
+        y = rng.integers(0, 7, n)
+        y[y == 3] = 4  # class 3 never in the ground truth, yet predicted below: it must count
+        p = np.where(rng.random(n) < 0.6, y, rng.integers(0, 7, n))
+        ours = M.video_phase_metrics(y, p)
+        kw = {"average": "macro", "zero_division": 0}
+        assert ours["accuracy"] == pytest.approx(accuracy_score(y, p))
+        assert ours["precision"] == pytest.approx(precision_score(y, p, **kw))
+        assert ours["recall"] == pytest.approx(recall_score(y, p, **kw))
+        assert ours["jaccard"] == pytest.approx(jaccard_score(y, p, **kw))
+        assert ours["f1"] == pytest.approx(f1_score(y, p, **kw))
+
+
+def test_phase_metrics_differ_from_the_truth_only_convention_when_absent_classes_are_predicted():
+    """The case that separates the conventions is exercised: sklearn with ``labels=`` truth only
+    disagrees with the default, and we follow the default."""
+    y, p = np.array([0, 0, 1, 1, 1]), np.array([0, 3, 1, 1, 5])
+    truth_only = precision_recall_fscore_support(y, p, labels=np.unique(y), average="macro", zero_division=0)
     ours = M.video_phase_metrics(y, p)
-    labels = np.unique(y)
-    pr, rc, f1, _ = precision_recall_fscore_support(y, p, labels=labels, average=None, zero_division=0)
-    assert ours["accuracy"] == pytest.approx(accuracy_score(y, p))
-    assert ours["precision"] == pytest.approx(pr.mean())
-    assert ours["recall"] == pytest.approx(rc.mean())
-    assert ours["f1"] == pytest.approx(f1.mean())
-    assert ours["jaccard"] == pytest.approx(jaccard_score(y, p, labels=labels, average="macro", zero_division=0))
+    assert ours["precision"] == pytest.approx(precision_score(y, p, average="macro", zero_division=0))
+    assert ours["precision"] != pytest.approx(truth_only[0])
 
 
 def test_pitvis_edge_cases():

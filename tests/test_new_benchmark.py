@@ -19,7 +19,8 @@ from unisurg.benchmarks.problems import Problems
 from unisurg.benchmarks.records import IdSplit
 from unisurg.cli import main
 from unisurg.evaluation.encoders import load_encoder_spec
-from unisurg.evaluation.harness import ProbeGrid, Protocol, run_benchmark
+from unisurg.evaluation.harness import run_benchmark
+from unisurg.evaluation.protocols import ProbeGrid, Protocol, Sampling
 from unisurg.media.video import VideoWriter
 from unisurg.synth.layouts import SynthSpec, write_text
 from unisurg.synth.procedure import stable_seed
@@ -87,7 +88,7 @@ def write_toy(root: Path, spec: SynthSpec, seed: int) -> None:
 # --------------------------------------------------------------------------- tests
 
 GRID = ProbeGrid(lrs=(1e-3, 1e-2), weight_decays=(0.01,), epochs=3, batch_size=4, depth=1, num_heads=2)
-PROTO = Protocol(frames=4, fps=4.0, size=32)
+PROTO = Protocol("test", Sampling(frames=4, fps=4.0, size=32), GRID, bootstrap=20)
 
 
 def with_toy() -> Registry:
@@ -122,10 +123,8 @@ def test_a_new_benchmark_runs_end_to_end(tmp_path):
         res, preds = run_benchmark(
             get_benchmark("toyclips"),
             root,
-            {"rand": load_encoder_spec("random:vit_nano", 0, PROTO.size)},
-            GRID,
+            {"rand": load_encoder_spec("random:vit_nano", 0, PROTO.sampling.size)},
             PROTO,
-            bootstrap=20,
             seed=0,
             cache_dir=tmp_path / "cache",
             batch_size=4,
@@ -147,7 +146,11 @@ def test_a_new_benchmark_runs_end_to_end(tmp_path):
         "test": ["09", "10", "11", "12"],
     }
     assert set(r["metrics"]) == {"accuracy", "f1"} and 0 <= r["value"] <= 1 and np.isfinite(r["value"])
-    assert r["n_test_samples"] == preds.num_rows == 4
+    assert r["n_test_samples"] == 4 and preds.num_rows == 8  # the encoder's rows and the null's
+    assert res["null"]["heads"][0]["null"] == "training prior" and set(r["paired"]) == {"null"}
     cli = json.loads(metrics.read_text())
     assert cli["name"] == "toyclips" and cli["classes"] == ["clear", "smoke"]
     assert 0 <= cli["models"]["rand"]["value"] <= 1
+    # only the fields that differ from the preset are named (weight_decays [0.01] is mini's own)
+    label = "mini+clip.frames+clip.fps+clip.size+probe.lrs+probe.epochs+probe.seeds+bootstrap"
+    assert cli["protocol"]["label"] == label

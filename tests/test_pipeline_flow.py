@@ -38,8 +38,8 @@ def tiny_params() -> dict:
     return p
 
 
-# What a clone contains that the pipelines need (reports/ablation: the report stage's input).
-PROJECT_FILES = ("src", "stages", "flows", "dvc.yaml", "sources.yaml", "ablation", "reports/ablation")
+# What a clone contains that the pipelines need (reports/ablation, reports/seeds: the report stage's inputs).
+PROJECT_FILES = ("src", "stages", "flows", "dvc.yaml", "sources.yaml", "ablation", "reports/ablation", "reports/seeds")
 
 
 def copy_project(dest: Path) -> Path:
@@ -47,9 +47,10 @@ def copy_project(dest: Path) -> Path:
         src = ROOT / item
         (dest / item).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
-    for stale in (dest / "reports" / "ablation").iterdir():  # results of the repository's own grid
-        if stale.is_dir():
-            shutil.rmtree(stale)
+    for grid in ("ablation", "seeds"):  # results of the repository's own grid and seed runs
+        for stale in (dest / "reports" / grid).iterdir():
+            if stale.is_dir():
+                shutil.rmtree(stale)
     return dest
 
 
@@ -82,19 +83,21 @@ def test_pipeline_flow_under_a_real_prefect_server(project, prefect_server):
     assert state.is_completed(), state
 
     md = (project / "reports" / "benchmark.md").read_text()
-    rows = [
-        r
-        for r in md.splitlines()
-        if r.startswith("| ") and not r.startswith("| benchmark") and "(" not in r.split("|")[1]
-    ]
-    table = rows[:17]
-    assert len(table) == 17
     models = ["random_init", "random_student", "student", "unisurg"]
-    assert f"| benchmark | task | metric | {' | '.join(models)} |" in md
+    header = f"| benchmark | task | metric | test units | {' | '.join(models)} | null |"
+    lines = md.splitlines()
+    table = lines[lines.index(header) + 2 : lines.index(header) + 19]  # the 17 rows under the header
+    assert len(table) == 17 and all(r.startswith("| ") for r in table)
     for row in table:
-        cells = [c.strip().strip("*") for c in row.strip("|").split("|")][3:]
-        assert len(cells) == 4 and all(re.match(r"-?\d+\.\d{3}", c) for c in cells), row
-    for section in ("Against the baselines", "Relaxed-boundary", "Distillation: teacher vs student", "Provenance"):
+        cells = [c.strip().strip("*") for c in row.strip("|").split("|")][4:]
+        assert len(cells) == 5 and all(re.match(r"\*?\*?-?\d+\.\d{3}", c) for c in cells), row
+    for section in (
+        "Against the baselines",
+        "Phase metrics, Cholec80 challenge convention",
+        "Relaxed-boundary",
+        "Distillation: teacher vs student",
+        "Provenance",
+    ):
         assert f"## {section}" in md
     assert "| unisurg | random_init |" in md and "| student | random_student |" in md
     assert len(list((project / "reports" / "metrics").glob("*.json"))) == 17
@@ -137,10 +140,11 @@ def test_ablation_grid_feeds_the_report(project):
     grid = yaml.safe_load((ROOT / "ablation" / "params.yaml").read_text())
     grid["variants"] = {k: grid["variants"][k] for k in ("pixel", "vjepa")}
     grid["benchmarks"] = "cholec80 kvasirseg"
+    grid["seeds"] = {"seed1": 1}
     (project / "ablation" / "params.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
     run([sys.executable, "-m", "dvc", "repro"], project)  # the main pipeline (no-op if already run)
     out = run([sys.executable, "-m", "dvc", "repro", "ablation/dvc.yaml"], project).stdout
-    assert "evaluate@pixel" in out and "pretrain@vjepa" in out
+    assert "evaluate@pixel" in out and "pretrain@vjepa" in out and "seed_evaluate@seed1" in out
     assert "Running stage 'synth'" not in out  # the grid reuses the main pipeline's corpus and index
     run([sys.executable, "-m", "unisurg.cli", "ablation", "collect"], project)
     assert sorted(p.name for p in (project / "reports" / "ablation").glob("*/*.json")) == [
@@ -149,10 +153,12 @@ def test_ablation_grid_feeds_the_report(project):
         "kvasirseg.json",
         "kvasirseg.json",
     ]
+    run([sys.executable, "-m", "unisurg.cli", "ablation", "collect-seeds"], project)
+    assert len(list((project / "reports" / "seeds" / "seed1").glob("*.json"))) == 17  # every benchmark
     out = run([sys.executable, "-m", "dvc", "repro"], project).stdout
     assert "Running stage 'report'" in out and "Running stage 'evaluate" not in out  # only the report reruns
     md = (project / "reports" / "benchmark.md").read_text()
-    assert "## Ablation" in md
+    assert "## Ablation" in md and "## Pretraining seeds" in md and "seed 0 (main): " in md and "seed1: " in md
     assert "| pixel reconstruction (VideoMAE-style) |" in md and "| V-JEPA (latent prediction only) |" in md
 
 

@@ -1,5 +1,6 @@
 """The attentive probe's token-linear cross-attention equals the textbook computation."""
 
+import pytest
 import torch
 
 from unisurg.evaluation.heads import AttentiveProbe, CrossAttentionBlock, reference_cross_attention
@@ -50,3 +51,32 @@ def test_shared_query_is_projected_once_with_the_same_result():
     (g_shared,) = torch.autograd.grad(shared.sum(), q)
     (g_expanded,) = torch.autograd.grad(expanded.sum(), q)
     torch.testing.assert_close(g_shared, g_expanded, atol=1e-4, rtol=1e-4)
+
+
+def test_fast_cross_attention_without_biases_equals_the_textbook_computation():
+    torch.manual_seed(0)
+    blk = CrossAttentionBlock(32, num_heads=8, qkv_bias=False)
+    assert blk.xattn.q.bias is None and blk.xattn.kv.bias is None
+    with torch.no_grad():
+        for p in blk.parameters():
+            p.normal_(0, 0.5)
+    q, x = torch.randn(1, 1, 32), torch.randn(4, 12, 32)
+    torch.testing.assert_close(
+        blk.attend(q, x), reference_cross_attention(blk, q.expand(4, -1, -1), x), atol=1e-4, rtol=1e-4
+    )
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_probe_gives_every_parameter_a_gradient(depth):
+    torch.manual_seed(0)
+    probe = AttentiveProbe(32, 5, num_heads=4, depth=depth)
+    probe(torch.randn(3, 10, 32)).square().sum().backward()
+    assert len(probe.pooler.blocks) == depth - 1
+    for name, p in probe.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize(("dim", "num_heads", "depth", "match"), [(30, 4, 1, "divisible"), (32, 4, 0, "depth")])
+def test_probe_rejects_a_width_the_heads_do_not_divide_and_a_zero_depth(dim, num_heads, depth, match):
+    with pytest.raises(ValueError, match=match):
+        AttentiveProbe(dim, 3, num_heads=num_heads, depth=depth)

@@ -8,27 +8,47 @@ from unisurg.io import write_json
 from unisurg.report import Extras, build_report, collect_ablation, load_ablation, provenance
 
 
-def _result(name: str, values: dict[str, float], higher: bool = True, relaxed: bool = False) -> dict:
+def _result(
+    name: str,
+    values: dict[str, float],
+    higher: bool = True,
+    relaxed: bool = False,
+    null: float | None = None,
+    paired: dict[tuple[str, str], tuple[float, float, float]] | None = None,
+) -> dict:
+    """A result file as the evaluate stage writes it; ``paired``: (model, other) -> (diff, lo, hi)."""
     models = {}
     for m, v in values.items():
         metrics = {"accuracy": v, **({"relaxed_accuracy": v + 0.1, "relaxed_jaccard": v / 2} if relaxed else {})}
-        models[m] = {"value": v, "ci": [v - 0.01, v + 0.01], "metrics": metrics}
-    return {
+        models[m] = {"value": v, "ci": [v - 0.01, v + 0.01], "metrics": metrics, "n_test_units": 4, "unit": "video"}
+    for (m, other), (d, lo, hi) in (paired or {}).items():
+        models[m].setdefault("paired", {})[other] = {"diff": d, "ci": [lo, hi], "separated": lo > 0 or hi < 0}
+    r = {
         "benchmark": name.title(),
         "name": name,
         "task": "phase",
         "metric": "accuracy",
         "higher_is_better": higher,
+        "protocol": {"name": "mini", "label": "mini"},
         "models": models,
     }
+    if null is not None:
+        r["null"] = {"value": null, "ci": [None, None], "n_test_units": 4, "unit": "video"}
+    return r
 
 
 def test_report_names_losses_compares_teacher_and_student_and_records_provenance(tmp_path):
     mdir = tmp_path / "metrics"
+    vs = ("unisurg", "random_init")
+    values = {"unisurg": 0.6, "random_init": 0.4, "student": 0.5}
     write_json(
-        mdir / "cholec80.json", _result("cholec80", {"unisurg": 0.6, "random_init": 0.4, "student": 0.5}, relaxed=True)
+        mdir / "cholec80.json", _result("cholec80", values, relaxed=True, null=0.3, paired={vs: (0.2, 0.1, 0.3)})
     )
-    write_json(mdir / "autolaparo.json", _result("autolaparo", {"unisurg": 0.3, "random_init": 0.35, "student": 0.3}))
+    values = {"unisurg": 0.3, "random_init": 0.35, "student": 0.3}
+    write_json(mdir / "autolaparo.json", _result("autolaparo", values, null=0.2, paired={vs: (-0.05, -0.1, 0.01)}))
+    # better than the baseline, but not than the null: a win that does not count
+    values = {"unisurg": 0.25, "random_init": 0.2, "student": 0.2}
+    write_json(mdir / "m2cai16.json", _result("m2cai16", values, null=0.3, paired={vs: (0.05, 0.01, 0.09)}))
     distill = {
         "teachers": 1,
         "student_arch": "vit_nano",
@@ -61,8 +81,14 @@ def test_report_names_losses_compares_teacher_and_student_and_records_provenance
     out = tmp_path / "reports"
     build_report(mdir, out, {}, extras, "t")
     md = (out / "benchmark.md").read_text()
-    # unisurg beats random on Cholec80 (CIs separated) and not on AutoLaparo, which is named
-    assert "| unisurg | random_init | 1 of 2 | 1 | 1 | Autolaparo |" in md
+    # wins: Cholec80 (paired CI excludes 0); a loss: AutoLaparo; M2CAI16 not counted (below the null)
+    assert "| unisurg | random_init | 1 of 3 | 1 | 0 | M2Cai16 | 1 | 1 | 0 |" in md
+    assert "| Cholec80 | accuracy ↑ | 0.200 [0.100, 0.300] | better, CI excludes 0 |" in md
+    assert "| Autolaparo | accuracy ↑ | -0.050 [-0.100, 0.010] | worse |" in md
+    assert "| M2Cai16 | accuracy ↑ | 0.050 [0.010, 0.090] | better, but not above the null (not counted) |" in md
+    # the headline: a null column; at-or-below-null cells marked; a benchmark no model beats named so
+    assert "| M2Cai16 (no model beats the null) | phase / step | accuracy ↑ | 4 videos |" in md
+    assert "| **0.250 [0.240, 0.260]** † |" in md and "Protocol: `mini` (every benchmark)" in md
     assert "| student (student) | vit_nano | 1,000 | 0.5 | 30.0 |" in md
     assert "speed-up 3.00x" in md
     assert "Relaxed-boundary" in md and "| Cholec80 | 0.500 / 0.200 | 0.600 / 0.250 | 0.700 / 0.300 |" in md
@@ -72,6 +98,7 @@ def test_report_names_losses_compares_teacher_and_student_and_records_provenance
     assert "| full UniSurg (main pipeline): unisurg | 0.600 [0.590, 0.610] |" in md
     html = (out / "index.html").read_text()
     assert "Provenance" in html and "Distillation: teacher vs student" in html
+    assert "Paired difference unisurg − random_init per benchmark" in html  # the plot of paired differences
     # a pure function of its inputs: regenerating gives identical bytes
     build_report(mdir, out, {}, extras, "t")
     assert (out / "benchmark.md").read_text() == md and (out / "index.html").read_text() == html
@@ -109,6 +136,14 @@ def test_ablation_table_says_when_it_ran_on_another_render_of_the_corpus(tmp_pat
     abl_lock.write_text("stages:\n  evaluate@x:\n    deps:\n    - path: data/synth\n      md5: bbbb2222.dir\n")
     assert corpus_md5(main_lock) == "aaaa1111.dir" and corpus_md5(abl_lock) == "bbbb2222.dir"
     assert corpus_md5(tmp_path / "missing.lock") is None
+    # one lock, two kinds of stages on different renders: each asked for by its stage names
+    both = tmp_path / "both.lock"
+    both.write_text(
+        "stages:\n  evaluate@x:\n    deps:\n    - path: data/synth\n      md5: bbbb2222.dir\n"
+        "  seed_evaluate@seed1:\n    deps:\n    - path: data/synth\n      md5: cccc3333.dir\n"
+    )
+    assert corpus_md5(both, stages="evaluate@") == "bbbb2222.dir"
+    assert corpus_md5(both, stages="seed_evaluate@") == "cccc3333.dir"
     main = [_result("cholec80", {"unisurg": 0.6, "student": 0.5})]
     abl = {"vjepa": [_result("cholec80", {"vjepa": 0.45})]}
     other = "\n".join(
@@ -123,3 +158,31 @@ def test_ablation_table_says_when_it_ran_on_another_render_of_the_corpus(tmp_pat
         )
     )
     assert "Not comparable" not in same
+
+
+def test_seed_section_reports_the_spread_of_every_score_and_of_the_headline_count():
+    from unisurg.report import seeds_section
+
+    vs = ("unisurg", "random_init")
+
+    def run(a: float, b: float, c: float) -> list[dict]:
+        return [
+            _result("cholec80", {"unisurg": a, "random_init": 0.4}, null=0.3, paired={vs: (a - 0.4, 0.0, 0.1)}),
+            _result("autolaparo", {"unisurg": b, "random_init": 0.35}, null=0.2, paired={vs: (b - 0.35, 0.0, 0.1)}),
+            _result("m2cai16", {"unisurg": c, "random_init": 0.2}, null=0.1, paired={vs: (c - 0.2, 0.0, 0.1)}),
+        ]
+
+    main = run(0.6, 0.3, 0.25)  # 2 counted wins
+    seeds = {"seed1": run(0.5, 0.4, 0.15), "seed2": run(0.45, 0.36, 0.3)}  # 2 wins, 3 wins
+    x = Extras(baselines={"unisurg": "random_init"}, seeds=seeds)
+    md = "\n".join(seeds_section(main, x))
+    assert "seed 0 (main): 2 of 3, seed1: 2 of 3, seed2: 3 of 3; mean 2.3, range 2–3." in md
+    assert "| Cholec80 | accuracy ↑ | 0.517 [0.450, 0.600] | 0.400 [0.400, 0.400] | 3 of 3 |" in md
+    assert "| Autolaparo | accuracy ↑ | 0.353 [0.300, 0.400] | 0.350 [0.350, 0.350] | 2 of 3 |" in md
+    # a run under another protocol is left out, and named
+    other = run(0.9, 0.9, 0.9)
+    for r in other:
+        r["protocol"] = {"name": "mini", "label": "mini+probe.lrs"}
+    md = "\n".join(seeds_section(main, Extras(baselines={"unisurg": "random_init"}, seeds={"seed1": other})))
+    assert "Left out (another protocol): seed1." in md and "seed 0 (main): 2 of 3; mean 2.0, range 2–2." in md
+    assert seeds_section(main, Extras(baselines={"unisurg": "random_init"})) == []  # no seed runs: no section

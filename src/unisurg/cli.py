@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -104,12 +105,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .benchmarks import get_benchmark
     from .evaluation.encoders import load_encoder_spec
-    from .evaluation.harness import ProbeGrid, Protocol, run_benchmark
+    from .evaluation.harness import run_benchmark
+    from .evaluation.protocols import from_params
     from .io import write_table
 
     p = _params(args)
     e = p.evaluate
-    benches = [get_benchmark(name) for name in args.benchmark]
+    names = list(e.benchmarks) if args.benchmark == ["all"] else args.benchmark
+    benches = [get_benchmark(name) for name in names]
     if args.root and len(benches) > 1:
         raise ConfigError("--root names one dataset: evaluate one benchmark with it, or set evaluate.benchmarks")
     if args.metrics and len(benches) > 1:
@@ -119,29 +122,49 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         roots[bench.name] = args.root or e.benchmarks.get(bench.name)
         if roots[bench.name] is None:
             raise ConfigError(f"no dataset root for {bench.name}: pass --root or set evaluate.benchmarks.{bench.name}")
-    encoders = {name: load_encoder_spec(spec, p.base.seed, e.clip.size) for name, spec in e.models.items()}
-    grid = ProbeGrid.from_params(e.probe)
-    protocol = Protocol.from_params(e)
+    protocol = from_params(e)
+    if protocol.select_on == "test":
+        log.warning("evaluate.select_on=test: heads chosen on the TEST split (the paper's configs), not held out")
+    size = protocol.sampling.size
+    encoders = {
+        name: load_encoder_spec(spec, p.base.seed, size, vjepa_key=protocol.checkpoint_key)
+        for name, spec in e.models.items()
+    }
     for bench in benches:
         result, predictions = run_benchmark(
-            bench,
-            Path(roots[bench.name]),
-            encoders,
-            grid,
-            protocol,
-            e.bootstrap,
-            p.base.seed,
-            Path(e.cache_dir),
-            e.batch_size,
+            bench, Path(roots[bench.name]), encoders, protocol, p.base.seed, Path(e.cache_dir), e.batch_size
         )
         # one benchmark: --out is its folder; several: one sub-folder each
         out = Path(args.out) if len(benches) == 1 else Path(args.out) / bench.name
         write_table(out / "predictions.parquet", predictions)
         metrics = args.metrics or Path(args.metrics_dir or "reports/metrics") / f"{bench.name}.json"
-        write_json(Path(metrics), result)
+        write_json(Path(metrics), {**result, "machine": machine_info()})
         summary = {m: d["value"] for m, d in result["models"].items()}
         log.info("evaluate %s (%s): %s", bench.title, bench.metric, summary)
     return 0
+
+
+def machine_info() -> dict[str, str | int]:
+    """What a result ran on: training and probes on other CPUs may differ in the last bits."""
+    import platform
+
+    import numpy as np
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass  # not Linux: platform's description stands
+    acc = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no accelerator"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count() or 0,
+        "accelerator": acc,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
 
 
 def cmd_features(args: argparse.Namespace) -> int:
@@ -178,6 +201,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         student=r.student,
         provenance=provenance(Path.cwd(), Path(args.params)),
         ablation=load_ablation(Path(args.ablation_dir)),
+        seeds=load_ablation(Path(args.seeds_dir)),
+        seed=p.base.seed,
     )
     info = build_report(Path(args.metrics_dir), Path(args.out), logs, extras, r.title)
     log.info("report: %d benchmarks, models %s -> %s", info["benchmarks"], info["models"], args.out)
@@ -188,9 +213,13 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     from .config import load_yaml
     from .report import collect_ablation
 
-    variants = list(load_yaml(args.grid).get("variants", {}))
-    n = collect_ablation(Path(args.results), variants, Path(args.out))
-    log.info("ablation: %d result files of %d variants -> %s", n, len(variants), args.out)
+    seeds = args.action == "collect-seeds"
+    group = "seeds" if seeds else "variants"
+    names = list(load_yaml(args.grid).get(group, {}))
+    results = Path(args.results) / "seeds" if seeds else Path(args.results)
+    out = Path(args.out or ("reports/seeds" if seeds else "reports/ablation"))
+    n = collect_ablation(results, names, out)
+    log.info("ablation: %d result files of %d %s -> %s", n, len(names), group, out)
     return 0
 
 
@@ -281,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--out", default="data/distill")
     sp = stage("evaluate", cmd_evaluate, "evaluate encoders on one benchmark")
-    sp.add_argument("--benchmark", required=True, nargs="+", help="one or more registered benchmarks")
+    sp.add_argument(
+        "--benchmark", required=True, nargs="+", help="one or more registered benchmarks; 'all': evaluate.benchmarks"
+    )
     sp.add_argument("--root", default=None, help="dataset root (default: evaluate.benchmarks.<name>)")
     sp.add_argument("--out", required=True, help="folder for predictions.parquet (several benchmarks: one each)")
     sp.add_argument("--metrics", default=None, help="results JSON of one benchmark")
@@ -293,7 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--curation", default="data/curate/curation.json")
     sp.add_argument("--distill-metrics", default="data/distill/metrics.json")
     sp.add_argument("--ablation-dir", default="reports/ablation", help="results of `make ablation` (optional)")
+    sp.add_argument("--seeds-dir", default="reports/seeds", help="results of `make seeds` (optional)")
     sp.add_argument("--out", default="reports")
+    add_tools(sub)
+    return ap
+
+
+def add_tools(sub) -> None:
+    """The commands that are not pipeline stages: benchmarks, ablation, features."""
     sp = sub.add_parser("benchmarks", help="list the benchmarks or validate a dataset download")
     sp.add_argument("action", choices=["list", "validate"])
     sp.add_argument("name", nargs="?")
@@ -301,10 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_benchmarks)
     sp = sub.add_parser("ablation", help="version the ablation grid's results for the report")
-    sp.add_argument("action", choices=["collect"])
-    sp.add_argument("--grid", default="ablation/params.yaml", help="the grid (its variants are collected)")
+    sp.add_argument("action", choices=["collect", "collect-seeds"], help="the variants' results, or the seeds'")
+    sp.add_argument("--grid", default="ablation/params.yaml", help="the grid (its variants or seeds are collected)")
     sp.add_argument("--results", default="data/ablation", help="where ablation/dvc.yaml wrote <variant>/results")
-    sp.add_argument("--out", default="reports/ablation")
+    sp.add_argument("--out", default=None, help="default reports/ablation (variants), reports/seeds (seeds)")
     sp.set_defaults(fn=cmd_ablation)
     sp = sub.add_parser("features", help="clip embeddings of whole videos (sliding windows) with any encoder")
     sp.add_argument("action", choices=["extract"])
@@ -321,7 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=8)
     sp.add_argument("--seed", type=int, default=0, help="seed of random:/timm: encoders without weights")
     sp.set_defaults(fn=cmd_features)
-    return ap
 
 
 def main(argv: list[str] | None = None) -> int:

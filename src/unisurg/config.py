@@ -164,26 +164,32 @@ class DistillParams(Strict):
 
 # --------------------------------------------------------------------------- evaluate
 class ProbeParams(Strict):
-    """Attentive probe grid (V-JEPA 2 trains a head per (lr, wd) pair in parallel)."""
+    """Overrides of the protocol's probe grid (:class:`unisurg.evaluation.protocols.ProbeGrid`);
+    a field left out (or null) keeps the preset's value."""
 
-    lrs: list[float] = Field(default_factory=lambda: [3e-3, 1e-3])
-    weight_decays: list[float] = Field(default_factory=lambda: [0.01, 0.1])
-    epochs: int = Field(10, ge=1)
-    min_steps: int = Field(
-        0, ge=0, description="whole epochs are repeated until at least this many updates (tiny datasets)"
+    lrs: list[float] | None = None
+    weight_decays: list[float] | None = None
+    epochs: int | None = Field(None, ge=1)
+    min_steps: int | None = Field(
+        None, ge=0, description="whole epochs are repeated until at least this many updates (tiny datasets)"
     )
-    seeds: int = Field(
-        1, ge=1, description="independent probe grids whose chosen heads' outputs are averaged (1 = V-JEPA 2)"
+    seeds: int | None = Field(
+        None, ge=1, description="independent probe grids whose chosen heads' outputs are averaged (1 = V-JEPA 2)"
     )
-    batch_size: int = Field(32, ge=1)
-    depth: int = Field(1, ge=1, description="1 = one cross-attention block; >1 adds self-attention blocks")
-    num_heads: int = Field(4, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    depth: int | None = Field(None, ge=1, description="1 = one cross-attention block; >1 adds self-attention blocks")
+    num_heads: int | None = Field(None, ge=1)
+    mlp_ratio: float | None = Field(None, gt=0)
+    class_weighted: bool | None = None
 
 
 class EvalClipParams(Strict):
-    frames: int = Field(16, ge=2)
-    fps: float = Field(8.0, gt=0, description="clips sampled at this rate, ending at the labelled frame")
-    size: int = Field(64, ge=16)
+    """Overrides of the protocol's clip sampling; a field left out keeps the preset's value."""
+
+    frames: int | None = Field(None, ge=2)
+    fps: float | None = Field(None, gt=0, description="clips sampled at this rate, ending at the labelled frame")
+    size: int | None = Field(None, ge=16)
+    label_fps: float | None = Field(None, gt=0, description="labelled instants probed per second of video")
 
 
 class EvaluateParams(Strict):
@@ -197,10 +203,15 @@ class EvaluateParams(Strict):
         },
         description="model name -> checkpoint path; 'random:<arch>' evaluates an untrained encoder",
     )
+    protocol: Literal["mini", "surgmotion"] = Field(
+        "mini", description="named evaluation protocol (unisurg.evaluation.protocols); README 'Protocols'"
+    )
+    select_on: Literal["val", "test"] = Field(
+        "val", description="split the heads are chosen on; 'test' only to compare with the paper's table"
+    )
     clip: EvalClipParams = EvalClipParams()
     probe: ProbeParams = ProbeParams()
-    label_fps: float = Field(1.0, gt=0, description="labelled instants probed per second of video")
-    bootstrap: int = Field(1000, ge=0)
+    bootstrap: int | None = Field(None, ge=0, description="resamples for 95% CIs (null: the protocol's)")
     batch_size: int = Field(16, ge=1)
     cache_dir: str = "data/cache/features"
 
@@ -235,7 +246,7 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Params:
-        if self.evaluate.clip.size % 16 or self.pretrain.clip.size % 16:
+        if (self.evaluate.clip.size or 16) % 16 or self.pretrain.clip.size % 16:
             raise ValueError("clip sizes must be multiples of the patch size 16")
         return self
 

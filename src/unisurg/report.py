@@ -41,6 +41,8 @@ def fmt(v: float | None, ci: list | None = None) -> str:
     s = f"{v:.3f}"
     if ci and ci[0] is not None and ci[1] is not None:
         s += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    elif ci is not None:
+        s += " (no CI)"
     return s
 
 
@@ -52,16 +54,53 @@ def best_model(r: dict) -> str | None:
     return pick(vals, key=vals.get)
 
 
-def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> str:
-    curation = x.curation
+def better(r: dict, a: float | None, b: float | None) -> bool | None:
+    """Is value a strictly better than b on r's primary metric? None when either is missing."""
+    if a is None or b is None:
+        return None
+    return a > b if r["higher_is_better"] else a < b
+
+
+def beats_null(r: dict, m: str) -> bool | None:
+    """Does model m score strictly better than the benchmark's null row? None without a null row."""
+    null = (r.get("null") or {}).get("value")
+    return better(r, (r["models"].get(m) or {}).get("value"), null) if r.get("null") else None
+
+
+def _units(r: dict) -> str:
+    d = r.get("null") or next(iter(r["models"].values()), {})
+    n, unit = d.get("n_test_units"), d.get("unit")
+    return f"{n} {unit}{'' if n == 1 else 's'}" if n is not None and unit else "n/a"
+
+
+def protocol_lines(results: list[dict]) -> list[str]:
+    """Which protocol produced the table (README "Protocols"), benchmarks counted per protocol."""
+    labels: dict[str, list[str]] = {}
+    for r in results:
+        label = (r.get("protocol") or {}).get("label") or "unnamed (results older than named protocols)"
+        labels.setdefault(label, []).append(r["benchmark"])
+    parts = [
+        f"`{k}` ({len(v)} benchmarks)" if len(labels) > 1 else f"`{k}` (every benchmark)" for k, v in labels.items()
+    ]
+    lines = [f'Protocol: {"; ".join(parts)}; README "Protocols" lists what each fixes.']
+    if any("TEST" in k for k in labels):
+        lines.append("**Heads chosen on the test split (as the paper's configs): these are not held-out estimates.**")
+    return lines
+
+
+def results_table(results: list[dict], models: list[str], has_null: bool) -> list[str]:
+    """The headline: one row per benchmark, primary metric with its CI per model and the null."""
+    cols = [*models, "null"] if has_null else models
     lines = [
-        f"# {title}",
+        "Frozen encoders, attentive probes (dense tasks: linear patch decoder); test split, primary metric with "
+        "its 95% bootstrap CI over the independent test units (videos, sequences, trials, clips) in brackets; "
+        "fewer than 3 units: no CI. Best per row in bold. `null`: the best constant output given the training "
+        "labels (prior class scores, all-foreground or all-background, constant depth, training-mean score), "
+        "scored by the same harness; † marks a score at or below it, and a benchmark where no model beats "
+        "it is marked in its name.",
         "",
-        "Frozen encoders, attentive probes (dense tasks: linear patch decoder); test split, per-video metric "
-        "averaged over videos, 95% bootstrap CI over test videos in brackets. Best per row in bold.",
-        "",
-        "| benchmark | task | metric | " + " | ".join(models) + " |",
-        "|---|---|---|" + "---|" * len(models),
+        "| benchmark | task | metric | test units | " + " | ".join(cols) + " |",
+        "|---|---|---|---|" + "---|" * len(cols),
     ]
     for r in results:
         best = best_model(r)
@@ -69,35 +108,52 @@ def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> s
         for m in models:
             d = r["models"].get(m)
             c = fmt(d["value"], d["ci"]) if d else "n/a"
-            cells.append(f"**{c}**" if m == best else c)
+            c = f"**{c}**" if m == best else c
+            cells.append(c + " †" if beats_null(r, m) is False else c)
+        if has_null:
+            n = r.get("null")
+            cells.append(fmt(n["value"], n["ci"]) if n else "n/a")
         arrow = "↑" if r["higher_is_better"] else "↓"
+        none_beat = has_null and r.get("null") and not any(beats_null(r, m) for m in r["models"])
+        name = f"{r['benchmark']} (no model beats the null)" if none_beat else r["benchmark"]
         lines.append(
-            f"| {r['benchmark']} | {TASK_FAMILY[r['task']]} | {r['metric']} {arrow} | " + " | ".join(cells) + " |"
+            f"| {name} | {TASK_FAMILY[r['task']]} | {r['metric']} {arrow} | {_units(r)} | " + " | ".join(cells) + " |"
         )
+    return lines
+
+
+def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> str:
+    curation = x.curation
+    has_null = any(r.get("null") for r in results)
+    cols = [*models, "null"] if has_null else models
+    lines = [f"# {title}", "", *protocol_lines(results), "", *results_table(results, models, has_null)]
     lines += [
         "",
         "## Per task family (mean of the primary metric)",
         "",
-        "| family | " + " | ".join(models) + " |",
-        "|---|" + "---|" * len(models),
+        "| family | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
     ]
     for task, fam in TASK_FAMILY.items():
         rs = [r for r in results if r["task"] == task]
         if not rs:
             continue
         cells = []
-        for m in models:
-            vals = [r["models"][m]["value"] for r in rs if m in r["models"] and r["models"][m]["value"] is not None]
+        for m in cols:
+            rows = [r.get("null") if m == "null" else r["models"].get(m) for r in rs]
+            vals = [d["value"] for d in rows if d and d["value"] is not None]
             cells.append(f"{sum(vals) / len(vals):.3f}" if vals else "n/a")
         lines.append(f"| {fam} ({len(rs)}) | " + " | ".join(cells) + " |")
     baselines = {m: b for m, b in x.baselines.items() if m in models and b in models}
     if baselines:
         lines += baseline_section(results, baselines)
+    lines += challenge_section(results, models)
     lines += relaxed_section(results, models)
     if x.distill and x.teacher in models and x.student in models:
         lines += distill_section(results, x)
     if x.ablation:
         lines += ablation_section(results, x)
+    lines += seeds_section(results, x)
     if curation:
         lines += [
             "",
@@ -117,7 +173,7 @@ def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> s
         for src, g in curation["by_source"].items():
             lines.append(f"| {src} | {g['videos']} | {g['clips']} | {g['hours']} |")
     if x.provenance:
-        lines += provenance_section(x.provenance)
+        lines += provenance_section(x.provenance, machines(results))
     return "\n".join(lines) + "\n"
 
 
@@ -132,6 +188,8 @@ class Extras:
     student: str = "student"
     provenance: dict | None = None
     ablation: dict[str, list[dict]] = field(default_factory=dict)  # variant -> its benchmark results
+    seeds: dict[str, list[dict]] = field(default_factory=dict)  # seed run -> its results (`make seeds`)
+    seed: int = 0  # the main pipeline's base.seed
 
 
 # The paper's ablation order; other variants follow alphabetically.
@@ -264,35 +322,142 @@ def _primary(r: dict, m: str) -> tuple[float | None, list | None]:
     return (d["value"], d["ci"]) if d else (None, None)
 
 
-def _beats(r: dict, m: str, base: str) -> tuple[bool | None, bool]:
-    """(m better than base?, CIs disjoint?) on one benchmark; None when either is missing."""
-    (a, ca), (b, cb) = _primary(r, m), _primary(r, base)
-    if a is None or b is None:
-        return None, False
-    better = a > b if r["higher_is_better"] else a < b
-    sep = bool(ca and cb and None not in (*ca, *cb) and (ca[0] > cb[1] or cb[0] > ca[1]))
-    return better, sep
+def paired(r: dict, m: str, base: str) -> dict | None:
+    """The paired difference m - base recorded by the evaluate stage (``diff``, ``ci``, ``separated``)."""
+    return ((r["models"].get(m) or {}).get("paired") or {}).get(base)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One benchmark's comparison of a model with its baseline."""
+
+    better: bool | None  # point estimate strictly better (None: a score missing)
+    worse: bool | None  # point estimate strictly worse
+    separated: bool  # the paired 95% CI excludes 0
+    above_null: bool  # the model beats the null row (True where there is none)
+    has_ci: bool
+
+    @property
+    def counted_win(self) -> bool:
+        return bool(self.better) and self.above_null
+
+    @property
+    def label(self) -> str:
+        if self.better is None:
+            return "n/a"
+        if self.better and not self.above_null:
+            return "better, but not above the null (not counted)"
+        word = "better" if self.better else "worse" if self.worse else "tie"
+        if not self.has_ci:
+            return f"{word} (no CI)"
+        return f"{word}, CI excludes 0" if self.separated else word
+
+
+def verdict(r: dict, m: str, base: str) -> Verdict:
+    (a, _), (b, _) = _primary(r, m), _primary(r, base)
+    p = paired(r, m, base) or {}
+    ci = p.get("ci") or [None, None]
+    above = beats_null(r, m) is not False
+    return Verdict(better(r, a, b), better(r, b, a), bool(p.get("separated")), above, None not in ci)
 
 
 def baseline_section(results: list[dict], baselines: dict[str, str]) -> list[str]:
+    from .evaluation.stats import sign_test
+
     lines = ["", "## Against the baselines", ""]
     lines += [
-        "Wins on the primary metric (ties count as not better); 'separated' = the 95% CIs do not overlap.",
+        "Paired comparisons on the same test units: the difference model − baseline in the primary metric "
+        "(for ↓ metrics a negative difference is better) with its 95% CI from bootstrap resamples of the test "
+        "units drawn once for both models; *separated* = that CI excludes 0. A win counts only where the model "
+        "also beats the null row. Sign test: exact two-sided binomial p of counted wins against losses "
+        "(uncounted wins and ties left out); it asks whether the model is better on more benchmarks than chance "
+        "would give, not whether any one difference is real.",
         "",
-        "| model | baseline | better on | separated wins | separated losses | not better on |",
-        "|---|---|---|---|---|---|",
+        "| model | baseline | better on (counted) | worse on | ties | not counted (better, at or below null) "
+        "| sign test p | separated wins | separated losses |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    detail: list[str] = []
     for m, base in baselines.items():
-        rows = [(r, *_beats(r, m, base)) for r in results]
-        rows = [x for x in rows if x[1] is not None]
+        rows = [(r, verdict(r, m, base)) for r in results]
+        rows = [(r, v) for r, v in rows if v.better is not None]
         if not rows:
             continue
-        wins = [r for r, b, _ in rows if b]
-        losses = [r["benchmark"] for r, b, _ in rows if not b]
-        sep_w = sum(1 for _, b, s in rows if b and s)
-        sep_l = sum(1 for _, b, s in rows if not b and s)
-        lines.append(f"| {m} | {base} | {len(wins)} of {len(rows)} | {sep_w} | {sep_l} | {', '.join(losses) or '-'} |")
+        wins = sum(v.counted_win for _, v in rows)
+        losses = sum(bool(v.worse) for _, v in rows)
+        ties = sum(not v.better and not v.worse for _, v in rows)
+        skipped = [r["benchmark"] for r, v in rows if v.better and not v.above_null]
+        sep_w = sum(v.counted_win and v.separated for _, v in rows)
+        sep_l = sum(bool(v.worse) and v.separated for _, v in rows)
+        p = sign_test(wins, losses)
+        lines.append(
+            f"| {m} | {base} | {wins} of {len(rows)} | {losses} | {ties} | {', '.join(skipped) or '-'} | {p:.3g} "
+            f"| {sep_w} | {sep_l} |"
+        )
+        detail += ["", f"### {m} − {base}", "", "| benchmark | metric | difference [95% CI] | verdict |"]
+        detail.append("|---|---|---|---|")
+        for r, v in rows:
+            d = paired(r, m, base)
+            diff = fmt(d["diff"], d["ci"]) if d else "n/a"
+            arrow = "↑" if r["higher_is_better"] else "↓"
+            detail.append(f"| {r['benchmark']} | {r['metric']} {arrow} | {diff} | {v.label} |")
+    return lines + detail
+
+
+def counted_wins(results: list[dict], m: str, base: str) -> tuple[int, int]:
+    """(benchmarks where m beats base and the null, benchmarks with both scores)."""
+    vs = [verdict(r, m, base) for r in results]
+    vs = [v for v in vs if v.better is not None]
+    return sum(v.counted_win for v in vs), len(vs)
+
+
+def seeds_section(results: list[dict], x: Extras) -> list[str]:
+    """The spread over pretraining seeds: the main run plus each `make seeds` run, per benchmark
+    and for the headline count; runs under another protocol or corpus render are left out, named."""
+    m, base = x.teacher, x.baselines.get(x.teacher)
+    if not x.seeds or base is None:
+        return []
+    label = lambda rs: {(r.get("protocol") or {}).get("label") for r in rs}  # noqa: E731
+    main_corpus, seed_corpus = (x.provenance or {}).get("corpus"), (x.provenance or {}).get("seeds_corpus")
+    if main_corpus and seed_corpus and main_corpus != seed_corpus:
+        why = f"data/synth {seed_corpus[:8]}, main rows {main_corpus[:8]}"
+        return ["", "## Pretraining seeds", "", f"**Not shown:** the seed runs ran on another corpus render ({why})."]
+    skipped = [name for name, rs in x.seeds.items() if label(rs) != label(results)]
+    runs = {f"seed {x.seed} (main)": results, **{n: rs for n, rs in x.seeds.items() if n not in skipped}}
+    counts = {name: counted_wins(rs, m, base) for name, rs in runs.items()}
+    c = [w for w, _ in counts.values()]
+    lines = [
+        "",
+        "## Pretraining seeds",
+        "",
+        f"The main recipe rerun with other seeds (`make seeds`: pretraining, the random baseline and the probes "
+        f"reseeded; same corpus and protocol). Counted wins of {m} over {base} per run: "
+        + ", ".join(f"{n}: {w} of {k}" for n, (w, k) in counts.items())
+        + f"; mean {sum(c) / len(c):.1f}, range {min(c)}–{max(c)}."
+        + (f" Left out (another protocol): {', '.join(skipped)}." if skipped else ""),
+        "",
+        f"| benchmark | metric | {m}: mean [min, max] | {base}: mean [min, max] | {m} better in |",
+        "|---|---|---|---|---|",
+    ]
+    by_run = {name: {r["name"]: r for r in rs} for name, rs in runs.items()}
+    for r in results:
+        cells, better_in = [], 0
+        for model in (m, base):
+            vals = [by_run[n][r["name"]]["models"][model]["value"] for n in runs if _has(by_run[n], r["name"], model)]
+            vals = [v for v in vals if v is not None]
+            cells.append(f"{sum(vals) / len(vals):.3f} [{min(vals):.3f}, {max(vals):.3f}]" if vals else "n/a")
+        for n in runs:
+            rr = by_run[n].get(r["name"])
+            better_in += bool(rr and verdict(rr, m, base).better)
+        arrow = "↑" if r["higher_is_better"] else "↓"
+        lines.append(
+            f"| {r['benchmark']} | {r['metric']} {arrow} | {cells[0]} | {cells[1]} | {better_in} of {len(runs)} |"
+        )
     return lines
+
+
+def _has(by_name: dict[str, dict], bench: str, model: str) -> bool:
+    return bench in by_name and model in by_name[bench]["models"]
 
 
 def distill_section(results: list[dict], x: Extras) -> list[str]:
@@ -324,6 +489,32 @@ def distill_section(results: list[dict], x: Extras) -> list[str]:
             f"speed-up {d['student_clips_per_s'] / d['teacher_clips_per_s']:.2f}x; "
             f"parameters {d['teacher_params'] / d['student_params']:.1f}x fewer.",
         ]
+    return lines
+
+
+def challenge_section(results: list[dict], models: list[str]) -> list[str]:
+    rs = [r for r in results if any("challenge_jaccard" in d["metrics"] for d in r["models"].values())]
+    if not rs:
+        return []
+    lines = [
+        "",
+        "## Phase metrics, Cholec80 challenge convention (secondary, not the headline)",
+        "",
+        "The headline phase metrics are the SurgMotion/scikit-learn per-video macro averages (classes in the "
+        "video's truth or prediction). The challenge convention excludes phases absent from a video's truth and "
+        "averages each phase over videos, then over phases; it scores higher on the same predictions. "
+        "Each cell: challenge Jaccard / challenge F1.",
+        "",
+        "| benchmark | " + " | ".join(models) + " |",
+        "|---|" + "---|" * len(models),
+    ]
+    for r in rs:
+        cells = []
+        for m in models:
+            mm = (r["models"].get(m) or {}).get("metrics", {})
+            jac, f1 = mm.get("challenge_jaccard"), mm.get("challenge_f1")
+            cells.append(f"{jac:.3f} / {f1:.3f}" if jac is not None and f1 is not None else "n/a")
+        lines.append(f"| {r['benchmark']} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -398,22 +589,40 @@ def provenance(root: Path, params_path: Path) -> dict:
         "params_md5": params_md5,
         # the built-in corpus behind the main rows and behind the ablation rows (ablation/dvc.lock)
         "corpus": corpus_md5(lock),
-        "ablation_corpus": corpus_md5(root / "ablation" / "dvc.lock"),
+        "ablation_corpus": corpus_md5(root / "ablation" / "dvc.lock", stages="evaluate@"),
+        "seeds_corpus": corpus_md5(root / "ablation" / "dvc.lock", stages="seed_evaluate@"),
     }
 
 
-def corpus_md5(lock: Path, path: str = "data/synth") -> str | None:
-    """The md5 that a ``dvc.lock`` records for ``path`` (as any stage's output or dependency), if any."""
+def corpus_md5(lock: Path, path: str = "data/synth", stages: str = "") -> str | None:
+    """The md5 that a ``dvc.lock`` records for ``path`` (as an output or dependency of any stage whose
+    name starts with ``stages``), if any."""
     if not lock.exists():
         return None
-    for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
+    for name, stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).items():
+        if not name.startswith(stages):
+            continue
         for entry in [*stage.get("outs", []), *stage.get("deps", [])]:
             if entry.get("path") == path and "md5" in entry:
                 return entry["md5"]
     return None
 
 
-def provenance_section(p: dict) -> list[str]:
+def machines(results: list[dict]) -> list[str]:
+    """The machines the evaluate stage ran on, as its results record them (training on other CPUs
+    may differ in the last bits, so a number belongs to its machine)."""
+    seen: list[str] = []
+    for r in results:
+        m = r.get("machine")
+        if m:
+            desc = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('accelerator', 'no accelerator')}"
+            desc += f"; torch {m.get('torch', '?')}, numpy {m.get('numpy', '?')}"
+            if desc not in seen:
+                seen.append(desc)
+    return seen
+
+
+def provenance_section(p: dict, machine: list[str] | None = None) -> list[str]:
     lines = [
         "",
         "## Provenance",
@@ -421,6 +630,7 @@ def provenance_section(p: dict) -> list[str]:
         f"- code: git {p['commit']}",
         f"- parameters: {p['params']} (md5 {p['params_md5']})",
     ]
+    lines += [f"- evaluated on: {m}" for m in machine or []]
     if p["outs"]:
         lines += ["", "| stage output (dvc.lock) | md5 |", "|---|---|"]
         lines += [f"| {path} | {md5} |" for path, md5 in p["outs"].items()]
@@ -442,7 +652,11 @@ def _png(fig) -> str:
 
 
 def plots(
-    results: list[dict], models: list[str], logs: dict[str, Path], curation: dict | None
+    results: list[dict],
+    models: list[str],
+    logs: dict[str, Path],
+    curation: dict | None,
+    baselines: dict[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     import matplotlib
 
@@ -479,6 +693,11 @@ def plots(
     fig.tight_layout()
     out.append(("Primary metric per benchmark", _png(fig)))
     plt.close(fig)
+    for m, base in (baselines or {}).items():
+        fig = paired_plot(plt, results, m, base)
+        if fig is not None:
+            out.append((f"Paired difference {m} − {base} per benchmark (95% CI; right of 0 = {m} better)", _png(fig)))
+            plt.close(fig)
     if curation:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
         for ax, key in zip(axes, ("by_region", "by_source")):
@@ -492,6 +711,28 @@ def plots(
         out.append(("Curated hours per region and per source", _png(fig)))
         plt.close(fig)
     return out
+
+
+def paired_plot(plt, results: list[dict], m: str, base: str):
+    """Point + 95% CI of the paired difference per benchmark, oriented so right = m better (↓ metrics
+    negated), with the zero line; benchmarks without a CI show the point alone."""
+    rows = [(r, paired(r, m, base)) for r in results]
+    rows = [(r, d) for r, d in rows if d and d.get("diff") is not None]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.2))
+    for i, (r, d) in enumerate(rows):
+        sign = 1.0 if r["higher_is_better"] else -1.0
+        y = len(rows) - 1 - i
+        lo, hi = d["ci"]
+        if lo is not None and hi is not None:
+            ax.plot(sorted((sign * lo, sign * hi)), [y, y], color="tab:blue", lw=2)
+        ax.plot(sign * d["diff"], y, "o", color="tab:red" if d.get("separated") else "tab:blue")
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_yticks(range(len(rows)), [f"{r['benchmark']} ({r['metric']})" for r, _ in rows][::-1], fontsize=7)
+    ax.set_xlabel(f"{m} − {base} (oriented: > 0 is better)")
+    fig.tight_layout()
+    return fig
 
 
 def render_html(md: str, figures: list[tuple[str, str]], title: str) -> str:
@@ -551,6 +792,7 @@ def build_report(metrics_dir: Path, out_dir: Path, logs: dict[str, Path], extras
     models = sorted({m for r in results for m in r["models"]})
     md = markdown(results, models, extras, title)
     atomic_write_text(out_dir / "benchmark.md", md)
-    figures = plots(results, models, logs, extras.curation)
+    baselines = {m: b for m, b in extras.baselines.items() if m in models and b in models}
+    figures = plots(results, models, logs, extras.curation, baselines)
     atomic_write_text(out_dir / "index.html", render_html(md, figures, title))
     return {"benchmarks": len(results), "models": models}

@@ -146,7 +146,9 @@ C3VD_TEST = (
     "trans_t3_b",
     "trans_t4_b",
 )
-C3VD_SPLIT = IdSplit(test=C3VD_TEST, default="train")  # validation: the last 20% of the training sequences
+# Test: these 8 of the 22 phantom video sequences; validation: the last 20% of the training sequences.
+# The independent unit (Record.group, what CIs resample) is the sequence, never its frames.
+C3VD_SPLIT = IdSplit(test=C3VD_TEST, default="train")
 C3VD_MAX_MM = 100.0
 
 
@@ -162,7 +164,8 @@ def read_c3vd_depth(path: str) -> np.ndarray:
 
 def load_c3vd(root: Path, problems: Problems) -> list[Record]:
     """Sequences ``<segment>_t<k>_<v>/`` with ``N_color.png`` (padding varies: parse the number)
-    and ``NNNN_depth.tiff`` (uint16, 0..65535 -> 0..100 mm; 0 and 65535 invalid)."""
+    and ``NNNN_depth.tiff`` (uint16, 0..65535 -> 0..100 mm; 0 and 65535 invalid). Split by sequence
+    (``C3VD_SPLIT``); each record's group is its sequence, the evaluation unit."""
     records = []
     seqs = (
         [d for d in sorted(root.iterdir()) if d.is_dir() and re.fullmatch(r"[a-z]+_t\d_[a-z]", d.name)]
@@ -207,7 +210,11 @@ C3VD = Benchmark(
 # --------------------------------------------------------------------------- SCARED
 
 SCARED_MAX_MM = 150.0
-# Datasets 1-6 train, 7 val, 8-9 test (keyframes never cross splits).
+# Datasets 1-6 train, 7 val, 8-9 test (keyframes never cross splits). The test set is two datasets
+# (two porcine subjects) of several keyframes each; a keyframe is its own camera sequence with its
+# own structured-light ground truth, and the independent unit (Record.group, what CIs resample) is
+# the keyframe (``datasetN/keyframeM``): never a frame, nor the dataset (2 units give no CI).
+# Keyframes of one dataset share the subject, so that CI is somewhat optimistic.
 SCARED_SPLIT = IdSplit(train=(1, 2, 3, 4, 5, 6), val=(7,), test=(8, 9), default="test")
 
 
@@ -226,7 +233,8 @@ def read_scared_depth(path: str, shape: tuple[int, int] | None = None) -> np.nda
 def load_scared(root: Path, problems: Problems) -> list[Record]:
     """``datasetN/keyframeM/image_02/data/%010d.png`` (1-based) with ground truth
     ``.../image_02/data/groundtruth/scene_points%06d.tiff`` (index = frame - 1): a 3-channel float
-    point map whose Z channel, top rows (the left view), is depth in mm."""
+    point map whose Z channel, top rows (the left view), is depth in mm. Split by dataset
+    (``SCARED_SPLIT``); each record's group is its keyframe sequence, the evaluation unit."""
     records = []
     kfs = sorted(root.glob("dataset*/keyframe*"))
     if not kfs:

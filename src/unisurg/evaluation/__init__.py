@@ -6,5 +6,10 @@
 attentive / dense heads trained as a grid, :mod:`.tasks` says how each task family is trained and
 scored (with the official metrics of :mod:`.metrics`), :mod:`.bank` trains the grid as one
 vectorised bank, and :mod:`.harness` runs a benchmark end to end. :mod:`.extract` is ``unisurg
-features extract``: sliding-window embeddings of any video folder.
+features extract``: sliding-window embeddings of any video folder. :func:`load_vjepa_probe` loads a
+probe trained by vjepa2 or SurgMotion.
 """
+
+from .heads import AttentiveProbe, load_vjepa_probe
+
+__all__ = ["AttentiveProbe", "load_vjepa_probe"]

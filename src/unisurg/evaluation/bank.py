@@ -5,7 +5,7 @@ The probe protocol trains several small heads (lr x weight decay x seeds) on a f
 frozen samples. Trained one after another, every step is that many small forward/backward passes
 and optimizer updates (~4-5 ms per head and step for a 192-wide attentive probe over 128 tokens
 on 2 CPU cores), much of it per-op overhead. Stacked, the grid takes one pass and one fused
-optimizer update (``benchmarks/bench_eval.py`` measures both ways). The head modules stay the
+optimizer update (``perf/bench_eval.py`` measures both ways). The head modules stay the
 single source of truth (:mod:`.heads`), evaluated with ``torch.func.functional_call`` under
 ``vmap`` over the stacked parameters.
 
@@ -15,12 +15,15 @@ vmap copy the batch once per head, ~1.4x slower per step; the seeds still differ
 initialisation. :class:`StackedAdamW` updates the stacked tensors with ``torch.optim.AdamW``,
 each head with its own learning rate and weight decay.
 
-Probes with self-attention blocks (``depth`` > 1) work too, but torch 2.14 has no vmap rule for
-CPU flash attention and runs those blocks head by head (it warns so).
+Probes with self-attention blocks (``depth`` > 1) work too. torch 2.14 has no vmap rule for its
+CPU flash-attention kernel (it would run the blocks head by head, with a warning), so on CPU the
+bank selects the math kernel of ``scaled_dot_product_attention``, which vmap batches like any
+matrix product; elsewhere the default kernels are kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 
@@ -28,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 class HeadBank:
@@ -47,9 +51,16 @@ class HeadBank:
     def _call(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self._base, (params, buffers), (x,))
 
+    def _vmapped(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        """Every head's output (K, B, *out) of the shared batch x."""
+        # CPU: the math attention kernel, which vmap batches (see the module docstring)
+        cpu = x.device.type == "cpu"
+        with sdpa_kernel(SDPBackend.MATH) if cpu else contextlib.nullcontext():
+            return vmap(self._call, in_dims=(0, 0, None))(params, buffers, x)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, ...) one batch for all heads -> outputs (K, B, *out) of every head."""
-        return vmap(self._call, in_dims=(0, 0, None))(self.params, self.buffers, x)
+        return self._vmapped(self.params, self.buffers, x)
 
     @torch.inference_mode()
     def predict(self, x: torch.Tensor, index: Sequence[int] | None = None, batch: int = 256) -> np.ndarray:
@@ -58,8 +69,7 @@ class HeadBank:
         ix = torch.as_tensor(list(range(len(self)) if index is None else index), dtype=torch.long)
         params = {k: v.detach()[ix] for k, v in self.params.items()}
         buffers = {k: v[ix] for k, v in self.buffers.items()}
-        fn = vmap(self._call, in_dims=(0, 0, None))
-        outs = [fn(params, buffers, x[i : i + batch].float()) for i in range(0, x.size(0), batch)]
+        outs = [self._vmapped(params, buffers, x[i : i + batch].float()) for i in range(0, x.size(0), batch)]
         return torch.cat(outs, dim=1).numpy()
 
     def module(self, k: int) -> nn.Module:

@@ -9,7 +9,8 @@ values of ``evaluate.models`` in ``params.yaml`` and of ``--encoder`` on the com
     our self-describing checkpoint (architecture stored inside).
 ``vjepa:<arch>:<path>[:<key>]``
     public V-JEPA 2 / SurgMotion weights (e.g. ``vjepa:vit_large:/ckpt/vitl.pt``); ``key`` is
-    ``target_encoder`` (default, what V-JEPA evaluates) or ``encoder``.
+    ``target_encoder`` (what V-JEPA evaluates) or ``encoder`` (what SurgMotion evaluates); without
+    it, the evaluation protocol's ``checkpoint_key``.
 ``random:<arch>``
     an untrained encoder, initialised from the seed (the baseline every score is compared with).
 ``timm:<model>[:<path>]``
@@ -89,10 +90,13 @@ def _timm_encoder(name: str, path: str | None, size: int) -> nn.Module:
     return FramewiseEncoder(model, size)
 
 
-def load_encoder_spec(spec: str, seed: int = 0, size: int = 64) -> tuple[nn.Module, str]:
+def load_encoder_spec(
+    spec: str, seed: int = 0, size: int = 64, vjepa_key: str = "target_encoder"
+) -> tuple[nn.Module, str]:
     """Build the encoder a spec names (see the module docstring) -> (model in eval mode, weights id).
 
-    ``size`` is the clip side the encoder will see (timm ViTs are built for it).
+    ``size`` is the clip side the encoder will see (timm ViTs are built for it); ``vjepa_key`` the
+    weights a ``vjepa:`` checkpoint is read from when the spec names none (the protocol's).
     """
     kind, _, rest = spec.partition(":")
     if kind == "random" and rest:
@@ -111,7 +115,7 @@ def load_encoder_spec(spec: str, seed: int = 0, size: int = 64) -> tuple[nn.Modu
         if len(parts) not in (2, 3):
             raise ValueError(f"encoder spec {spec!r}: expected vjepa:<arch>:<path>[:<key>]")
         arch, path = parts[0], parts[1]
-        key = parts[2] if len(parts) == 3 else "target_encoder"
+        key = parts[2] if len(parts) == 3 else vjepa_key
         _require_file(path, spec)
         model, wid = load_vjepa_checkpoint(path, arch, key), f"{sha256_file(path)}:{key}"
     else:

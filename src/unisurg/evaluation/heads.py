@@ -1,9 +1,16 @@
 """Heads trained on frozen tokens: the attentive probe (V-JEPA 2) and a light dense head.
 
-AttentiveProbe: optional self-attention blocks over the tokens, then one cross-attention
-block whose single learned query attends to them (queries not normalised, keys/values are),
-then a linear layer. DenseHead: per-patch linear decoder on the time-averaged patch tokens,
-pixel-shuffled back to the clip resolution.
+:class:`AttentiveProbe` is V-JEPA 2's ``AttentiveClassifier`` (``src/models/attentive_pooler.py``)
+with one learned query, parameter for parameter, so probes trained by vjepa2 or SurgMotion load
+without renaming (:func:`load_vjepa_probe`): ``depth - 1`` pre-norm self-attention blocks over the
+tokens (no position encoding: the tokens carry the encoder's), then one cross-attention block in
+which the query attends to the normalised tokens (``norm1`` normalises the tokens, not the query;
+no output projection) and is added back, then an MLP on ``norm2`` with a residual, then ``linear``.
+LayerNorms use torch's default eps 1e-5 (the probe, unlike the encoder, is built with plain
+``nn.LayerNorm``), GELU is the exact one. The mini protocol trains it at depth 1 (the cross-attention
+block alone); the ``surgmotion`` protocol at depth 4 with 16 heads, as the paper's configs do.
+:class:`DenseHead`: per-patch linear decoder on the time-averaged patch tokens, pixel-shuffled back
+to the clip resolution.
 
 The cross-attention with one query is computed without projecting every token to keys and
 values (exactly, not approximately). For attention head h with query q_h (d,), key/value
@@ -21,41 +28,100 @@ O(N·D·heads) instead of O(N·D²) for the key/value projections — ~50x fewer
 from __future__ import annotations
 
 import math
+import os
+import re
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.checkpoint import strip_prefixes
+from ..models.vit import MLP
 
-class CrossAttentionBlock(nn.Module):
-    """V-JEPA's probe block: q + attn(q, norm1(x)) -> + mlp(norm2(.)); attn has q/kv/proj linears."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+class SelfAttention(nn.Module):
+    """Multi-head self-attention without position encoding (vjepa2's ``Attention``): ``qkv``, ``proj``."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.norm1 = nn.LayerNorm(dim)
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D) -> (B, N, D)."""
+        B, N, D = x.shape
+        h = self.num_heads
+        q, k, v = self.qkv(x).unflatten(-1, (3, h, D // h)).permute(2, 0, 3, 1, 4)  # each (B, h, N, d)
+        y = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, d)
+        return self.proj(y.transpose(1, 2).reshape(B, N, D))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm1(x)) -> + mlp(norm2(.))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, num_heads, qkv_bias)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
+        self.mlp = MLP(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class CrossAttention(nn.Module):
+    """The parameters ``q``, ``kv`` of vjepa2's ``CrossAttention`` (it has no output projection).
+
+    :meth:`forward` is the textbook computation; the probe uses the token-linear
+    :meth:`CrossAttentionBlock.attend` instead."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+
+    def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """q (B, Q, D) queries, x (B, N, D) (normalised) tokens -> (B, Q, D), every token projected."""
+        B, N, D = x.shape
+        h = self.num_heads
+        qh = self.q(q).unflatten(-1, (h, D // h)).transpose(1, 2)  # (B, h, Q, d)
+        k, v = self.kv(x).unflatten(-1, (2, h, D // h)).permute(2, 0, 3, 1, 4)  # each (B, h, N, d)
+        return F.scaled_dot_product_attention(qh, k, v).transpose(1, 2).reshape(B, -1, D)
+
+
+class CrossAttentionBlock(nn.Module):
+    """V-JEPA's probe block: q + xattn(q, norm1(x)) -> + mlp(norm2(.))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.xattn = CrossAttention(dim, num_heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, int(dim * mlp_ratio))
 
     def attend(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """q (B or 1, 1, D) query, x (B, N, D) tokens -> attention output (B, 1, D), token-linear
+        """q (B or 1, 1, D) query, x (B, N, D) tokens -> xattn(q, norm1(x)) (B, 1, D), at token-linear
         cost. A query shared by the batch (its first dim 1) is projected once, not per sample."""
         B, N, D = x.shape
-        h, d = self.num_heads, D // self.num_heads
-        xh = F.layer_norm(x, (D,))  # x̂: normalised, affine folded in below
+        h, d = self.xattn.num_heads, D // self.xattn.num_heads
+        kv = self.xattn.kv
+        xh = F.layer_norm(x, (D,), eps=self.norm1.eps)  # x̂: normalised, affine folded in below
         g, b = self.norm1.weight, self.norm1.bias
-        wk, wv = self.kv.weight[:D].view(h, d, D), self.kv.weight[D:].view(h, d, D)
-        qh = self.q(q).view(-1, h, d)  # (B or 1, h, d)
+        wk, wv = kv.weight[:D].view(h, d, D), kv.weight[D:].view(h, d, D)
+        qh = self.xattn.q(q).view(-1, h, d)  # (B or 1, h, d)
         u = torch.einsum("bhd,hde->bhe", qh, wk) * g  # (B or 1, h, D): g * W_k,h^T q_h
         # a shared query: (B, N, D) @ (D, h) is one matrix product, also for a vmapped grid of heads
         logits = xh @ u[0].T if u.size(0) == 1 else torch.einsum("bnd,bhd->bnh", xh, u)  # (B, N, h)
         a = (logits.transpose(1, 2) / math.sqrt(d)).softmax(-1)  # (B, h, N)
         pooled = torch.matmul(a, xh) * g + b  # (B, h, D): sum_n a_hn LN(x_n)
-        v = torch.einsum("bhe,hde->bhd", pooled, wv) + self.kv.bias[D:].view(h, d)  # (B, h, d)
-        return self.proj(v.reshape(B, 1, D))
+        v = torch.einsum("bhe,hde->bhd", pooled, wv)  # (B, h, d)
+        if kv.bias is not None:
+            v = v + kv.bias[D:].view(h, d)
+        return v.reshape(B, 1, D)
 
     def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """q (B or 1, 1, D) query, x (B, N, D) tokens -> (B, 1, D)."""
@@ -65,35 +131,120 @@ class CrossAttentionBlock(nn.Module):
 
 def reference_cross_attention(block: CrossAttentionBlock, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The textbook computation of :meth:`CrossAttentionBlock.attend` (project every token)."""
-    B, N, D = x.shape
-    h = block.num_heads
-    qh = block.q(q).unflatten(-1, (h, D // h)).transpose(1, 2)  # (B, h, Q, d)
-    k, v = block.kv(block.norm1(x)).unflatten(-1, (2, h, D // h)).permute(2, 0, 3, 1, 4)  # each (B, h, N, d)
-    return block.proj(F.scaled_dot_product_attention(qh, k, v).transpose(1, 2).reshape(B, -1, D))
+    return block.xattn(q, block.norm1(x))
 
 
-class AttentiveProbe(nn.Module):
-    """tokens (B, N, D) -> outputs (B, out_dim)."""
+class AttentivePooler(nn.Module):
+    """vjepa2's ``AttentivePooler`` with one query: tokens (B, N, D) -> pooled (B, 1, D)."""
 
-    def __init__(self, dim: int, out_dim: int, num_heads: int = 4, depth: int = 1) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, depth: int, mlp_ratio: float, qkv_bias: bool, std: float = 0.02
+    ) -> None:
         super().__init__()
-        heads = num_heads if dim % num_heads == 0 else 1
-        self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
-            )
-            for _ in range(depth - 1)
-        )
-        self.query = nn.Parameter(torch.zeros(1, 1, dim))
-        nn.init.trunc_normal_(self.query, std=0.02)
-        self.cross = CrossAttentionBlock(dim, heads)
-        self.head = nn.Linear(dim, out_dim)
+        self.query_tokens = nn.Parameter(torch.zeros(1, 1, dim))
+        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias) for _ in range(depth - 1))
+        self.cross_attention_block = CrossAttentionBlock(dim, num_heads, mlp_ratio, qkv_bias)
+        self._init_weights(std)
+
+    @torch.no_grad()
+    def _init_weights(self, std: float) -> None:
+        """vjepa2's init: trunc-normal (std, cut at ±2 absolute) query and linear weights, zero
+        biases, unit LayerNorms; then block i's ``attn.proj`` and ``mlp.fc2`` weights are divided by
+        sqrt(2·(i+1)), and the cross-attention block's ``mlp.fc2`` by the last block's factor
+        (sqrt(2) without blocks: vjepa2's layer id stays at its last value)."""
+        nn.init.trunc_normal_(self.query_tokens, std=std)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for i, blk in enumerate(self.blocks):
+            blk.attn.proj.weight.div_(math.sqrt(2.0 * (i + 1)))
+            blk.mlp.fc2.weight.div_(math.sqrt(2.0 * (i + 1)))
+        self.cross_attention_block.mlp.fc2.weight.div_(math.sqrt(2.0 * max(len(self.blocks), 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for blk in self.blocks:
-            x = blk(x)
-        q = self.cross(self.query, x)  # (B, 1, D): the learned query (1, 1, D) is shared by the batch
-        return self.head(q.squeeze(1))
+            x = blk(x)  # (B, N, D)
+        # the learned query (1, 1, D) is shared by the batch (vjepa2 repeats it: same result)
+        return self.cross_attention_block(self.query_tokens, x)  # (B, 1, D)
+
+
+class AttentiveProbe(nn.Module):
+    """tokens (B, N, D) -> outputs (B, out_dim): vjepa2's ``AttentiveClassifier`` (one query,
+    ``depth - 1`` self-attention blocks, then cross-attention, then ``linear``).
+
+    ``linear`` keeps torch's default initialisation, as in vjepa2 (its init touches only the pooler).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int,
+        num_heads: int = 4,
+        depth: int = 1,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"probe depth {depth}: need at least 1 (the cross-attention block)")
+        if num_heads < 1 or dim % num_heads:
+            raise ValueError(f"probe width {dim} is not divisible by num_heads {num_heads}")
+        self.pooler = AttentivePooler(dim, num_heads, depth, mlp_ratio, qkv_bias)
+        self.linear = nn.Linear(dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.pooler(x).squeeze(1))
+
+
+_BLOCK = re.compile(r"pooler\.blocks\.(\d+)\.")
+
+
+def load_vjepa_probe(
+    path: str | os.PathLike[str], head: int = 0, num_heads: int = 16, mlp_ratio: float = 4.0
+) -> AttentiveProbe:
+    """Head ``head`` of a vjepa2 / SurgMotion probe checkpoint as an :class:`AttentiveProbe` in eval mode.
+
+    The file holds ``{"classifiers": [state dict per head], ...}`` (vjepa2 saves the DDP-wrapped
+    heads, keys prefixed ``module.``; SurgMotion unwraps them: both are accepted). Width, depth
+    and number of outputs come from the tensors; ``num_heads`` (which no tensor shows; 16 in both
+    evals) and ``mlp_ratio`` must be given. Missing or unexpected keys and wrong shapes are errors
+    that name them.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    heads = ckpt.get("classifiers") if isinstance(ckpt, dict) else None
+    if not isinstance(heads, (list, tuple)):
+        found = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: not a probe checkpoint, no 'classifiers' list (has {found})")
+    if not 0 <= head < len(heads):
+        raise ValueError(f"{path}: head {head} out of range, the checkpoint holds {len(heads)} heads")
+    state = strip_prefixes(heads[head])
+    for key in ("pooler.query_tokens", "linear.weight"):
+        if key not in state:
+            raise ValueError(f"{path}: head {head} has no key {key!r}: not an attentive probe")
+    dim, out_dim = state["pooler.query_tokens"].shape[-1], state["linear.weight"].shape[0]
+    blocks = {int(m.group(1)) for k in state if (m := _BLOCK.match(k))}
+    depth = max(blocks, default=-1) + 2  # blocks 0..n-1, then the cross-attention block
+    probe = AttentiveProbe(dim, out_dim, num_heads=num_heads, depth=depth, mlp_ratio=mlp_ratio)
+    own = probe.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [
+        f"{k} {tuple(v.shape)} (expected {tuple(own[k].shape)})"
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"{path}: head {head} does not match an attentive probe of width {dim}, depth {depth}, "
+            f"mlp_ratio {mlp_ratio}: missing {missing}, unexpected {unexpected}, wrong shapes {wrong}"
+        )
+    probe.load_state_dict(state)
+    return probe.eval()
 
 
 class DenseHead(nn.Module):

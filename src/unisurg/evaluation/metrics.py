@@ -1,14 +1,16 @@
 """Official metrics of the 17 benchmarks, computed per video (group) and then averaged.
 
-Each function returns per-group values (so confidence intervals can bootstrap over videos)
-and the aggregate. Conventions, where the community's implementations differ, are stated
-in the docstrings.
+Each function returns per-group values (so confidence intervals can bootstrap over videos,
+:mod:`.stats`) and the aggregate. Conventions, where the community's implementations differ, are
+stated in the docstrings; for phases the headline is SurgMotion's (scikit-learn's macro over truth ∪
+prediction, :func:`video_phase_metrics`), the Cholec80 challenge's a labelled secondary
+(:func:`challenge_phase_summary`).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -70,18 +72,21 @@ def _per_class_counts(y: np.ndarray, p: np.ndarray, labels: np.ndarray) -> tuple
 
 
 def video_phase_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro precision/recall/Jaccard/F1 of one video.
+    """Accuracy and macro precision/recall/Jaccard/F1 of one video, the SurgMotion convention.
 
-    Macro averages run over the classes present in the video's ground truth (a phase the
-    video does not contain cannot be recalled; predicting it still costs precision of the
-    classes that are present through their false negatives) — the Cholec80-style per-video protocol.
+    As the authors' eval.py calls scikit-learn: ``accuracy_score`` and ``*_score(average="macro",
+    zero_division=0)`` with no ``labels=``, i.e. the macro mean runs over the classes present in the
+    video's truth *or* its prediction. A phase predicted but absent from the truth scores 0 on every
+    measure and pulls the mean down; a phase in the truth never predicted has precision 0. The
+    Cholec80 challenge convention (absent phases excluded) is :func:`challenge_phase_summary`.
     """
-    labels = np.unique(y)
+    labels = np.unique(np.concatenate([y, p]))  # (K,) sklearn's unique_labels(y, p)
     tp, fp, fn = _per_class_counts(y, p, labels)
+    # every class of truth ∪ prediction has tp + fp + fn > 0, so only P and R can be 0 / 0
     with np.errstate(divide="ignore", invalid="ignore"):
         prec = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
         rec = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
-        jac = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), 0.0)
+        jac = tp / (tp + fp + fn)
         f1 = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
     return {
         "accuracy": float(np.mean(y == p)),
@@ -189,17 +194,59 @@ def relaxed_video_phase(
     return {"accuracy": acc, "jaccard": clip(jac), "precision": clip(prec), "recall": clip(rec)}
 
 
-def relaxed_phase_summary(per_video: list[dict[str, np.ndarray | float]]) -> dict[str, float]:
+def relaxed_phase_summary(per_video: list[dict[str, np.ndarray | float]], prefix: str = "relaxed_") -> dict[str, float]:
     """Aggregate as the reference script: per phase the NaN-mean over videos, then the mean over
-    phases (phases absent from every video skipped); accuracy is the mean over videos."""
-    out = {"relaxed_accuracy": float(np.mean([v["accuracy"] for v in per_video]))}
-    for k in ("jaccard", "precision", "recall"):
+    phases (phases absent from every video skipped); accuracy is the mean over videos.
+
+    Summarises ``jaccard``, ``precision``, ``recall`` and, where the videos carry it, ``f1``; the
+    keys are named ``prefix + measure``. No videos: NaN for every key.
+    """
+    measures = ["jaccard", "precision", "recall"] + (["f1"] if per_video and "f1" in per_video[0] else [])
+    if not per_video:
+        return {f"{prefix}{k}": float("nan") for k in ["accuracy", *measures]}
+    out = {f"{prefix}accuracy": float(np.mean([v["accuracy"] for v in per_video]))}
+    for k in measures:
         m = np.stack([v[k] for v in per_video])  # (videos, phases)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN phase columns
             per_phase = np.nanmean(m, axis=0)
-        out[f"relaxed_{k}"] = float(np.nanmean(per_phase)) if np.isfinite(per_phase).any() else float("nan")
+        out[f"{prefix}{k}"] = float(np.nanmean(per_phase)) if np.isfinite(per_phase).any() else float("nan")
     return out
+
+
+def phase_f1(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    """Per-phase F1 = 2PR / (P + R) from the challenge's per-phase arrays of one video.
+
+    NaN where the phase is absent from the truth (recall NaN). A phase of the truth that is never
+    predicted has precision 0 / 0 = NaN in the script but no true positive, so its F1 is 0, as is
+    the F1 of P = R = 0.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    f1 = np.where(np.isnan(precision), 0.0, f1)  # never predicted: tp = 0
+    return np.where(np.isnan(recall), np.nan, f1)
+
+
+def challenge_phase_summary(
+    per_video_y_p: Sequence[tuple[np.ndarray, np.ndarray]], num_classes: int
+) -> dict[str, float]:
+    """The Cholec80 challenge (MATLAB) convention without boundary relaxation, a labelled secondary.
+
+    Per video and phase (``num_classes`` phases): Jaccard, precision and recall, NaN for a phase
+    absent from the video's truth (so it is excluded, not scored 0); a phase of the truth that is
+    never predicted has NaN precision (0 / 0), as in the script. Each measure is NaN-meaned per
+    phase over videos, then meaned over phases; accuracy is the mean over videos. This is
+    :func:`relaxed_video_phase` with a window of 0, summarised by :func:`relaxed_phase_summary`.
+
+    The challenge script reports accuracy and P/R/Jaccard only; ``challenge_f1`` is derived here
+    per video and phase as 2PR / (P + R) (:func:`phase_f1`) and averaged the same way.
+    """
+    per_video = []
+    for y, p in per_video_y_p:
+        v = relaxed_video_phase(y, p, num_classes, window=0, jumps=((), ()))  # window 0: nothing forgiven
+        v["f1"] = phase_f1(v["precision"], v["recall"])
+        per_video.append(v)
+    return relaxed_phase_summary(per_video, prefix="challenge_")
 
 
 def per_group(
@@ -330,18 +377,3 @@ def depth_metrics(
 def mean_over(per: dict[str, dict[str, float]]) -> dict[str, float]:
     keys = sorted({k for v in per.values() for k in v})
     return {k: float(np.mean([v[k] for v in per.values() if k in v])) for k in keys}
-
-
-def bootstrap_ci(
-    values: np.ndarray, n: int, seed: int, stat: Callable[[np.ndarray], float] = np.mean, alpha: float = 0.05
-) -> tuple[float, float]:
-    """Percentile CI of ``stat`` over resamples of the first axis of ``values`` (videos)."""
-    values = np.asarray(values)
-    if n <= 0 or len(values) < 2:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    stats = np.array([stat(values[rng.integers(0, len(values), len(values))]) for _ in range(n)])
-    stats = stats[np.isfinite(stats)]
-    if not len(stats):
-        return (float("nan"), float("nan"))
-    return float(np.quantile(stats, alpha / 2)), float(np.quantile(stats, 1 - alpha / 2))

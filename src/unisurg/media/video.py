@@ -150,7 +150,18 @@ def clip_indices(end_frame: int, num_frames: int, step: float) -> np.ndarray:
 
 
 class VideoWriter:
-    """H.264 (yuv420p) writer via PyAV; deterministic for identical frames (single-threaded x264)."""
+    """H.264 (yuv420p) writer via PyAV: the same frames give the same bytes, run after run and on every CPU.
+
+    Two steps of a plain PyAV encode depend on the processor, and both are replaced here:
+
+    - RGB -> YUV 4:2:0: PyAV hands RGB frames to FFmpeg's swscale, whose SIMD paths (chosen by
+      the CPU's features) round differently from its C code; with FFmpeg's SIMD disabled the
+      same frames gave different files. :meth:`yuv420p` converts in exact integer arithmetic.
+    - x264 analysis: some of x264's assembly (e.g. the 9-mode intra search) picks different
+      modes than its C code, so ``asm=0`` changed the bytes. x264's ``cpu-independent`` option
+      keeps to the canonical algorithms; with it, x264's assembly and its C code give the same
+      bytes (tests/test_synth.py checks it).
+    """
 
     def __init__(
         self,
@@ -162,12 +173,15 @@ class VideoWriter:
         crf: int = 23,
         container: str | None = None,
         gop: int = 25,
+        x264_asm: bool = True,  # False: x264's plain C code (slower; tests compare it with the assembly)
     ) -> None:
         from fractions import Fraction
 
         import av
 
         self.path = Path(path)
+        if width % 2 or height % 2:
+            raise ValueError(f"{self.path}: yuv420p needs an even width and height, got {width}x{height}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._out = av.open(str(self.path), mode="w", format=container)
         rate = Fraction(fps).limit_denominator(1001)
@@ -179,7 +193,7 @@ class VideoWriter:
         # DVC needs byte-identical files for identical inputs. x264's macroblock-tree rate
         # control with lookahead produced run-to-run different bitstreams here (same frames,
         # same process); single-threaded x264 without mbtree/lookahead is reproducible
-        # (tests/test_video.py checks it).
+        # (tests/test_video.py checks it). cpu-independent: see the class docstring.
         self._stream.thread_count = 1
         if codec == "libx264":
             # keyframe every ``gop`` frames (~1 s): random access to a clip decodes at most one
@@ -189,13 +203,43 @@ class VideoWriter:
                 "preset": "veryfast",
                 "threads": "1",
                 "x264-params": f"threads=1:lookahead-threads=1:sync-lookahead=0:mbtree=0:rc-lookahead=0:keyint={gop}"
-                f":min-keyint={gop}:scenecut=0",
+                f":min-keyint={gop}:scenecut=0:cpu-independent=1" + ("" if x264_asm else ":asm=0"),
             }
+
+    @staticmethod
+    def yuv420p(frame_rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (3H/2, W) uint8 planar YUV 4:2:0 (Y, then U, then V), BT.601 limited range.
+
+        What swscale does by default, in exact integer arithmetic (16-bit fixed-point matrix) so that
+        every CPU gives the same bytes: BT.601 with 16..235 luma; each chroma sample averages a
+        horizontal pair of pixels and weighs rows 2j-1, 2j, 2j+1, 2j+2 by 1, 3, 3, 1 (swscale's
+        bilinear 2:1 filter; edge rows repeated).
+        """
+        h, w, _ = frame_rgb.shape
+        r, g, b = np.moveaxis(frame_rgb, 2, 0).astype(np.int32)  # contiguous (H, W) planes; all sums < 2**31
+        y = 16829 * r
+        y += 33039 * g
+        y += 6416 * b
+        y += (16 << 16) + (1 << 15)
+        y >>= 16  # (H, W) in 16..235
+
+        def chroma_sum(c: np.ndarray) -> np.ndarray:  # (H, W) -> (H/2, W/2), 16 x the weighted mean
+            pairs = c[:, 0::2] + c[:, 1::2]  # (H, W/2)
+            p = np.concatenate([pairs[:1], pairs, pairs[-1:]])  # (H+2, W/2): p[i] = pairs[i - 1], clamped
+            return p[0:h:2] + p[3 : h + 2 : 2] + 3 * (p[1 : h + 1 : 2] + p[2 : h + 2 : 2])
+
+        rs, gs, bs = chroma_sum(r), chroma_sum(g), chroma_sum(b)
+        u = (-9714 * rs - 19070 * gs + 28784 * bs + ((128 << 20) + (1 << 19))) >> 20  # 16..240
+        v = (28784 * rs - 24103 * gs - 4681 * bs + ((128 << 20) + (1 << 19))) >> 20  # 16..240
+        out = np.empty(h * w * 3 // 2, np.uint8)
+        n, q = h * w, h * w // 4
+        out[:n], out[n : n + q], out[n + q :] = y.ravel(), u.ravel(), v.ravel()
+        return out.reshape(h * 3 // 2, w)
 
     def write(self, frame_rgb: np.ndarray) -> None:
         import av
 
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(self.yuv420p(np.asarray(frame_rgb)), format="yuv420p")
         # Explicit timestamps (x264's rate control reads them).
         frame.pts = self._next_pts
         frame.time_base = self._stream.codec_context.time_base

@@ -8,7 +8,10 @@ Output layout (``out`` = ``data/synth``)::
 
 Everything is a pure function of (seed, sizes): the same seed gives byte-identical files,
 so DVC hashes do not change on a re-run. Jobs run in a process pool; each job seeds its
-own generators from names (``stable_seed``), never from execution order.
+own generators from names (``stable_seed``), never from execution order. The bytes do not
+depend on the processor either: rendering avoids CPU-dispatched maths (see :mod:`.scene`) and
+the H.264 writer converts colours itself and runs x264 CPU-independent (``VideoWriter``);
+tests/test_synth.py renders with this CPU's SIMD paths turned off and compares.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from .procedure import (
     tools_present,
     workflow_segments,
 )
-from .scene import ScenePlan, SceneRenderer
+from .scene import ScenePlan, SceneRenderer, stable_cos, stable_exp, stable_sin
 from .static import DenseScene
 
 
@@ -564,7 +564,8 @@ def write_cholect50(root: Path, spec: SynthSpec, seed: int) -> None:
 
 def _min_jerk(p0: np.ndarray, p1: np.ndarray, n: int) -> np.ndarray:
     s = np.linspace(0, 1, n, dtype=np.float32)[:, None]
-    return p0 + (p1 - p0) * (10 * s**3 - 15 * s**4 + 6 * s**5)
+    s3 = s * s * s  # products, not np.power: NumPy dispatches it to CPU-specific kernels (SVML on AVX-512)
+    return p0 + (p1 - p0) * (10 * s3 - 15 * s3 * s + 6 * s3 * s * s)
 
 
 def skill_trajectory(quality: float, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -576,7 +577,7 @@ def skill_trajectory(quality: float, n: int, size: int, rng: np.random.Generator
     cuts = np.linspace(0, n, n_way + 1).astype(int)
     path = np.concatenate([_min_jerk(way[i], way[i + 1], cuts[i + 1] - cuts[i]) for i in range(n_way)])
     tremor = (1 - quality) * size * 0.02
-    path += tremor * np.stack([np.sin(np.arange(n) * 1.7 + rng.uniform(0, 6)), np.cos(np.arange(n) * 2.3)], 1)
+    path += tremor * np.stack([stable_sin(np.arange(n) * 1.7 + rng.uniform(0, 6)), stable_cos(np.arange(n) * 2.3)], 1)
     return path.astype(np.float32)
 
 
@@ -584,9 +585,9 @@ def motion_quality(path: np.ndarray, fps: float, size: float) -> tuple[float, fl
     """(smoothness, economy) in [0, 1] measured on a trajectory: low jerk and short path are good."""
     v = np.diff(path, axis=0) * fps / size
     jerk = np.diff(v, n=2, axis=0) * fps * fps
-    smooth = float(np.exp(-np.sqrt(np.mean(np.sum(jerk**2, axis=1))) / 4000.0))
+    smooth = float(stable_exp(-np.sqrt(np.mean(np.sum(jerk * jerk, axis=1))) / 4000.0))
     length = float(np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1))) / size
-    economy = float(np.exp(-length / 6.0))
+    economy = float(stable_exp(-length / 6.0))
     return smooth, economy
 
 
@@ -595,13 +596,15 @@ JIGSAWS_SKILL = {"N": 0.3, "I": 0.55, "E": 0.85}
 
 
 def write_jigsaws(root: Path, spec: SynthSpec, seed: int) -> None:
+    """Suturing: every user B-I performs trials 001-005 (the 5 supertrials of the leave-one-
+    supertrial-out folds: 40 trials, 8 per fold). A trial is 6 s at 30 fps: 40 short trials cost
+    about what 16 trials of 12 s did, and the probe's clip spans the whole video either way."""
     task = "Suturing"
-    fps, n = 30.0, int(12 * 30)
-    trials = 2
+    fps, n = 30.0, int(6 * 30)
     meta = []
     for user in clips.JIGSAWS_USERS:
         level = JIGSAWS_LEVEL[user]
-        for trial in range(1, trials + 1):
+        for trial in range(1, clips.JIGSAWS_SUPERTRIALS + 1):
             name = f"{task}_{user}{trial:03d}"
             s = stable_seed(seed, name)
             rng = np.random.default_rng(s)
@@ -611,7 +614,7 @@ def write_jigsaws(root: Path, spec: SynthSpec, seed: int) -> None:
             for hand, tool in enumerate(("needle_driver", "needle_driver")):
                 tr = make_track(tool, "grasp", plan.target("incision"), 0, n, plan, rng)
                 tr.tip = skill_trajectory(quality, n, spec.size, rng) + np.float32(hand * 2 - 1) * spec.size * 0.1
-                tr.jaw = (0.5 + 0.5 * np.sin(np.arange(n) / fps * 2 * np.pi * 0.5)).astype(np.float32)
+                tr.jaw = (0.5 + 0.5 * stable_sin(np.arange(n) / fps * 2 * np.pi * 0.5)).astype(np.float32)
                 tr.entry = np.array([spec.size * (0.4 + 1.2 * hand), spec.size * 1.9], np.float32)
                 plan.tracks.append(tr)
                 paths.append(tr.tip)
@@ -700,19 +703,30 @@ def write_kvasir(root: Path, spec: SynthSpec, seed: int) -> None:
     write_text(root / "kavsir_bboxes.json", json.dumps(boxes, sort_keys=True) + "\n")
 
 
+# Dense CIs resample sequences, the independent unit (never the frames of one sequence), and a CI
+# needs at least 3: the depth writers spread their test images over this many test sequences.
+DENSE_TEST_SEQUENCES = 4
+
+
 def write_c3vd(root: Path, spec: SynthSpec, seed: int) -> None:
+    """Three training sequences, one more that the loader carves into validation (the last 20% of
+    the training sequences by name), and the first DENSE_TEST_SEQUENCES of the official test
+    sequences; images_per_split (train, val, test) images are spread over each split's sequences."""
     train = ["cecum_t1_b", "cecum_t2_b", "cecum_t2_c", "desc_t4_a", "sigmoid_t2_a", "trans_t1_a"]
     test = declared_split(dense.C3VD)["test"]
     tr, va, te = spec.images_per_split
-    n_train_seq = 3 + (1 if va else 0)
-    per_seq = max(tr // 3, 2)
-    for seq in train[:n_train_seq] + test[: max(te // per_seq, 1)]:
+    train_seqs = train[: 3 + (1 if va else 0)]
+    val = dense.carve_val(train_seqs)
+    test_seqs = test[:DENSE_TEST_SEQUENCES]
+    frames = {q: max(va, 2) if q in val else max(tr // 3, 2) for q in train_seqs}
+    frames.update({q: max(te // len(test_seqs), 1) for q in test_seqs})
+    for seq, count in frames.items():
         scene = DenseScene(
             "lumen", spec.size, stable_seed(seed, "c3vd", seq), polyps=0, tissue=((200, 150, 120), (240, 205, 170))
         )
         d = root / seq
         d.mkdir(parents=True, exist_ok=True)
-        for k in range(per_seq):
+        for k in range(count):
             fr = scene.render(0.5 * k)
             cv2.imwrite(str(d / f"{k:04d}_color.png"), fr.rgb[..., ::-1])
             dep = np.clip(np.round(fr.depth_mm / 100.0 * 65535), 1, 65534).astype(np.uint16)
@@ -720,15 +734,23 @@ def write_c3vd(root: Path, spec: SynthSpec, seed: int) -> None:
 
 
 def write_scared(root: Path, spec: SynthSpec, seed: int) -> None:
+    """Keyframe 1 of three training datasets and of the validation dataset, and DENSE_TEST_SEQUENCES
+    test keyframes alternating over the test datasets (8/1, 9/1, 8/2, 9/2): a keyframe is its own
+    camera sequence with its own ground truth, the unit the loader groups by."""
     tr, va, te = spec.images_per_split
-    per_kf = max(tr // 3, 2)
     split = declared_split(dense.SCARED)
-    datasets = split["train"][:3] + (split["val"] if va else []) + split["test"][: max(te // per_kf, 1)]
-    for ds in datasets:
-        kf = root / f"dataset{ds}" / "keyframe1" / "image_02" / "data"
-        scene = DenseScene("surface", spec.size, stable_seed(seed, "scared", ds), polyps=0)
+    keyframes = [(ds, 1, max(tr // 3, 2)) for ds in split["train"][:3]]
+    keyframes += [(ds, 1, max(va, 2)) for ds in (split["val"] if va else [])]
+    tests = split["test"]
+    keyframes += [
+        (tests[i % len(tests)], 1 + i // len(tests), max(te // DENSE_TEST_SEQUENCES, 1))
+        for i in range(DENSE_TEST_SEQUENCES)
+    ]
+    for ds, kf_num, count in keyframes:
+        kf = root / f"dataset{ds}" / f"keyframe{kf_num}" / "image_02" / "data"
+        scene = DenseScene("surface", spec.size, stable_seed(seed, "scared", ds, kf_num), polyps=0)
         (kf / "groundtruth").mkdir(parents=True, exist_ok=True)
-        for k in range(per_kf):
+        for k in range(count):
             fr = scene.render(0.8 * k)
             cv2.imwrite(str(kf / f"{k + 1:010d}.png"), fr.rgb[..., ::-1])
             s = spec.size

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scene import TOOL_STYLES, Look, ScenePlan, Target, Track
+from .scene import TOOL_STYLES, Look, ScenePlan, Target, Track, stable_cos, stable_sin
 
 VERBS: tuple[str, ...] = (
     "grasp",
@@ -80,8 +80,10 @@ def verb_motion(verb: str, n: int, fps: float, scale: float, rng: np.random.Gene
 
     Returns ``(offset, jaw, glow, stream)``: offset (n, 2) in the (along-shaft, across-shaft)
     frame in pixels (``scale`` = frame size), jaw (n,) in [0, 1], glow (n,) in [0, 1].
+    Oscillations use :func:`.scene.stable_sin` (NumPy's ``np.sin`` differs in the last bits
+    between CPUs), so the same plan gives the same tracks on every machine.
     """
-    t = np.arange(n, dtype=np.float32) / fps
+    t = np.arange(n) / fps  # (n,) float64 seconds
     a = scale / 64.0  # motion amplitudes are defined for a 64-px frame
     ph = float(rng.uniform(0, 2 * np.pi))
     off = np.zeros((n, 2), np.float32)
@@ -90,34 +92,34 @@ def verb_motion(verb: str, n: int, fps: float, scale: float, rng: np.random.Gene
     stream = False
     if verb == "grasp":
         jaw = np.clip(1.0 - t / 0.8, 0.05, 1.0)
-        off[:, 1] = 0.6 * a * np.sin(2 * np.pi * 0.4 * t + ph)
+        off[:, 1] = 0.6 * a * stable_sin(2 * np.pi * 0.4 * t + ph)
     elif verb == "retract":
         jaw[:] = 0.05
-        off[:, 0] = -5.0 * a * (1 - np.cos(2 * np.pi * 0.3 * t)) / 2
+        off[:, 0] = -5.0 * a * (1 - stable_cos(2 * np.pi * 0.3 * t)) / 2
     elif verb == "dissect":
-        off[:, 0] = 2.5 * a * np.sin(2 * np.pi * 2.0 * t + ph)
-        jaw = 0.5 + 0.5 * np.sin(2 * np.pi * 2.0 * t + ph)
+        off[:, 0] = 2.5 * a * stable_sin(2 * np.pi * 2.0 * t + ph)
+        jaw = 0.5 + 0.5 * stable_sin(2 * np.pi * 2.0 * t + ph)
     elif verb == "coagulate":
         jaw[:] = 0.2
-        glow = 0.6 + 0.4 * np.sin(2 * np.pi * 5.0 * t + ph)
+        glow = 0.6 + 0.4 * stable_sin(2 * np.pi * 5.0 * t + ph)
     elif verb == "clip":
         jaw = 1.0 - (t % 1.0)  # opens, then snaps shut once a second
-        off[:, 0] = 0.8 * a * np.sin(2 * np.pi * 0.5 * t)
+        off[:, 0] = 0.8 * a * stable_sin(2 * np.pi * 0.5 * t)
     elif verb == "cut":
-        jaw = (np.sin(2 * np.pi * 3.0 * t + ph) > 0).astype(np.float32)
-        off[:, 1] = 2.0 * a * np.sin(2 * np.pi * 1.5 * t)
+        jaw = (stable_sin(2 * np.pi * 3.0 * t + ph) > 0).astype(np.float32)
+        off[:, 1] = 2.0 * a * stable_sin(2 * np.pi * 1.5 * t)
     elif verb == "aspirate":
-        off[:, 0] = 2.5 * a * np.cos(2 * np.pi * 0.8 * t + ph)
-        off[:, 1] = 2.5 * a * np.sin(2 * np.pi * 0.8 * t + ph)
+        off[:, 0] = 2.5 * a * stable_cos(2 * np.pi * 0.8 * t + ph)
+        off[:, 1] = 2.5 * a * stable_sin(2 * np.pi * 0.8 * t + ph)
     elif verb == "irrigate":
         stream = True
-        off[:, 1] = 0.5 * a * np.sin(2 * np.pi * 0.3 * t)
+        off[:, 1] = 0.5 * a * stable_sin(2 * np.pi * 0.3 * t)
     elif verb == "pack":
-        off[:, 0] = 2.0 * a * np.sin(2 * np.pi * 0.5 * t + ph)
-        off[:, 1] = 2.0 * a * np.sin(2 * np.pi * 1.0 * t + ph)
+        off[:, 0] = 2.0 * a * stable_sin(2 * np.pi * 0.5 * t + ph)
+        off[:, 1] = 2.0 * a * stable_sin(2 * np.pi * 1.0 * t + ph)
     elif verb == "null_verb":
-        off[:, 0] = 3.0 * a * np.sin(2 * np.pi * 0.15 * t + ph)
-        off[:, 1] = 3.0 * a * np.cos(2 * np.pi * 0.11 * t + ph)
+        off[:, 0] = 3.0 * a * stable_sin(2 * np.pi * 0.15 * t + ph)
+        off[:, 1] = 3.0 * a * stable_cos(2 * np.pi * 0.11 * t + ph)
     else:
         raise ValueError(f"unknown verb {verb!r}; known: {VERBS}")
     return off, jaw.astype(np.float32), glow.astype(np.float32), stream
@@ -144,7 +146,7 @@ def make_track(
     # view (a stable angle per (procedure, tool)), with a little per-case jitter.
     port = stable_seed("port", plan.layout_key, tool) % 360
     ang = float(np.deg2rad(port) + rng.uniform(-0.3, 0.3))
-    d = np.array([np.cos(ang), np.sin(ang)], np.float32)  # from the tip towards the trocar
+    d = np.array([stable_cos(ang), stable_sin(ang)], np.float32)  # from the tip towards the trocar
     entry = goal + d * s * 1.3
     u = -d  # shaft direction towards the tip
     nrm = np.array([-u[1], u[0]], np.float32)

@@ -13,10 +13,20 @@ measure that.
 
 Coordinates: the world is a ``(W, W)`` canvas with ``W = 2 * size``; the camera shows a
 ``(size, size)`` window whose top-left corner moves over time. Points are ``(x, y)`` floats.
+
+Same bytes on every CPU: NumPy's ``sin``/``cos``/``exp`` (SIMD kernels chosen per CPU, or
+glibc's FMA / non-FMA variants), ``np.convolve`` (OpenBLAS kernels chosen per CPU) and OpenCV's
+``resize``/``GaussianBlur``/``Sobel`` (SIMD and IPP kernels chosen per CPU) return last-bit
+different values on different processors, and one flipped bit can change a pixel and so a file's
+hash. The renderer therefore computes those with the helpers below, which use only IEEE-754
+``+ - * /``, ``sqrt``, ``rint`` and ``ldexp`` element by element — operations whose results are
+exactly specified, whatever the vector width. OpenCV is used only for drawing (fixed-point code
+that is not dispatched by CPU feature).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -120,14 +130,158 @@ class ScenePlan:
         raise KeyError(name)
 
 
+# --------------------------------------------------------------------------- CPU-independent numerics
+# Polynomial sin/cos/exp and filters written as shifted adds: bit-identical on every CPU (see the
+# module docstring). Accuracy is ~1 ulp, far below what a uint8 pixel can show; exactness across
+# machines is the point. Inputs are float64; results are float64 (a NumPy scalar for a scalar).
+
+_TWO_OVER_PI = 6.36619772367581382433e-01
+_PIO2_HI = 1.57079632673412561417e00  # pi/2 to 33 bits: k * _PIO2_HI is exact for |k| < 2**20 (fdlibm)
+_PIO2_LO = 6.07710050650619224932e-11  # pi/2 - _PIO2_HI
+_SIN_POLY = (
+    -1.66666666666666324348e-01,
+    8.33333333332248946124e-03,
+    -1.98412698298579493134e-04,
+    2.75573137070700676789e-06,
+    -2.50507602534068634195e-08,
+    1.58969099521155010221e-10,
+)  # fdlibm __kernel_sin on [-pi/4, pi/4]
+_COS_POLY = (
+    4.16666666666666019037e-02,
+    -1.38888888888741095749e-03,
+    2.48015872894767294178e-05,
+    -2.75573143513906633035e-07,
+    2.08757232129817482790e-09,
+    -1.13596475577881948265e-11,
+)  # fdlibm __kernel_cos on [-pi/4, pi/4]
+_INV_LN2 = 1.44269504088896338700e00
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: k * _LN2_HI is exact for the k used here
+_LN2_LO = 1.90821492927058770002e-10
+_EXP_POLY = tuple(1.0 / math.factorial(n) for n in range(14))  # Taylor series, |r| <= ln(2)/2
+
+
+def _horner(x: np.ndarray, coeffs: tuple[float, ...]) -> np.ndarray:
+    """sum_i coeffs[i] * x**i, evaluated as separate multiplies and adds (never fused)."""
+    p = np.full_like(x, coeffs[-1])
+    for c in reversed(coeffs[:-1]):
+        p *= x  # in place: the same roundings as p = p * x + c, without temporaries
+        p += c
+    return p
+
+
+def _sin_cos_quadrant(x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x = k * pi/2 + r with |r| <= pi/4 -> (sin r, cos r, k mod 4)."""
+    x = np.asarray(x, np.float64)
+    k = np.rint(x * _TWO_OVER_PI)
+    if np.abs(k).max(initial=0) > 2**20:
+        raise ValueError("stable_sin/stable_cos: |x| above 1.6e6 is outside the exact argument reduction")
+    r = (x - k * _PIO2_HI) - k * _PIO2_LO
+    z = r * r
+    sin_r = _horner(z, _SIN_POLY)
+    sin_r *= r * z
+    sin_r += r
+    cos_r = _horner(z, _COS_POLY)
+    cos_r *= z * z
+    cos_r += 1.0 - 0.5 * z
+    return sin_r, cos_r, k.astype(np.int64) & 3
+
+
+def stable_sin(x) -> np.ndarray:
+    """sin(x), bit-identical on every CPU (|x| <= 1.6e6)."""
+    s, c, q = _sin_cos_quadrant(x)
+    # quadrants 0..3: s, c, -s, -c
+    return (np.where(q & 1, c, s) * np.where(q & 2, -1.0, 1.0))[()]
+
+
+def stable_cos(x) -> np.ndarray:
+    """cos(x), bit-identical on every CPU (|x| <= 1.6e6)."""
+    s, c, q = _sin_cos_quadrant(x)
+    # quadrants 0..3: c, -s, -c, s
+    return (np.where(q & 1, s, c) * np.where((q + 1) & 2, -1.0, 1.0))[()]
+
+
+def stable_exp(x) -> np.ndarray:
+    """exp(x), bit-identical on every CPU (|x| <= 700): 2**k * Taylor(r), x = k ln 2 + r."""
+    x = np.asarray(x, np.float64)
+    if np.any(np.abs(x) > 700):
+        raise ValueError("stable_exp: |x| > 700 over- or underflows")
+    k = np.rint(x * _INV_LN2)
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    two_k = ((k.astype(np.int64) + 1023) << 52).view(np.float64)  # 2**k from its bits (|k| <= 1010: normal)
+    return (_horner(r, _EXP_POLY) * two_k)[()]  # exact: a power-of-two scaling
+
+
+def correlate_axis(a: np.ndarray, kernel, axis: int, mode: str = "reflect") -> np.ndarray:
+    """out[i] = sum_j kernel[j] * a[i + j - len(kernel) // 2] along ``axis`` -> float64, shape of ``a``.
+
+    Borders follow ``np.pad(mode=...)`` ("reflect" is OpenCV's default BORDER_REFLECT_101,
+    "constant" zero padding). The taps are added one after another in a fixed order: np.convolve,
+    matrix products and cv2.filter2D instead go through BLAS or OpenCV kernels picked by the
+    CPU's SIMD features, whose summation order (and so last bits) differs between processors.
+    """
+    kernel = [float(w) for w in kernel]
+    r = len(kernel) // 2
+    a = np.moveaxis(np.asarray(a, np.float64), axis, 0)
+    p = np.pad(a, [(r, len(kernel) - 1 - r)] + [(0, 0)] * (a.ndim - 1), mode=mode)
+    out, tap = np.zeros_like(a), np.empty_like(a)
+    for j, w in enumerate(kernel):
+        if w != 0.0:
+            out += np.multiply(p[j : j + a.shape[0]], w, out=tap)
+    return np.moveaxis(out, 0, axis)
+
+
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of a 2-D array (radius 4 sigma, as cv2.GaussianBlur for float) -> float64."""
+    radius = max(int(round(4 * sigma)), 1)
+    x = np.arange(-radius, radius + 1) / sigma
+    w = stable_exp(-0.5 * x * x)
+    w = w / w.sum()
+    return correlate_axis(correlate_axis(img, w, 0), w, 1)
+
+
+def _cubic_taps(n_in: int, n_out: int, n_keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices and weights, both (4, n_keep), of the first ``n_keep`` of ``n_out`` bicubic samples.
+
+    Half-pixel centres, Keys kernel with a = -0.75 and replicated borders: cv2.INTER_CUBIC's recipe.
+    """
+    fx = (np.arange(n_keep) + 0.5) * (n_in / n_out) - 0.5
+    ix = np.floor(fx)
+    t = fx - ix
+    a = -0.75
+    w0 = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a
+    w1 = ((a + 2) * t - (a + 3)) * t * t + 1
+    w2 = ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1
+    w3 = 1 - w0 - w1 - w2
+    idx = np.clip(ix.astype(np.int64)[None, :] + np.arange(-1, 3)[:, None], 0, n_in - 1)
+    return idx, np.stack([w0, w1, w2, w3])
+
+
+def cubic_upsample(grid: np.ndarray, n_out: int, n_keep: int) -> np.ndarray:
+    """The top-left (n_keep, n_keep) corner of ``grid`` resized bicubically to (n_out, n_out) -> float32.
+
+    float32 like cv2.resize on float32 input (and half the memory traffic of float64).
+    """
+    ri, rw = _cubic_taps(grid.shape[0], n_out, n_keep)
+    ci, cw = _cubic_taps(grid.shape[1], n_out, n_keep)
+    rw, cw = rw.astype(np.float32), cw.astype(np.float32)
+    g = np.asarray(grid, np.float32)
+    rows = np.zeros((n_keep, g.shape[1]), np.float32)  # (n_keep, n_in): rows interpolated first
+    for j in range(4):
+        rows += rw[j][:, None] * g[ri[j]]
+    cols = np.ascontiguousarray(rows.T)  # (n_in, n_keep): gathering whole rows is fast
+    out = np.zeros((n_keep, n_keep), np.float32)  # (x, y) until the final transpose
+    for j in range(4):
+        out += cw[j][:, None] * cols[ci[j]]
+    return out.T
+
+
 # --------------------------------------------------------------------------- noise helpers
 
 
 def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Band-limited noise in [0, 1], shape (size, size): random grid upsampled bicubically."""
     grid = rng.random((cells + 3, cells + 3), dtype=np.float32)
-    up = cv2.resize(grid, (size + 3 * size // cells, size + 3 * size // cells), interpolation=cv2.INTER_CUBIC)
-    up = up[:size, :size]
+    up = cubic_upsample(grid, size + 3 * size // cells, size)
     lo, hi = float(up.min()), float(up.max())
     return (up - lo) / max(hi - lo, 1e-6)
 
@@ -146,9 +300,10 @@ def smooth_walk(rng: np.random.Generator, n: int, sigma_frames: float) -> np.nda
     """Zero-mean smooth random signal with unit standard deviation, shape (n,)."""
     x = rng.standard_normal(n + 64).astype(np.float32)
     k = max(int(3 * sigma_frames), 1)
-    kernel = np.exp(-0.5 * (np.arange(-k, k + 1) / max(sigma_frames, 1e-3)) ** 2).astype(np.float32)
-    y = np.convolve(x, kernel / kernel.sum(), mode="same")[32 : 32 + n]
-    return (y - y.mean()) / max(float(y.std()), 1e-6)
+    z = np.arange(-k, k + 1) / max(sigma_frames, 1e-3)
+    kernel = stable_exp(-0.5 * z * z)
+    y = correlate_axis(x, kernel / kernel.sum(), 0, mode="constant")[32 : 32 + n]
+    return ((y - y.mean()) / max(float(y.std()), 1e-6)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- renderer
@@ -186,7 +341,7 @@ class SceneRenderer:
                 -1,
                 cv2.LINE_AA,
             )
-            mask = cv2.GaussianBlur(mask, (0, 0), 1.5)[..., None]
+            mask = gaussian_blur(mask, 1.5).astype(np.float32)[..., None]
             tex = 0.8 + 0.4 * smooth_noise(rng, w, look.texture_cells * 3)[..., None]
             world = world * (1 - mask) + (np.array(tgt.rgb, np.float32) * tex) * mask
         self.world = world.astype(np.float32)
@@ -200,11 +355,11 @@ class SceneRenderer:
         self.light = light[..., None].astype(np.float32)
 
         # Camera path: slow pan (a few cycles per minute) plus shake episodes.
-        t = np.arange(plan.num_frames, dtype=np.float32) / plan.fps
+        t = np.arange(plan.num_frames) / plan.fps
         amp = look.pan * s
         ph = rng.uniform(0, 2 * np.pi, 2)
-        cx = s / 2 + amp * np.sin(2 * np.pi * 0.05 * t + ph[0])
-        cy = s / 2 + amp * np.cos(2 * np.pi * 0.037 * t + ph[1])
+        cx = s / 2 + amp * stable_sin(2 * np.pi * 0.05 * t + ph[0])
+        cy = s / 2 + amp * stable_cos(2 * np.pi * 0.037 * t + ph[1])
         shake = np.zeros(plan.num_frames, np.float32)
         for a, b in plan.shake:
             shake[a:b] = 1.0
@@ -217,12 +372,13 @@ class SceneRenderer:
         self.smoke_field = fractal_noise(rng, 2 * w, 12)[:, :w]  # (2W, W), seamless
         self.smoke_alpha = np.zeros(plan.num_frames, np.float32)
         for a, b in plan.smoke:
-            k = np.arange(a, b)
-            self.smoke_alpha[a:b] = np.maximum(self.smoke_alpha[a:b], 0.65 * np.sin(np.pi * (k - a) / max(b - a, 1)))
+            puff = 0.65 * stable_sin(np.pi * np.arange(b - a) / max(b - a, 1))
+            self.smoke_alpha[a:b] = np.maximum(self.smoke_alpha[a:b], puff)
         self.speculars = [
             (rng.uniform(s / 2, 3 * s / 2, 2), float(rng.uniform(0.8, 2.5)), float(rng.uniform(0, 2 * np.pi)))
             for _ in range(look.speculars)
         ]
+        self.flicker, self.burr_spin, self.stream_len = _oscillations(plan.num_frames, [p for *_, p in self.speculars])
         self.fluid_mask = None
         if plan.fluid:
             m = np.zeros((w, w), np.float32)
@@ -230,7 +386,7 @@ class SceneRenderer:
             cv2.ellipse(
                 m, (int(c[0]), int(c[1])), (int(s * 0.25), int(s * 0.12)), float(rng.uniform(0, 180)), 0, 360, 1.0, -1
             )
-            self.fluid_mask = cv2.GaussianBlur(m, (0, 0), 3)[..., None] * 0.75
+            self.fluid_mask = (gaussian_blur(m, 3.0) * 0.75).astype(np.float32)[..., None]
             self.fluid_tex = fractal_noise(rng, w, 10)
             self.fluid_velocity = rng.uniform(-1.0, 1.0, 2) * 1.2
         self.noise_bank = rng.normal(0, 2.5, (4, s, s, 1)).astype(np.float32)
@@ -257,10 +413,10 @@ class SceneRenderer:
                 self._draw_track(img, tgt_track, t - tgt_track.start, np.array([ox, oy], np.float32))
 
         img *= self.light
-        for pos, radius, phase in self.speculars:
+        for i, (pos, radius, _) in enumerate(self.speculars):
             q = pos - (ox, oy)
             if 0 <= q[0] < s and 0 <= q[1] < s:
-                flick = 0.6 + 0.4 * np.sin(0.9 * t + phase)
+                flick = float(self.flicker[t, i])
                 cv2.circle(img, (int(q[0]), int(q[1])), max(int(radius * flick), 1), (255, 255, 250), -1, cv2.LINE_AA)
 
         a = float(self.smoke_alpha[t])
@@ -278,7 +434,7 @@ class SceneRenderer:
         tip = tr.tip[k] - cam
         entry = tr.entry - cam
         u = tip - entry
-        u /= max(float(np.linalg.norm(u)), 1e-6)  # unit vector along the shaft, towards the tip
+        u /= max(_length(u), 1e-6)  # unit vector along the shaft, towards the tip
         nrm = np.array([-u[1], u[0]], np.float32)
         s = self.plan.size
         width = max(int(s / 16), 2)
@@ -295,7 +451,7 @@ class SceneRenderer:
             half = width * (0.6 if kind == "jaw" else 0.35)
             for sign in (-1.0, 1.0):
                 d = u + sign * spread * nrm
-                d /= np.linalg.norm(d)
+                d /= _length(d)
                 jn = np.array([-d[1], d[0]], np.float32)
                 poly = np.stack([base + jn * half, base - jn * half, base + d * L])
                 cv2.fillConvexPoly(img, poly.astype(np.int32), rgb, cv2.LINE_AA)
@@ -310,8 +466,7 @@ class SceneRenderer:
             cv2.line(img, _pt(base), _pt(base + u * L * 1.2), rgb, max(width // 2, 1), cv2.LINE_AA)
         elif kind == "burr":
             cv2.line(img, _pt(base), _pt(base + u * L * 0.7), rgb, max(width // 2, 1), cv2.LINE_AA)
-            ang = k * 0.8  # spinning burr: a rotating bar at the tip
-            spin = np.array([np.cos(ang), np.sin(ang)], np.float32) * width
+            spin = self.burr_spin[k].astype(np.float32) * width  # spinning burr: a rotating bar at the tip
             c = base + u * L * 0.8
             cv2.line(img, _pt(c - spin), _pt(c + spin), rgb, 2, cv2.LINE_AA)
         elif kind == "loop":
@@ -327,8 +482,26 @@ class SceneRenderer:
             g = float(tr.glow[k])
             cv2.circle(img, _pt(tip), max(int(width * (1 + g)), 1), (255, 250, 190), -1, cv2.LINE_AA)
         if tr.stream and tr.active[k]:
-            end = tip + u * s * (0.15 + 0.05 * np.sin(k * 0.7))
+            end = tip + u * s * float(self.stream_len[k])
             cv2.line(img, _pt(tip), _pt(end), (190, 225, 255), max(width // 2, 1), cv2.LINE_AA)
+
+
+def _oscillations(num_frames: int, phases: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame oscillations, computed once (stable_sin is exact but slow on single numbers).
+
+    -> specular flicker (T, len(phases)), spinning-burr direction (T, 2) turning 0.8 rad a frame,
+    irrigation stream length (T,) as a fraction of the frame size.
+    """
+    t = np.arange(num_frames, dtype=np.float64)
+    flicker = 0.6 + 0.4 * stable_sin(0.9 * t[:, None] + np.asarray(phases, np.float64)[None, :])
+    burr = np.stack([stable_cos(0.8 * t), stable_sin(0.8 * t)], axis=1)
+    return flicker, burr, 0.15 + 0.05 * stable_sin(0.7 * t)
+
+
+def _length(v: np.ndarray) -> float:
+    """Euclidean length of a 2-vector (np.linalg.norm calls BLAS, whose kernel depends on the CPU)."""
+    x, y = float(v[0]), float(v[1])
+    return math.sqrt(x * x + y * y)
 
 
 def _pt(p: np.ndarray) -> tuple[int, int]:

@@ -4,6 +4,10 @@ Depth drives the shading (an endoscope's light sits at the camera, so brightness
 off with the square of the distance and with surface slant), so depth is genuinely
 inferable from the image, as in SCARED and C3VD. Polyps are domes on the mucosa with
 their own colour; the mask is the dome's footprint.
+
+Transcendental functions use :mod:`.scene`'s CPU-independent ``stable_sin``/``stable_exp`` and the
+Sobel gradient is written out in NumPy, so images and depth maps are bit-identical on every
+processor; see :mod:`.scene` for why NumPy's and OpenCV's own functions are not.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .scene import fractal_noise
+from .scene import fractal_noise, stable_cos, stable_exp, stable_sin
 
 
 @dataclass(frozen=True)
@@ -66,42 +70,44 @@ class DenseScene:
     def render(self, t: float = 0.0) -> DenseFrame:
         """The view at time ``t`` (seconds): the camera drifts and moves closer/further."""
         s = self.size
-        off = (0.5 * s + 0.2 * s * np.array([np.sin(0.3 * t), np.cos(0.23 * t)])).astype(int)
+        off = (0.5 * s + 0.2 * s * np.array([stable_sin(0.3 * t), stable_cos(0.23 * t)])).astype(int)
         yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
         bumps = self.bumps[off[1] : off[1] + s, off[0] : off[0] + s]
         if self.kind == "surface":
-            depth = self.base * (1 + 0.1 * np.sin(0.4 * t)) + 40 * (
+            depth = self.base * (1 + 0.1 * float(stable_sin(0.4 * t))) + 40 * (
                 self.tilt[0] * (xx / s - 0.5) + self.tilt[1] * (yy / s - 0.5)
             )
             depth = depth + 12.0 * bumps
         else:
             # Looking down a tube: the wall is near at the border and far at the lumen centre.
             cx, cy = self.lumen_c - off
-            r = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2) / s
-            depth = 6.0 + 85.0 * np.exp(-3.2 * r)
-            depth = depth + 2.5 * np.sin(2 * np.pi * depth / self.fold_period) + 3.0 * bumps
+            r = np.sqrt(np.square(xx - cx) + np.square(yy - cy)) / s
+            depth = 6.0 + 85.0 * stable_exp(-3.2 * r)
+            depth = depth + 2.5 * stable_sin(2 * np.pi * depth / self.fold_period) + 3.0 * bumps
         mask = np.zeros((s, s), np.uint8)
         polyp_tone = np.zeros((s, s), np.float32)
         for c, r, h, ph in self.polyps:
             px, py = c - off
-            ang = np.arctan2(yy - py, xx - px)
-            # irregular outline: the radius wobbles with angle
-            rr = r * (1 + 0.15 * np.sin(3 * ang + ph[0]) + 0.08 * np.sin(5 * ang + ph[1]))
-            d = np.sqrt((xx - px) ** 2 + (yy - py) ** 2) / np.maximum(rr, 1e-3)
-            dome = np.clip(1 - d**2, 0, None)
+            dx, dy = xx - px, yy - py
+            dist = np.sqrt(dx * dx + dy * dy)
+            # irregular outline: the radius wobbles with the angle a around the centre,
+            # r(a) = r (1 + 0.15 sin(3a + ph0) + 0.08 sin(5a + ph1))
+            s3, s5 = _sin_harmonics(dx, dy, dist, ph[0], ph[1])
+            rr = r * (1 + 0.15 * s3 + 0.08 * s5)
+            d = dist / np.maximum(rr, 1e-3)
+            dome = np.clip(1 - d * d, 0, None)
             inside = d < 1
             mask |= inside.astype(np.uint8)
             depth = depth - h * 0.25 * depth * np.sqrt(dome)  # the polyp protrudes towards the camera
             polyp_tone = np.maximum(polyp_tone, inside * (0.6 + 0.4 * np.sqrt(dome)))
         depth = np.maximum(depth, 2.0).astype(np.float32)
         # Shading: normals from the depth gradient, light at the camera, 1/d^2 falloff.
-        dzdx = cv2.Sobel(depth, cv2.CV_32F, 1, 0, ksize=3) / 8.0
-        dzdy = cv2.Sobel(depth, cv2.CV_32F, 0, 1, ksize=3) / 8.0
-        ndotl = 1.0 / np.sqrt(1 + (dzdx * 0.8) ** 2 + (dzdy * 0.8) ** 2)
+        dzdx, dzdy = _sobel(depth)
+        ndotl = 1.0 / np.sqrt(1 + np.square(dzdx * 0.8) + np.square(dzdy * 0.8))
         falloff = (
-            np.clip((25.0 / depth) ** 2, 0, 1.6)
+            np.clip(np.square(25.0 / depth), 0, 1.6)
             if self.kind == "lumen"
-            else 0.75 * np.clip((self.base / depth) ** 2, 0, 1.3)
+            else 0.75 * np.clip(np.square(self.base / depth), 0, 1.3)
         )
         albedo = self.albedo[off[1] : off[1] + s, off[0] : off[0] + s].copy()
         albedo = albedo * (1 - polyp_tone[..., None] * 0.35) + polyp_tone[..., None] * 0.35 * np.array(
@@ -113,3 +119,33 @@ class DenseScene:
         img = img + noise.astype(np.float32)
         rgb = np.clip(img * 255, 0, 255).astype(np.uint8)
         return DenseFrame(rgb, depth, mask)
+
+
+def _sin_harmonics(
+    dx: np.ndarray, dy: np.ndarray, dist: np.ndarray, ph3: float, ph5: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sin(3a + ph3), sin(5a + ph5)) where a is the angle of (dx, dy), without arctan2 (libm/SIMD dependent).
+
+    cos(n a) + i sin(n a) = ((dx + i dy) / dist)**n by complex multiplication; a = 0 at the centre.
+    """
+    safe = np.maximum(dist, 1e-12)
+    c1 = np.where(dist > 0, dx / safe, 1.0)
+    s1 = np.where(dist > 0, dy / safe, 0.0)
+    c2, s2 = c1 * c1 - s1 * s1, 2 * s1 * c1
+    c3, s3 = c2 * c1 - s2 * s1, s2 * c1 + c2 * s1
+    c5, s5 = c3 * c2 - s3 * s2, s3 * c2 + c3 * s2
+    sin3 = s3 * float(stable_cos(ph3)) + c3 * float(stable_sin(ph3))
+    return sin3, s5 * float(stable_cos(ph5)) + c5 * float(stable_sin(ph5))
+
+
+def _sobel(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(d/dx, d/dy) of a 2-D float32 array: cv2.Sobel(ksize=3) / 8 with its reflect-101 border.
+
+    Written out in NumPy: cv2.Sobel runs SIMD/IPP kernels chosen by the CPU, whose last bits differ.
+    """
+    p = np.pad(a, 1, mode="reflect")  # (H+2, W+2)
+    dx = p[:, 2:] - p[:, :-2]  # (H+2, W): central difference along x, then [1, 2, 1] down the rows
+    dy = p[2:, :] - p[:-2, :]  # (H, W+2): along y, then [1, 2, 1] across the columns
+    gx = (dx[:-2] + dx[2:] + 2 * dx[1:-1]) / 8
+    gy = (dy[:, :-2] + dy[:, 2:] + 2 * dy[:, 1:-1]) / 8
+    return gx.astype(np.float32), gy.astype(np.float32)
