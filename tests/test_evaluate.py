@@ -101,6 +101,7 @@ INDEPENDENT = {  # benchmark -> {reported metric: recomputation from the predict
         "accuracy": lambda t: _per_video(t, accuracy_score),
         # scikit-learn's default labels (truth and prediction), as SurgMotion's eval.py
         "f1": lambda t: _per_video(t, lambda y, p: f1_score(y, p, average="macro", zero_division=0)),
+        "edit": lambda t: _per_video(t, _edit),  # the segmental edit score the authors report for every phase task
     },
     "pitvis": {"pitvis_score": lambda t: _per_video(t, _pitvis)},
     "cholect50": {"map_ivt": _triplet_map},

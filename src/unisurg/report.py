@@ -502,7 +502,7 @@ def challenge_section(results: list[dict], models: list[str]) -> list[str]:
         "",
         "The headline phase metrics are the SurgMotion/scikit-learn per-video macro averages (classes in the "
         "video's truth or prediction). The challenge convention excludes phases absent from a video's truth and "
-        "averages each phase over videos, then over phases; it scores higher on the same predictions. "
+        "averages each phase over videos, then over phases; it usually scores higher on the same predictions. "
         "Each cell: challenge Jaccard / challenge F1.",
         "",
         "| benchmark | " + " | ".join(models) + " |",
