@@ -492,54 +492,43 @@ def distill_section(results: list[dict], x: Extras) -> list[str]:
     return lines
 
 
-def challenge_section(results: list[dict], models: list[str]) -> list[str]:
-    rs = [r for r in results if any("challenge_jaccard" in d["metrics"] for d in r["models"].values())]
+def secondary_section(
+    results: list[dict], models: list[str], title: str, note: str, keys: tuple[str, str]
+) -> list[str]:
+    """A labelled table of two secondary metrics per model ("a / b" per cell), for the benchmarks
+    whose results carry the first key; never mixed into the headline table."""
+    rs = [r for r in results if any(keys[0] in d["metrics"] for d in r["models"].values())]
     if not rs:
         return []
-    lines = [
-        "",
-        "## Phase metrics, Cholec80 challenge convention (secondary, not the headline)",
-        "",
+    lines = ["", f"## {title} (secondary, not the headline)", "", note, ""]
+    lines += ["| benchmark | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for r in rs:
+        cells = []
+        for m in models:
+            a, b = ((r["models"].get(m) or {}).get("metrics", {}).get(k) for k in keys)
+            cells.append(f"{a:.3f} / {b:.3f}" if a is not None and b is not None else "n/a")
+        lines.append(f"| {r['benchmark']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def challenge_section(results: list[dict], models: list[str]) -> list[str]:
+    note = (
         "The headline phase metrics are the SurgMotion/scikit-learn per-video macro averages (classes in the "
         "video's truth or prediction). The challenge convention excludes phases absent from a video's truth and "
         "averages each phase over videos, then over phases; it usually scores higher on the same predictions. "
-        "Each cell: challenge Jaccard / challenge F1.",
-        "",
-        "| benchmark | " + " | ".join(models) + " |",
-        "|---|" + "---|" * len(models),
-    ]
-    for r in rs:
-        cells = []
-        for m in models:
-            mm = (r["models"].get(m) or {}).get("metrics", {})
-            jac, f1 = mm.get("challenge_jaccard"), mm.get("challenge_f1")
-            cells.append(f"{jac:.3f} / {f1:.3f}" if jac is not None and f1 is not None else "n/a")
-        lines.append(f"| {r['benchmark']} | " + " | ".join(cells) + " |")
-    return lines
+        "Each cell: challenge Jaccard / challenge F1."
+    )
+    title = "Phase metrics, Cholec80 challenge convention"
+    return secondary_section(results, models, title, note, ("challenge_jaccard", "challenge_f1"))
 
 
 def relaxed_section(results: list[dict], models: list[str]) -> list[str]:
-    rs = [r for r in results if any("relaxed_accuracy" in d["metrics"] for d in r["models"].values())]
-    if not rs:
-        return []
-    lines = [
-        "",
-        "## Relaxed-boundary phase metrics (secondary, not the headline)",
-        "",
+    note = (
         "Challenge-style relaxed boundaries (10 s at the label rate; the reference script's indexing bug fixed). "
-        "Each cell: relaxed accuracy / relaxed Jaccard.",
-        "",
-        "| benchmark | " + " | ".join(models) + " |",
-        "|---|" + "---|" * len(models),
-    ]
-    for r in rs:
-        cells = []
-        for m in models:
-            mm = (r["models"].get(m) or {}).get("metrics", {})
-            acc, jac = mm.get("relaxed_accuracy"), mm.get("relaxed_jaccard")
-            cells.append(f"{acc:.3f} / {jac:.3f}" if acc is not None and jac is not None else "n/a")
-        lines.append(f"| {r['benchmark']} | " + " | ".join(cells) + " |")
-    return lines
+        "Each cell: relaxed accuracy / relaxed Jaccard."
+    )
+    title = "Relaxed-boundary phase metrics"
+    return secondary_section(results, models, title, note, ("relaxed_accuracy", "relaxed_jaccard"))
 
 
 # What "the code" is for provenance: uncommitted changes here make a result unreproducible from the
