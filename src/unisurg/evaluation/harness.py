@@ -142,7 +142,7 @@ def pick_heads(
 ) -> tuple[list[int], list[dict]]:
     """Each of the bank's ``grids`` (one per seed) picks its head with the best validation score
     -> (the picked heads' indices in the bank, their hyperparameters and validation scores;
-    ``val_score`` None: too few validation units, the grid's first head)."""
+    ``val_score`` None: too few validation items, the grid's first head)."""
     val_out = bank.predict(val_feats)  # (K, n_val, ...)
     picked, chosen, per_grid = [], [], len(bank) // grids
     for g in range(grids):
@@ -193,8 +193,8 @@ Split = tuple[np.ndarray, np.ndarray, np.ndarray]  # (train, val, test) sample i
 
 @dataclass(frozen=True)
 class Setup:
-    """What every encoder (and the null) of one benchmark is evaluated on: the labels, the rounds'
-    splits (one, or one per fold), the protocol and the task's head geometry."""
+    """What every encoder (and the null) of one benchmark is evaluated on: the task, the labels,
+    the rounds' splits (one, or one per fold), the protocol and the seeds."""
 
     bench: Benchmark
     task: Task

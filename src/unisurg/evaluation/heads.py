@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.checkpoint import strip_prefixes
-from ..models.vit import MLP
+from ..models.vit import MLP, init_vit_weights
 
 
 class SelfAttention(nn.Module):
@@ -153,17 +153,7 @@ class AttentivePooler(nn.Module):
         sqrt(2·(i+1)), and the cross-attention block's ``mlp.fc2`` by the last block's factor
         (sqrt(2) without blocks: vjepa2's layer id stays at its last value)."""
         nn.init.trunc_normal_(self.query_tokens, std=std)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=std)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        for i, blk in enumerate(self.blocks):
-            blk.attn.proj.weight.div_(math.sqrt(2.0 * (i + 1)))
-            blk.mlp.fc2.weight.div_(math.sqrt(2.0 * (i + 1)))
+        init_vit_weights(self, self.blocks, std)  # the encoder's V-JEPA init, blocks rescaled by depth
         self.cross_attention_block.mlp.fc2.weight.div_(math.sqrt(2.0 * max(len(self.blocks), 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
