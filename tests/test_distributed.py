@@ -17,7 +17,7 @@ import yaml
 from unisurg.curation.index import curate
 from unisurg.curation.sources import Source
 from unisurg.models.checkpoint import load_checkpoint
-from unisurg.training.loop import setup_distributed
+from unisurg.runtime import setup_distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,21 +11,13 @@ from unisurg.curation.index import curate
 from unisurg.curation.sources import Source
 from unisurg.media.clips import ClipTable, normalize_batch
 from unisurg.models import create_model
-from unisurg.models.checkpoint import count_params, encoder_payload, load_checkpoint, load_encoder, save_checkpoint
+from unisurg.models.checkpoint import count_params, load_checkpoint, load_encoder
 from unisurg.training import distill, pretrain
 from unisurg.training.distill import TeacherEnsemble, flops_per_clip, run_distill
 from unisurg.training.loop import StepLog
 from unisurg.training.losses import normalize_targets
 from unisurg.training.pretrain import run_pretrain
 from unisurg.training.telemetry import RegionProbe
-
-
-@pytest.fixture(scope="module")
-def clips(corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("clips")
-    src = [Source(name="pre", root=str(corpus / "pretrain"), region="mixed", procedure="mixed", license="x")]
-    curate(src, out, clip_frames=4, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=1)
-    return out / "clips.parquet"
 
 
 def _params(steps: int, **kw) -> PretrainParams:
@@ -58,15 +50,6 @@ def _distill_params(steps: int, **kw) -> DistillParams:
         optim=OptimParams(lr=3e-3, start_lr=3e-3, warmup_steps=0, schedule="constant"),
         **kw,
     )
-
-
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    """A randomly initialised vit_pico saved as an encoder checkpoint (distillation needs no pretraining)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("teacher") / "encoder.pt"
-    save_checkpoint(path, encoder_payload(create_model("vit_pico"), "vit_pico"))
-    return path
 
 
 def test_pretrain_runs_logs_and_resumes_exactly(clips, tmp_path):

@@ -42,8 +42,9 @@ from ..media.clips import ClipTable, StepBatchSampler, normalize_batch
 from ..media.motion import framediff_saliency, normalize_saliency
 from ..models import Predictor, VisionTransformer, create_model
 from ..models.checkpoint import count_params, encoder_payload, save_checkpoint
+from ..runtime import Dist, distributed
 from .ema import MomentumSchedule, ema_update
-from .loop import Dist, Fit, Task, Trainer, param_groups, seed_everything, setup_distributed, teardown_distributed
+from .loop import Fit, Task, Trainer, param_groups, seed_everything
 from .losses import gather_tokens, latent_l1, normalize_targets
 from .masks import MaskCollator, MaskSpec
 from .objectives import affinity_loss, diversity_loss, motion_weights, pixel_targets
@@ -230,11 +231,8 @@ class Pretraining(Task):
 
 def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress: bool = True) -> dict:
     """Pretrain on the clip table ``clips``; write checkpoint.pt, encoder.pt, log.csv, metrics.json to ``out``."""
-    d = setup_distributed()
-    try:
+    with distributed(p.device) as d:
         return _run(clips, out, p, seed, d, progress and d.is_main)
-    finally:
-        teardown_distributed(d)
 
 
 def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress: bool) -> dict:
@@ -267,6 +265,7 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
             "params": p.model_dump(mode="json"),
         },
         frozen={"target_encoder": target},
+        bf16=p.bf16,
     )
 
     # 2. resume from checkpoint.pt, whatever launch wrote it
@@ -276,7 +275,9 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
     flow = (encoder.tubelet_size, encoder.patch_size) if p.motion.enabled and p.motion.source == "flow" else None
     table = ClipTable(str(clips), p.clip.frames, p.clip.size, flow=flow)
     sampler = StepBatchSampler(table.weight, p.batch_size, seed, start, p.steps, d.rank, d.world)
-    loader = torch.utils.data.DataLoader(table, batch_sampler=sampler, num_workers=p.num_workers)
+    loader = torch.utils.data.DataLoader(
+        table, batch_sampler=sampler, num_workers=p.num_workers, pin_memory=d.device.type == "cuda"
+    )
     sample_ids = list(range(p.batch_size))[sampler.local_slice()]
     probe = RegionProbe(str(clips), seed=seed) if (d.is_main or sharded) and p.probe_every else None
 
