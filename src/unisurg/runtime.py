@@ -28,6 +28,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 CPU = torch.device("cpu")
+COLLECTIVE_TIMEOUT = timedelta(hours=2)
 
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
@@ -173,7 +175,10 @@ def setup_distributed(device: str = "auto") -> Dist:
 
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        # the other ranks wait in a collective while rank 0 trains a benchmark's probes (minutes under
+        # the paper's protocol): a timeout far above the default 10 minutes. A dead rank is still seen
+        # at once by torchrun, which stops the job.
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
         if dist.get_world_size() != world:
             raise RuntimeError(f"process group has {dist.get_world_size()} ranks, WORLD_SIZE says {world}")
     return Dist(rank=rank, world=world, local_rank=local, device=dev)
