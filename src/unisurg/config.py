@@ -81,7 +81,7 @@ class ClipParams(Strict):
 
 
 class OptimParams(Strict):
-    lr: float = Field(5e-4, gt=0)
+    lr: float = Field(5e-4, ge=0, description="peak learning rate (0 freezes the weights: a check, not a run)")
     start_lr: float = Field(1e-4, ge=0)
     final_lr: float = Field(1e-6, ge=0)
     weight_decay: float = Field(0.04, ge=0)
@@ -119,6 +119,9 @@ class DiversityParams(Strict):
 class PretrainParams(Strict):
     device: str = DEVICE
     bf16: bool = BF16
+    init: str = Field(
+        "none", description="start from: none (random), vjepa:<arch>:<path>[:<key>] or one of our checkpoints"
+    )
     objective: Literal["latent", "pixel"] = "latent"
     motion: MotionParams = MotionParams()
     affinity: AffinityParams = AffinityParams()

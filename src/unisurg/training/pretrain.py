@@ -44,6 +44,7 @@ from ..models import Predictor, VisionTransformer, create_model
 from ..models.checkpoint import count_params, encoder_payload, save_checkpoint
 from ..runtime import Dist, distributed
 from .ema import MomentumSchedule, ema_update
+from .initial import InitialWeights, apply_initial, load_initial
 from .loop import Fit, Task, Trainer, param_groups, seed_everything
 from .losses import gather_tokens, latent_l1, normalize_targets
 from .masks import MaskCollator, MaskSpec
@@ -239,8 +240,12 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
 
-    # 1. models (identical initial weights on every rank: same seed), sharded under FSDP; AdamW
+    # 1. models (identical initial weights on every rank: same seed, or pretrain.init's file), sharded
+    # under FSDP; AdamW, always fresh
     encoder, predictor, target = build_models(p)
+    init = load_initial(p.init, p.arch)
+    if init is not None:
+        apply_initial(init, encoder, predictor, target, p.arch)
     model = JEPA(encoder, predictor)
     sharded = _place(model, target, d, p.parallel)
     opt = torch.optim.AdamW(
@@ -263,6 +268,7 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
             "config": encoder.config,
             "predictor_config": predictor.config,
             "params": p.model_dump(mode="json"),
+            "init": init.record if init is not None else None,
         },
         frozen={"target_encoder": target},
         bf16=p.bf16,
@@ -286,7 +292,7 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
     fit = trainer.fit(task, loader, start, progress)
 
     # 5. outputs: the exported encoder used downstream, and the run's metrics
-    return _export(out, p, model, target, d, fit, task.tokens_seen)
+    return _export(out, p, model, target, d, fit, task.tokens_seen, init)
 
 
 def _place(model: JEPA, target: VisionTransformer | None, d: Dist, parallel: str) -> bool:
@@ -310,7 +316,14 @@ def _place(model: JEPA, target: VisionTransformer | None, d: Dist, parallel: str
 
 
 def _export(
-    out: Path, p: PretrainParams, model: JEPA, target: VisionTransformer | None, d: Dist, fit: Fit, tokens: int
+    out: Path,
+    p: PretrainParams,
+    model: JEPA,
+    target: VisionTransformer | None,
+    d: Dist,
+    fit: Fit,
+    tokens: int,
+    init: InitialWeights | None,
 ) -> dict:
     """Write encoder.pt (always the final weights) and metrics.json -> the metrics ({} off the main rank)."""
     use_target = p.export == "target" and target is not None
@@ -321,6 +334,8 @@ def _export(
     encoder = model.encoder
     exported_as = p.export if target is not None else "context"
     meta = {"objective": p.objective, "steps": p.steps, "exported": exported_as}
+    if init is not None:  # only then: an encoder.pt of a run from random weights is unchanged
+        meta["init"] = init.record
     save_checkpoint(out / "encoder.pt", encoder_payload(encoder, p.arch, state=exported, **meta))
     row = _last_row(out / "log.csv")
     metrics = {
