@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from vjepa2_reference import VJEPA2VisionTransformer, rotate_queries_or_keys
 
-from unisurg.models import Predictor, create_model, list_models
+from unisurg.models import Predictor, VisionTransformer, create_model, list_models
 from unisurg.models.checkpoint import encoder_payload, load_encoder, load_vjepa_checkpoint, save_checkpoint
 from unisurg.models.rope import apply_rope_3d, rope_chunk, rotate, token_positions
 from unisurg.models.vit import apply_masks
@@ -193,3 +193,21 @@ def test_a_vjepa2_encoder_state_dict_loads_into_the_same_function(arch, dims, tm
     torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-4)
     masks = [torch.tensor([[0, 4, 5, 11], [3, 2, 9, 7]]), torch.tensor([[1, 6, 8, 10], [0, 1, 2, 3]])]
     torch.testing.assert_close(ours(x, masks), ref(x, masks), atol=1e-5, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_intermediate_layers_are_vjepa2_out_layers():
+    """forward_intermediates(layers) = the tokens after those blocks through the final LayerNorm, as
+    vjepa2's out_layers: checked against V-JEPA 2's encoder cut after the same block."""
+    torch.manual_seed(0)
+    ref = VJEPA2VisionTransformer(48, 3, 2, mlp_ratio=4.0).eval()
+    ours = VisionTransformer(embed_dim=48, depth=3, num_heads=2).eval()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 4, 32, 32)
+    first, last, again = ours.forward_intermediates(x, [0, -1, 2])
+    assert torch.equal(last, ours(x)) and torch.equal(again, last)  # the final layer is forward's output
+    cut = VJEPA2VisionTransformer(48, 1, 2, mlp_ratio=4.0).eval()  # the reference stopped after block 0
+    cut.load_state_dict({k: v for k, v in ref.state_dict().items() if not k.startswith(("blocks.1.", "blocks.2."))})
+    torch.testing.assert_close(first, cut(x), atol=1e-5, rtol=1e-4)
+    with pytest.raises(IndexError, match="blocks 0..2"):
+        ours.forward_intermediates(x, [3])

@@ -104,7 +104,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .benchmarks import get_benchmark
-    from .evaluation.encoders import load_encoder_spec
+    from .evaluation.encoders import MultiLayer, load_encoder_spec
     from .evaluation.harness import run_benchmark
     from .evaluation.protocols import from_params
     from .runtime import distributed
@@ -130,6 +130,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         encoders = {}
         for name, spec in e.models.items():
             model, wid = load_encoder_spec(spec, p.base.seed, size, vjepa_key=protocol.checkpoint_key)
+            if e.layers:  # multi-level tokens: cached and recorded apart from the last block's
+                model, wid = MultiLayer(model, e.layers), f"{wid}@layers{e.layers}"
             encoders[name] = (model.to(d.device), wid)
         batch = e.batch_size.on(d.device.type)
         for bench in benches:
@@ -185,7 +187,7 @@ def machine_info() -> dict[str, str | int]:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from .evaluation.encoders import load_encoder_spec
+    from .evaluation.encoders import MultiLayer, load_encoder_spec
     from .evaluation.extract import Windows, extract, find_videos
     from .runtime import distributed
 
@@ -196,6 +198,9 @@ def cmd_features(args: argparse.Namespace) -> int:
     with distributed(args.device) as d:
         model, wid = load_encoder_spec(args.encoder, args.seed, args.size)
         meta = {"encoder": args.encoder, "weights": wid, "windows": json.dumps(dataclasses.asdict(windows))}
+        if args.layers:  # multi-level features: the blocks' tokens side by side on the channel axis
+            model = MultiLayer(model, args.layers)
+            meta["layers"] = json.dumps(args.layers)
         bf16 = not args.fp32
         rows = extract(model.to(d.device), videos, Path(args.out), windows, args.batch_size, args.pool, meta, d, bf16)
         if d.is_main:
@@ -381,6 +386,13 @@ def add_tools(sub) -> None:
     sp.add_argument("--seed", type=int, default=0, help="seed of random:/timm: encoders without weights")
     sp.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
     sp.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA (float32 throughout)")
+    sp.add_argument(
+        "--layers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="blocks whose tokens are concatenated (e.g. -4 -3 -2 -1, as vjepa2's out_layers); default: the last",
+    )
     sp.set_defaults(fn=cmd_features)
 
 

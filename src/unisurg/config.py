@@ -237,6 +237,9 @@ class EvaluateParams(Strict):
     clip: EvalClipParams = EvalClipParams()
     probe: ProbeParams = ProbeParams()
     bootstrap: int | None = Field(None, ge=0, description="resamples for 95% CIs (null: the protocol's)")
+    layers: list[int] | None = Field(
+        None, description="blocks whose tokens the probes see, concatenated (e.g. [-4, -3, -2, -1]); null: the last"
+    )
     batch_size: DeviceBatch = DeviceBatch()
     cache_dir: str = "data/cache/features"
 
