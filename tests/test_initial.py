@@ -7,28 +7,11 @@ import logging
 
 import pytest
 import torch
+from tiny import pretrain_params
 from vjepa2_reference import write_released
 
-from unisurg.config import OptimParams, PretrainParams
 from unisurg.models.checkpoint import load_checkpoint, load_encoder
 from unisurg.training.pretrain import run_pretrain
-
-
-def _params(steps: int, init: str, lr: float = 1e-3, ema: float = 0.99, **kw) -> PretrainParams:
-    return PretrainParams(
-        init=init,
-        arch="vit_pico",
-        predictor={"embed_dim": 32, "depth": 1, "num_heads": 2},
-        clip={"frames": 4, "size": 32},
-        steps=steps,
-        batch_size=2,
-        ema=(ema, ema),
-        optim=OptimParams(lr=lr, start_lr=lr, final_lr=lr, warmup_steps=0, schedule="constant"),
-        checkpoint_every=100,
-        log_every=1,
-        probe_every=0,
-        **kw,
-    )
 
 
 def test_continued_pretraining_starts_from_the_released_encoder_teacher_and_predictor(clips, tmp_path, caplog):
@@ -37,7 +20,7 @@ def test_continued_pretraining_starts_from_the_released_encoder_teacher_and_pred
     spec = f"vjepa:vit_pico:{released}"
     # lr 0 and EMA 1.0: nothing moves, so the exported encoder (the teacher) is the file's target_encoder
     with caplog.at_level(logging.INFO, logger="unisurg"):
-        run_pretrain(clips, tmp_path / "run", _params(2, spec, lr=0.0, ema=1.0), seed=0, progress=False)
+        run_pretrain(clips, tmp_path / "run", pretrain_params(2, init=spec, lr=0.0, ema=1.0), seed=0, progress=False)
     assert "encoder, teacher and predictor loaded" in caplog.text
     exported = load_encoder(tmp_path / "run" / "encoder.pt").eval()
     x = torch.randn(2, 3, 4, 32, 32)
@@ -59,7 +42,9 @@ def test_a_predictor_of_another_depth_is_replaced_and_said_once(clips, tmp_path,
     released = tmp_path / "deep.pt"
     write_released(released, predictor_depth=3)
     with caplog.at_level(logging.WARNING, logger="unisurg"):
-        run_pretrain(clips, tmp_path / "run", _params(1, f"vjepa:vit_pico:{released}"), seed=0, progress=False)
+        run_pretrain(
+            clips, tmp_path / "run", pretrain_params(1, init=f"vjepa:vit_pico:{released}"), seed=0, progress=False
+        )
     lines = [r.message for r in caplog.records if "fresh predictor" in r.message]
     assert len(lines) == 1 and "another shape than pretrain.predictor" in lines[0]
     ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
@@ -69,27 +54,33 @@ def test_a_predictor_of_another_depth_is_replaced_and_said_once(clips, tmp_path,
 def test_a_wrong_architecture_is_an_error_naming_keys_and_shapes(clips, tmp_path):
     released = tmp_path / "vitp.pt"
     write_released(released)
-    nano = _params(1, f"vjepa:vit_nano:{released}").model_copy(update={"arch": "vit_nano"})
+    nano = pretrain_params(1, init=f"vjepa:vit_nano:{released}").model_copy(update={"arch": "vit_nano"})
     with pytest.raises(
         ValueError, match=r"not a vit_nano: .*blocks\.0\.attn\.qkv\.weight: file \(144, 48\) vs model \(288, 96\)"
     ):
         run_pretrain(clips, tmp_path / "run", nano, seed=0, progress=False)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()  # stopped before any step
     with pytest.raises(ValueError, match="pretrain.arch is vit_pico: they must agree"):
-        run_pretrain(clips, tmp_path / "r2", _params(1, f"vjepa:vit_nano:{released}"), seed=0, progress=False)
+        run_pretrain(
+            clips, tmp_path / "r2", pretrain_params(1, init=f"vjepa:vit_nano:{released}"), seed=0, progress=False
+        )
     with pytest.raises(FileNotFoundError, match="no file"):
         run_pretrain(
-            clips, tmp_path / "r3", _params(1, f"vjepa:vit_pico:{tmp_path / 'nope.pt'}"), seed=0, progress=False
+            clips,
+            tmp_path / "r3",
+            pretrain_params(1, init=f"vjepa:vit_pico:{tmp_path / 'nope.pt'}"),
+            seed=0,
+            progress=False,
         )
 
 
 def test_our_own_pretraining_checkpoint_continues_with_its_predictor(clips, tmp_path):
-    run_pretrain(clips, tmp_path / "first", _params(2, "none"), seed=0, progress=False)
+    run_pretrain(clips, tmp_path / "first", pretrain_params(2, init="none"), seed=0, progress=False)
     first = load_checkpoint(tmp_path / "first" / "checkpoint.pt")
     run_pretrain(
         clips,
         tmp_path / "second",
-        _params(1, str(tmp_path / "first" / "checkpoint.pt"), lr=0.0, ema=1.0),
+        pretrain_params(1, init=str(tmp_path / "first" / "checkpoint.pt"), lr=0.0, ema=1.0),
         seed=3,
         progress=False,
     )

@@ -17,10 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from tiny import distill_params, pretrain_params
 
 from unisurg.benchmarks import get_benchmark
 from unisurg.cli import main
-from unisurg.config import ConfigError, DistillParams, OptimParams, PretrainParams, parse_params
+from unisurg.config import ConfigError, parse_params
 from unisurg.evaluation.harness import run_benchmark
 from unisurg.evaluation.protocols import ProbeGrid, Protocol, Sampling
 from unisurg.models import create_model
@@ -125,40 +126,15 @@ def devices_seen():
         handle.remove()
 
 
-def _pretrain_params(steps: int, **kw) -> PretrainParams:
-    return PretrainParams(
-        arch="vit_pico",
-        predictor={"embed_dim": 32, "depth": 1, "num_heads": 2},
-        clip={"frames": 4, "size": 32},
-        steps=steps,
-        batch_size=2,
-        checkpoint_every=100,
-        log_every=1,
-        probe_every=0,
-        **kw,
-    )
-
-
-def _distill_params(steps: int, **kw) -> DistillParams:
-    return DistillParams(
-        student_arch="vit_pico",
-        steps=steps,
-        batch_size=2,
-        log_every=1,
-        optim=OptimParams(lr=3e-3, start_lr=3e-3, warmup_steps=0, schedule="constant"),
-        **kw,
-    )
-
-
 @pytest.mark.parametrize("device", DEVICES)
 def test_every_stage_computes_on_the_requested_device(device, clips, teacher, bench_root, tmp_path):
     """Pretraining, distillation, evaluation (features and probes) and `features extract` on tiny
     models: every module that runs has its parameters, its inputs and its outputs on ``device``."""
     with devices_seen() as seen:
-        run_pretrain(clips, tmp_path / "p", _pretrain_params(2, device=device), seed=0, progress=False)
+        run_pretrain(clips, tmp_path / "p", pretrain_params(2, device=device), seed=0, progress=False)
     assert seen == {device}, f"pretraining touched {seen}"
     with devices_seen() as seen:
-        run_distill(clips, [teacher], tmp_path / "d", _distill_params(2, device=device), 4, 32, 0, progress=False)
+        run_distill(clips, [teacher], tmp_path / "d", distill_params(2, device=device), 4, 32, 0, progress=False)
     assert seen == {device}, f"distillation touched {seen}"
     dev = resolve_device(device)
     torch.manual_seed(0)
@@ -190,7 +166,7 @@ def test_asking_for_a_missing_gpu_stops_the_stage_before_any_work(clips, tmp_pat
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the error case cannot happen here")
     with pytest.raises(RuntimeError, match="torch sees no CUDA device"):
-        run_pretrain(clips, tmp_path / "p", _pretrain_params(1, device="cuda"), seed=0, progress=False)
+        run_pretrain(clips, tmp_path / "p", pretrain_params(1, device="cuda"), seed=0, progress=False)
     assert not (tmp_path / "p" / "checkpoint.pt").exists()
 
 

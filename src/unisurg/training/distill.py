@@ -127,20 +127,21 @@ def run_distill(
     """Distil the teachers at ``teacher_paths`` into ``p.student_arch`` on the clip table ``clips``;
     write checkpoint.pt, student.pt, log.csv, metrics.json to ``out`` -> the metrics ({} off the main rank)."""
     with distributed(p.device) as d:
-        return _run(clips, teacher_paths, out, p, frames, size, seed, d, progress and d.is_main)
+        return _distill(clips, teacher_paths, out, p, (frames, size), seed, d, progress and d.is_main)
 
 
-def _run(
+def _distill(
     clips: Path,
     teacher_paths: list[Path],
     out: Path,
     p: DistillParams,
-    frames: int,
-    size: int,
+    clip: tuple[int, int],
     seed: int,
     d: Dist,
     progress: bool,
 ) -> dict:
+    """:func:`run_distill` in process ``d`` on clips of ``clip`` = (frames, size)."""
+    frames, size = clip
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
 
