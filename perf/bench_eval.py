@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="reports/perf_eval.json")
     args = ap.parse_args(argv)
     e = load_params().evaluate
+    batch = e.batch_size.cpu  # this benchmark measures the CPU
     proto = from_params(e)
     grid, sampling, no_boot = proto.probe, proto.sampling, replace(proto, bootstrap=0)
     torch.manual_seed(0)
@@ -56,21 +57,21 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             s = sampling
-            feats = extract_features({"m": enc}, records, samples, s.frames, s.fps, s.size, e.batch_size)
+            feats = extract_features({"m": enc}, records, samples, s.frames, s.fps, s.size, batch)
             extract.append(time.perf_counter() - t0)
         cold, warm = [], []
         for r in range(args.repeats):
             cache = Path(tmp) / f"cache{r}"
             t0 = time.perf_counter()
-            run_benchmark(bench, root, {"m": (enc, "bench")}, no_boot, 0, cache, e.batch_size)
+            run_benchmark(bench, root, {"m": (enc, "bench")}, no_boot, 0, cache, batch)
             cold.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            run_benchmark(bench, root, {"m": (enc, "bench")}, no_boot, 0, cache, e.batch_size)
+            run_benchmark(bench, root, {"m": (enc, "bench")}, no_boot, 0, cache, batch)
             warm.append(time.perf_counter() - t0)
         bank_ms, loop_ms = grid_step(feats["m"], bench.num_classes, grid, args.repeats)
         wide = replace(grid, weight_decays=(*grid.weight_decays, 10 * grid.weight_decays[-1]))  # twice the heads
         wide_bank_ms, wide_loop_ms = grid_step(feats["m"], bench.num_classes, wide, args.repeats)
-        suite_s, n_samples = suite(Path(tmp), enc, proto, e.batch_size)  # with the bootstrap, nulls, pairs
+        suite_s, n_samples = suite(Path(tmp), enc, proto, batch)  # with the bootstrap, nulls, pairs
     med = lambda v: float(np.median(v))  # noqa: E731
     spread = lambda v: [round(float(min(v)), 2), round(float(max(v)), 2)]  # noqa: E731
     result = {

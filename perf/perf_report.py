@@ -321,16 +321,89 @@ def machine_line(inputs: dict) -> str:
     )
 
 
-def gpu_section(inputs: dict) -> list[str]:
-    devices = sorted({str(x["device"]) for d in inputs.values() for x in _records(d) if "device" in x})
-    gpus = [d for d in devices if not d.startswith("cpu")]
-    text = (
-        f"Figures above measured on: {', '.join(gpus)}."
-        if gpus
-        else "No GPU figures: no input records a GPU device. ViT-L/16 16x256² bf16 step time and MFU are "
-        "not measured here."
+def gpu_section(inputs: dict, gpu: dict | None) -> list[str]:
+    """The GPU section: `make bench-gpu`'s figures (reports/perf_gpu.json), or why there are none."""
+    lines = ["## GPU (`perf/bench_gpu.py`, `make bench-gpu`)", ""]
+    if gpu is None or gpu.get("dry_run"):
+        devices = sorted({str(x["device"]) for d in inputs.values() for x in _records(d) if "device" in x})
+        gpus = [d for d in devices if not d.startswith("cpu")]
+        lines += [
+            f"Figures above measured on: {', '.join(gpus)}."
+            if gpus
+            else "No GPU figures: `make bench-gpu` has not run on a GPU for this report (no GPU machine was "
+            "available). ViT-L/16 16x256² bf16 step time and MFU (target >= 45 % on one H200) are not measured.",
+            "",
+        ]
+        return lines
+    peak = gpu.get("peak_bf16_tflops")
+    pre = gpu["pretrain"]
+    lines += [
+        f"Device: {gpu['device']} (dense bf16 peak {peak or 'unknown'} TFLOP/s), torch {gpu['torch']}; "
+        f"the whole script took {gpu['seconds']:.0f} s (target <= 480 s).",
+        "",
+        "### Pretraining step, ViT-L/16, 16x256² (2,048 tokens), UniSurg objectives, bf16 autocast, SDPA, fused AdamW",
+        "",
+        "MFU = model FLOPs of the step (torch's FLOP counter, forward + backward, no recomputation) / step time / "
+        "peak. Median step time over the timed steps (range).",
+        "",
+        "| variant | batch | step s (range) | clips/s | tokens/s | TFLOP/step | MFU (>= 45 %) | peak GiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in pre["rows"]:
+        if "step_s" not in r:
+            lines.append(f"| {r['variant']} | – | {r.get('skipped') or r.get('failed')} | | | | | |")
+            continue
+        mfu = f"{100 * r['mfu']:.1f} % ({verdict(r['mfu'], 0.45, True)})" if r.get("mfu") is not None else "–"
+        lines.append(
+            f"| {r['variant']} | {r['batch']} | {r['step_s']:.3f} ({r['range_s'][0]:.3f}–{r['range_s'][1]:.3f}) "
+            f"| {r['clips_per_s']} | {r['tokens_per_s']:.0f} | {r['tflop_per_step']} | {mfu} | {r['peak_mem_gb']} |"
+        )
+    if pre.get("unisurg_over_vjepa"):
+        lines += [
+            "",
+            f"UniSurg objectives over plain V-JEPA, same run, eager: {pre['unisurg_over_vjepa']:.3f}x step time.",
+        ]
+    g = gpu["fsdp_giant"]
+    fits = g.get("skipped") or (
+        f"fits at batch {g['batch']}: {g['step_s']:.3f} s/step, peak {g['peak_mem_gb']} GiB"
+        if g.get("fits")
+        else "a batch of one does not fit"
     )
-    return ["## GPU", "", text, ""]
+    e, d = gpu["extraction"], gpu["distill"]
+    lines += [
+        "",
+        f"ViT-g ({g['arch']}) under FSDP2 on one GPU, activation checkpointing: {fits}.",
+        "",
+        f"Frozen extraction, paper protocol ({'x'.join(map(str, e['clip']))}, {e['arch']}, bf16): "
+        f"{e['clips_per_s']} clips/s at batch {e['batch']}, {e['hours_per_100k_clips']} h per 100,000 clips "
+        "(one clip per labelled second).",
+        "",
+        f"Distillation: student {d['student']['arch']} {d['student']['clips_per_s']} clips/s vs teacher "
+        f"{d['teacher']['arch']} {d['teacher']['clips_per_s']} clips/s at {'x'.join(map(str, d['teacher']['clip']))}: "
+        f"{d['speedup']}x.",
+        "",
+    ]
+    return lines
+
+
+def memory_section(rows: list[dict]) -> list[str]:
+    lines = [
+        "## Training memory per GPU (computed, `perf/bench_gpu.py training_memory_gb`)",
+        "",
+        "float32 weights, gradients, AdamW moments and the EMA teacher; bf16 activations at ~34 x width bytes "
+        "per token and block (~2 x width with activation checkpointing); 16x256² clips, V-JEPA 2 masks. "
+        "An estimate to size a job, not a measurement.",
+        "",
+        "| model | params | GPUs | FSDP | act. ckpt | batch/GPU | states GiB | activations GiB | total GiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in rows:
+        lines.append(
+            f"| {m['arch']} | {m['params_M']} M | {m['world']} | {'yes' if m['fsdp'] else 'no'} "
+            f"| {'yes' if m['activation_checkpointing'] else 'no'} | {m['batch_per_gpu']} | {m['states_gb']} "
+            f"| {m['activations_gb']} | {m['total_gb']} |"
+        )
+    return [*lines, ""]
 
 
 def protocol_section(rows: list[dict]) -> list[str]:
@@ -377,7 +450,12 @@ def main() -> int:
     for name, fn in sections:
         if name in inputs:
             lines += fn(inputs[name])
-    lines += gpu_section(inputs)
+    gpu = load("gpu")
+    lines += gpu_section(inputs, gpu)
+    # computed on the meta device, with or without a GPU (bench_gpu.py sits beside this script)
+    from bench_gpu import Sizes, memory_table
+
+    lines += memory_section(memory_table(Sizes()))
     (OUT / "perf.md").write_text("\n".join(lines) + "\n")
     print((OUT / "perf.md").read_text())
     return 0

@@ -20,6 +20,18 @@ def tiny_spec():
     return SynthSpec(size=64, seconds=12.0, videos_per_split=(2, 1, 1), images_per_split=(6, 2, 3))
 
 
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests need CUDA: without it they are reported as skipped with the reason, never as passed."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device: torch.cuda.is_available() is False on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     """The whole built-in corpus at test size: 17 mini benchmarks + 8 pretraining sources."""
@@ -29,6 +41,32 @@ def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("corpus") / "synth"
     build_corpus(out, CorpusSpec(tiny_spec(), 1, 6.0, tuple(WRITERS), seed=0), workers=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def clips(corpus, tmp_path_factory) -> Path:
+    """The pretraining sources curated into a clip table of 4-frame clips (the training stages' input)."""
+    from unisurg.curation.index import curate
+    from unisurg.curation.sources import Source
+
+    out = tmp_path_factory.mktemp("clips")
+    src = [Source(name="pre", root=str(corpus / "pretrain"), region="mixed", procedure="mixed", license="x")]
+    curate(src, out, clip_frames=4, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=1)
+    return out / "clips.parquet"
+
+
+@pytest.fixture(scope="session")
+def teacher(tmp_path_factory) -> Path:
+    """A randomly initialised vit_pico saved as an encoder checkpoint (distillation needs no pretraining)."""
+    import torch
+
+    from unisurg.models import create_model
+    from unisurg.models.checkpoint import encoder_payload, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("teacher") / "encoder.pt"
+    save_checkpoint(path, encoder_payload(create_model("vit_pico"), "vit_pico"))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from vjepa2_reference import write_released
 
 from unisurg.curation.index import curate
 from unisurg.curation.sources import Source
 from unisurg.models.checkpoint import load_checkpoint
-from unisurg.training.loop import setup_distributed
+from unisurg.runtime import setup_distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,9 +29,10 @@ def job(corpus, tmp_path_factory):
     src = [Source(name="pre", root=str(corpus / "pretrain"), region="mixed", procedure="x", license="x")]
     curate(src, base / "idx", clip_frames=4, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=1)
 
-    def params(steps: int, checkpoint_every: int = 100, parallel: str = "ddp") -> Path:
+    def params(steps: int, checkpoint_every: int = 100, parallel: str = "ddp", init: str = "none") -> Path:
         p = {
             "pretrain": {
+                "init": init,
                 "arch": "vit_pico",
                 "predictor": {"embed_dim": 32, "depth": 1, "num_heads": 2},
                 "clip": {"frames": 4, "size": 32},
@@ -43,7 +45,7 @@ def job(corpus, tmp_path_factory):
                 "parallel": parallel,
             }
         }
-        path = base / f"params_{steps}_{checkpoint_every}_{parallel}.yaml"
+        path = base / f"params_{steps}_{checkpoint_every}_{parallel}_{init != 'none'}.yaml"
         path.write_text(yaml.safe_dump(p))
         return path
 
@@ -171,14 +173,20 @@ def _log_rows(out: Path) -> list[dict]:
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(fh)]
 
 
-def test_killed_run_resumes_to_the_uninterrupted_weights(job):
+@pytest.mark.parametrize("start", ["random", "released"])
+def test_killed_run_resumes_to_the_uninterrupted_weights(job, start):
+    """From random weights, or continued from a released V-JEPA 2 file (pretrain.init)."""
     base, clips, params = job
-    p = params(16, checkpoint_every=5)
+    init = "none"
+    if start == "released":
+        write_released(base / "released.pt")
+        init = f"vjepa:vit_pico:{base / 'released.pt'}"
+    p = params(16, checkpoint_every=5, init=init)
     full = subprocess.run(
-        [sys.executable, *_pretrain_cmd(p, clips, base / "full")], env=_env(), capture_output=True, text=True
+        [sys.executable, *_pretrain_cmd(p, clips, base / f"full_{start}")], env=_env(), capture_output=True, text=True
     )
     assert full.returncode == 0, full.stderr[-2000:]
-    out = base / "killed"
+    out = base / f"killed_{start}"
     killed = subprocess.run(
         [sys.executable, "-c", _DIE_AFTER_ROW, "12", *_pretrain_cmd(p, clips, out)],
         env=_env(),
@@ -194,10 +202,12 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(job):
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming pretraining from step 10" in resumed.stderr
-    a, b = _weights(base / "full"), _weights(out)
+    a, b = _weights(base / f"full_{start}"), _weights(out)
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    assert _log_rows(out) == _log_rows(base / "full")  # rows 11-12 of the killed run replaced, not repeated
+    assert _log_rows(out) == _log_rows(base / f"full_{start}")  # rows 11-12 of the killed run replaced, not repeated
+    if start == "released":  # the resumed run still says where it started from
+        assert load_checkpoint(out / "checkpoint.pt")["init"]["spec"] == init
 
 
 def test_misconfigured_launch_fails_loudly(monkeypatch):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -11,7 +13,7 @@ import torch
 
 from unisurg.benchmarks import get_benchmark
 from unisurg.cli import main
-from unisurg.evaluation.encoders import FramewiseEncoder, load_encoder_spec
+from unisurg.evaluation.encoders import FramewiseEncoder, MultiLayer, load_encoder_spec
 from unisurg.evaluation.extract import Windows, window_frames
 from unisurg.evaluation.harness import run_benchmark
 from unisurg.evaluation.protocols import ProbeGrid, Protocol, Sampling
@@ -201,3 +203,24 @@ def test_features_extract_keeps_same_named_videos_apart_and_never_mixes_settings
         n = sum(1 for x in rows.column("file").to_pylist() if x == f)
         assert np.load(out / f).shape[0] == n
     assert n > len(a)  # stride 1 s gives more windows than stride 2 s
+
+
+def test_multi_level_features_concatenate_the_chosen_blocks(bench_root, tmp_path):
+    """`features extract --layers` and `evaluate.layers`: the chosen blocks' tokens side by side."""
+    torch.manual_seed(0)
+    enc = create_model("vit_pico").eval()
+    both = MultiLayer(enc, [0, -1])
+    assert both.embed_dim == 2 * enc.embed_dim and both.patch_size == enc.patch_size
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        first, last = enc.forward_intermediates(x, [0, 1])
+        torch.testing.assert_close(both(x), torch.cat([first, last], -1))
+    with pytest.raises(IndexError, match="blocks 0..1"):
+        MultiLayer(enc, [2])
+    save_checkpoint(tmp_path / "enc.pt", encoder_payload(enc, "vit_pico"))
+    video = sorted((bench_root("cholec80") / "videos").glob("*.mp4"))[0]
+    args = ["--encoder", str(tmp_path / "enc.pt"), "--frames", "4", "--fps", "4", "--size", "32", "--layers", "0", "-1"]
+    assert main(["features", "extract", str(video), *args, "--out", str(tmp_path / "f.parquet")]) == 0
+    table = pq.read_table(tmp_path / "f.parquet")
+    assert len(table.column("embedding")[0].as_py()) == 2 * enc.embed_dim
+    assert json.loads(table.schema.metadata[b"layers"]) == [0, -1]

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from unisurg.models.checkpoint import load_checkpoint
+from unisurg.runtime import Dist
 from unisurg.training.ema import ema_update
-from unisurg.training.loop import Dist, StepLog, Task, Trainer, param_groups
+from unisurg.training.loop import StepLog, Task, Trainer, param_groups
 from unisurg.training.schedules import WarmupCosine
 
 STEPS = 12

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from vjepa2_reference import VJEPA2VisionTransformer, rotate_queries_or_keys
 
-from unisurg.models import Predictor, create_model, list_models
+from unisurg.models import Predictor, VisionTransformer, create_model, list_models
 from unisurg.models.checkpoint import encoder_payload, load_encoder, load_vjepa_checkpoint, save_checkpoint
 from unisurg.models.rope import apply_rope_3d, rope_chunk, rotate, token_positions
 from unisurg.models.vit import apply_masks
@@ -113,7 +114,7 @@ def test_rope_matches_the_vjepa2_formula_including_its_quirk():
     # the same against V-JEPA 2's own code (transcribed below), on (B, heads, N, D) as it is called there
     q = torch.randn(2, 3, 5, 10)
     pos = torch.tensor([0, 1, 2, 7, 40])
-    torch.testing.assert_close(rotate(q, pos), _vjepa2_rotate_queries_or_keys(q, pos))
+    torch.testing.assert_close(rotate(q, pos), rotate_queries_or_keys(q, pos))
 
 
 def test_rope_3d_chunks_and_unrotated_tail():
@@ -171,136 +172,6 @@ def test_checkpoints_rebuild_themselves_and_vjepa_layout_loads(tmp_path):
         load_encoder(tmp_path / "vjepa.pt")
 
 
-# --------------------------------------------------------------------------- V-JEPA 2 reference
-# The public V-JEPA 2 encoder, transcribed from facebookresearch/vjepa2 (commit c2963a4):
-# src/models/utils/modules.py (rotate_queries_or_keys, RoPEAttention, Block, MLP),
-# src/models/vision_transformer.py (VisionTransformer with use_rope=True, handle_nonsquare_inputs)
-# and src/masks/utils.py (apply_masks). Only eval-time paths (no dropout, drop-path, checkpointing).
-# It is written from their code, not ours: its module names define the checkpoint layout, its
-# arithmetic the function released weights were trained for.
-
-
-def _vjepa2_rotate_queries_or_keys(x, pos):
-    B, num_heads, N, D = x.size()
-    omega = torch.arange(D // 2, dtype=x.dtype, device=x.device)
-    omega /= D / 2.0
-    omega = 1.0 / 10000**omega  # (D/2,)
-    freq = torch.einsum("..., f -> ... f", pos, omega)  # (..., N, D/2)
-    emb_sin = freq.sin()
-    emb_cos = freq.cos()
-    emb_sin = emb_sin.squeeze(-1).repeat(1, 1, 1, 2)  # V-JEPA 2's duplicated-frequency quirk
-    emb_cos = emb_cos.squeeze(-1).repeat(1, 1, 1, 2)
-    y = x.unflatten(-1, (-1, 2))
-    y1, y2 = y.unbind(dim=-1)
-    y = torch.stack((-y2, y1), dim=-1)
-    y = y.flatten(-2)
-    return (x * emb_cos) + (y * emb_sin)
-
-
-class _VJEPA2RoPEAttention(torch.nn.Module):
-    def __init__(self, dim, num_heads):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = head_dim = dim // num_heads
-        self.qkv = torch.nn.Linear(dim, dim * 3, bias=True)
-        self.proj = torch.nn.Linear(dim, dim)
-        self.d_dim = self.h_dim = self.w_dim = int(2 * ((head_dim // 3) // 2))
-
-    def separate_positions(self, ids, H_patches, W_patches):
-        tokens_per_frame = int(H_patches * W_patches)
-        tokens_per_row = W_patches
-        frame_ids = ids // tokens_per_frame
-        height_ids = (ids - tokens_per_frame * frame_ids) // tokens_per_row
-        width_ids = (ids - tokens_per_frame * frame_ids) - tokens_per_row * height_ids
-        return frame_ids, height_ids, width_ids
-
-    def forward(self, x, mask, T, H_patches, W_patches):
-        B, N, C = x.size()
-        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, -1)).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # [B, num_heads, N, D]
-        if mask is not None:
-            mask = mask.unsqueeze(1).repeat(1, self.num_heads, 1)
-        else:
-            mask = torch.arange(int(T * H_patches * W_patches), device=x.device)
-        d_mask, h_mask, w_mask = self.separate_positions(mask, H_patches, W_patches)
-        s = 0
-        qd = _vjepa2_rotate_queries_or_keys(q[..., s : s + self.d_dim], pos=d_mask)
-        kd = _vjepa2_rotate_queries_or_keys(k[..., s : s + self.d_dim], pos=d_mask)
-        s += self.d_dim
-        qh = _vjepa2_rotate_queries_or_keys(q[..., s : s + self.h_dim], pos=h_mask)
-        kh = _vjepa2_rotate_queries_or_keys(k[..., s : s + self.h_dim], pos=h_mask)
-        s += self.h_dim
-        qw = _vjepa2_rotate_queries_or_keys(q[..., s : s + self.w_dim], pos=w_mask)
-        kw = _vjepa2_rotate_queries_or_keys(k[..., s : s + self.w_dim], pos=w_mask)
-        s += self.w_dim
-        if s < self.head_dim:
-            q = torch.cat([qd, qh, qw, q[..., s:]], dim=-1)
-            k = torch.cat([kd, kh, kw, k[..., s:]], dim=-1)
-        else:
-            q = torch.cat([qd, qh, qw], dim=-1)
-            k = torch.cat([kd, kh, kw], dim=-1)
-        x = F.scaled_dot_product_attention(q, k, v)
-        x = x.transpose(1, 2).reshape(B, N, C)
-        return self.proj(x)
-
-
-class _VJEPA2MLP(torch.nn.Module):
-    def __init__(self, in_features, hidden_features):
-        super().__init__()
-        self.fc1 = torch.nn.Linear(in_features, hidden_features)
-        self.act = torch.nn.GELU()
-        self.fc2 = torch.nn.Linear(hidden_features, in_features)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class _VJEPA2Block(torch.nn.Module):
-    def __init__(self, dim, num_heads, mlp_ratio):
-        super().__init__()
-        self.norm1 = torch.nn.LayerNorm(dim, eps=1e-6)
-        self.attn = _VJEPA2RoPEAttention(dim, num_heads)
-        self.norm2 = torch.nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = _VJEPA2MLP(dim, int(dim * mlp_ratio))
-
-    def forward(self, x, mask, T, H_patches, W_patches):
-        x = x + self.attn(self.norm1(x), mask=mask, T=T, H_patches=H_patches, W_patches=W_patches)
-        return x + self.mlp(self.norm2(x))
-
-
-class _VJEPA2PatchEmbed3D(torch.nn.Module):
-    def __init__(self, patch_size, tubelet_size, in_chans, embed_dim):
-        super().__init__()
-        k = (tubelet_size, patch_size, patch_size)
-        self.proj = torch.nn.Conv3d(in_channels=in_chans, out_channels=embed_dim, kernel_size=k, stride=k)
-
-    def forward(self, x):
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
-class _VJEPA2VisionTransformer(torch.nn.Module):
-    def __init__(self, embed_dim, depth, num_heads, mlp_ratio, patch_size=16, tubelet_size=2):
-        super().__init__()
-        self.patch_size, self.tubelet_size = patch_size, tubelet_size
-        self.patch_embed = _VJEPA2PatchEmbed3D(patch_size, tubelet_size, 3, embed_dim)
-        self.blocks = torch.nn.ModuleList(_VJEPA2Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
-        self.norm = torch.nn.LayerNorm(embed_dim, eps=1e-6)
-
-    def forward(self, x, masks=None):
-        if masks is not None and not isinstance(masks, list):
-            masks = [masks]
-        _, _, T, H, W = x.shape
-        T = T // self.tubelet_size
-        H_patches, W_patches = H // self.patch_size, W // self.patch_size
-        x = self.patch_embed(x)
-        if masks is not None:
-            x = torch.cat([torch.gather(x, 1, m.unsqueeze(-1).repeat(1, 1, x.size(-1))) for m in masks], dim=0)
-            masks = torch.cat(masks, dim=0)
-        for blk in self.blocks:
-            x = blk(x, mask=masks, T=T, H_patches=H_patches, W_patches=W_patches)
-        return self.norm(x)
-
-
 # vit_micro: head_dim 64 -> three chunks of 20 and 4 unrotated dims; vit_pico: head_dim 24, all rotated
 @pytest.mark.parametrize("arch, dims", [("vit_pico", (48, 2, 2)), ("vit_micro", (192, 6, 3))])
 @torch.no_grad()
@@ -309,7 +180,7 @@ def test_a_vjepa2_encoder_state_dict_loads_into_the_same_function(arch, dims, tm
     random weights, not ours), saved as a released checkpoint is, load strictly into ``arch`` and give
     the same tokens, full and masked, on a non-square clip."""
     torch.manual_seed(0)
-    ref = _VJEPA2VisionTransformer(*dims, mlp_ratio=4.0).eval()
+    ref = VJEPA2VisionTransformer(*dims, mlp_ratio=4.0).eval()
     for name, q in ref.named_parameters():
         if q.ndim == 1:  # biases and LayerNorm affines off their defaults (0 / 1), so a swap would show
             q.copy_(torch.randn_like(q) * 0.5 + (1.0 if "norm" in name and name.endswith("weight") else 0.0))
@@ -322,3 +193,21 @@ def test_a_vjepa2_encoder_state_dict_loads_into_the_same_function(arch, dims, tm
     torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-4)
     masks = [torch.tensor([[0, 4, 5, 11], [3, 2, 9, 7]]), torch.tensor([[1, 6, 8, 10], [0, 1, 2, 3]])]
     torch.testing.assert_close(ours(x, masks), ref(x, masks), atol=1e-5, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_intermediate_layers_are_vjepa2_out_layers():
+    """forward_intermediates(layers) = the tokens after those blocks through the final LayerNorm, as
+    vjepa2's out_layers: checked against V-JEPA 2's encoder cut after the same block."""
+    torch.manual_seed(0)
+    ref = VJEPA2VisionTransformer(48, 3, 2, mlp_ratio=4.0).eval()
+    ours = VisionTransformer(embed_dim=48, depth=3, num_heads=2).eval()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 4, 32, 32)
+    first, last, again = ours.forward_intermediates(x, [0, -1, 2])
+    assert torch.equal(last, ours(x)) and torch.equal(again, last)  # the final layer is forward's output
+    cut = VJEPA2VisionTransformer(48, 1, 2, mlp_ratio=4.0).eval()  # the reference stopped after block 0
+    cut.load_state_dict({k: v for k, v in ref.state_dict().items() if not k.startswith(("blocks.1.", "blocks.2."))})
+    torch.testing.assert_close(first, cut(x), atol=1e-5, rtol=1e-4)
+    with pytest.raises(IndexError, match="blocks 0..2"):
+        ours.forward_intermediates(x, [3])

@@ -5,13 +5,13 @@ import shutil
 
 import pytest
 import torch
+from tiny import distill_params, pretrain_params
 
-from unisurg.config import DistillParams, OptimParams, PretrainParams
 from unisurg.curation.index import curate
 from unisurg.curation.sources import Source
 from unisurg.media.clips import ClipTable, normalize_batch
 from unisurg.models import create_model
-from unisurg.models.checkpoint import count_params, encoder_payload, load_checkpoint, load_encoder, save_checkpoint
+from unisurg.models.checkpoint import count_params, load_checkpoint, load_encoder
 from unisurg.training import distill, pretrain
 from unisurg.training.distill import TeacherEnsemble, flops_per_clip, run_distill
 from unisurg.training.loop import StepLog
@@ -20,67 +20,23 @@ from unisurg.training.pretrain import run_pretrain
 from unisurg.training.telemetry import RegionProbe
 
 
-@pytest.fixture(scope="module")
-def clips(corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("clips")
-    src = [Source(name="pre", root=str(corpus / "pretrain"), region="mixed", procedure="mixed", license="x")]
-    curate(src, out, clip_frames=4, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=1)
-    return out / "clips.parquet"
-
-
-def _params(steps: int, **kw) -> PretrainParams:
-    # constant schedules so that a 2-step run resumed to 4 steps equals an uninterrupted 4-step run
-    return PretrainParams(
-        arch="vit_pico",
-        predictor={"embed_dim": 32, "depth": 1, "num_heads": 2},
-        clip={"frames": 4, "size": 32},
-        steps=steps,
-        batch_size=2,
-        ema=(0.99, 0.99),
-        optim=OptimParams(lr=1e-3, start_lr=1e-3, warmup_steps=0, schedule="constant"),
-        checkpoint_every=100,
-        log_every=1,
-        **{"probe_every": 0, **kw},
-    )
-
-
 def _rows(out) -> list[dict]:
     with open(out / "log.csv", newline="") as fh:
         return list(csv.DictReader(fh))
 
 
-def _distill_params(steps: int, **kw) -> DistillParams:
-    return DistillParams(
-        student_arch="vit_pico",
-        steps=steps,
-        batch_size=2,
-        log_every=1,
-        optim=OptimParams(lr=3e-3, start_lr=3e-3, warmup_steps=0, schedule="constant"),
-        **kw,
-    )
-
-
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    """A randomly initialised vit_pico saved as an encoder checkpoint (distillation needs no pretraining)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("teacher") / "encoder.pt"
-    save_checkpoint(path, encoder_payload(create_model("vit_pico"), "vit_pico"))
-    return path
-
-
 def test_pretrain_runs_logs_and_resumes_exactly(clips, tmp_path):
     full = tmp_path / "full"
-    m = run_pretrain(clips, full, _params(4), seed=0, progress=False)
+    m = run_pretrain(clips, full, pretrain_params(4), seed=0, progress=False)
     rows = (full / "log.csv").read_text().splitlines()
     assert rows[0].startswith("step,loss,pred,affinity,diversity,lr,momentum,feat_std,eff_rank") and len(rows) == 5
     last = _rows(full)[-1]
     assert m["steps"] == 4 and m["final_loss"] == float(last["loss"])  # the metric is the last step's loss
     assert float(last["eff_rank"]) > 1 and float(last["feat_std"]) > 0  # telemetry is logged
     part = tmp_path / "part"
-    run_pretrain(clips, part, _params(2), seed=0, progress=False)
+    run_pretrain(clips, part, pretrain_params(2), seed=0, progress=False)
     assert load_checkpoint(part / "checkpoint.pt")["step"] == 2
-    run_pretrain(clips, part, _params(4), seed=0, progress=False)  # finds checkpoint.pt, resumes at step 2
+    run_pretrain(clips, part, pretrain_params(4), seed=0, progress=False)  # finds checkpoint.pt, resumes at step 2
     a, b = load_checkpoint(full / "checkpoint.pt"), load_checkpoint(part / "checkpoint.pt")
     for key in ("encoder", "target_encoder", "predictor"):
         for k in a[key]:
@@ -91,8 +47,8 @@ def test_pretrain_runs_logs_and_resumes_exactly(clips, tmp_path):
 
 
 def test_distillation_moves_student_towards_teacher(clips, tmp_path):
-    run_pretrain(clips, tmp_path / "t", _params(2), seed=0, progress=False)
-    p = _distill_params(12)
+    run_pretrain(clips, tmp_path / "t", pretrain_params(2), seed=0, progress=False)
+    p = distill_params(12)
     m = run_distill(
         clips, [tmp_path / "t" / "encoder.pt"], tmp_path / "s", p, frames=4, size=32, seed=0, progress=False
     )
@@ -106,9 +62,9 @@ def test_distillation_moves_student_towards_teacher(clips, tmp_path):
     assert m["student_params"] == count_params(student) == count_params(create_model("vit_pico"))
     assert 0 < m["student_gflops_per_clip"] == m["teacher_gflops_per_clip"] and m["teachers"] == 1  # both vit_pico
     # an ensemble of two pretraining seeds distils too (targets: mean of their normalised tokens)
-    run_pretrain(clips, tmp_path / "t2", _params(2), seed=1, progress=False)
+    run_pretrain(clips, tmp_path / "t2", pretrain_params(2), seed=1, progress=False)
     teachers = [tmp_path / "t" / "encoder.pt", tmp_path / "t2" / "encoder.pt"]
-    m2 = run_distill(clips, teachers, tmp_path / "s2", _distill_params(2), frames=4, size=32, seed=0, progress=False)
+    m2 = run_distill(clips, teachers, tmp_path / "s2", distill_params(2), frames=4, size=32, seed=0, progress=False)
     assert m2["teachers"] == 2 and m2["final_loss"] == float(_rows(tmp_path / "s2")[-1]["loss"])
     # same student init, same batches: only the targets differ, so the ensemble's first loss differs
     assert float(_rows(tmp_path / "s2")[0]["loss"]) != float(rows[0]["loss"])
@@ -116,7 +72,7 @@ def test_distillation_moves_student_towards_teacher(clips, tmp_path):
 
 
 def test_killed_distillation_resumes_to_the_uninterrupted_student(clips, teacher, tmp_path, monkeypatch):
-    p = _distill_params(4, checkpoint_every=2)
+    p = distill_params(4, checkpoint_every=2)
     run = lambda out: run_distill(clips, [teacher], out, p, frames=4, size=32, seed=0, progress=False)  # noqa: E731
     run(tmp_path / "full")
 
@@ -158,10 +114,10 @@ def test_a_nan_loss_stops_the_run_naming_the_step(clips, teacher, tmp_path, monk
     with pytest.raises(FloatingPointError, match=f"{stage} diverged at step 0: loss nan"):
         if stage == "pretraining":
             monkeypatch.setattr(pretrain, "step_losses", poisoned(pretrain.step_losses))
-            run_pretrain(clips, tmp_path / "p", _params(2), seed=0, progress=False)
+            run_pretrain(clips, tmp_path / "p", pretrain_params(2), seed=0, progress=False)
         else:
             monkeypatch.setattr(distill, "distill_loss", poisoned(distill.distill_loss))
-            run_distill(clips, [teacher], tmp_path / "d", _distill_params(2), frames=4, size=32, seed=0, progress=False)
+            run_distill(clips, [teacher], tmp_path / "d", distill_params(2), frames=4, size=32, seed=0, progress=False)
     assert not (tmp_path / "p" / "encoder.pt").exists() and not (tmp_path / "d" / "student.pt").exists()
 
 
@@ -199,7 +155,7 @@ def test_flops_per_clip_matches_the_analytic_count():
     ids=["pixel", "vjepa", "unisurg_framediff"],
 )
 def test_objective_variants_train(clips, tmp_path, variant, weights):
-    m = run_pretrain(clips, tmp_path / "v", _params(3, **variant), seed=0, progress=False)
+    m = run_pretrain(clips, tmp_path / "v", pretrain_params(3, **variant), seed=0, progress=False)
     rows = _rows(tmp_path / "v")
     assert m["steps"] == 3 and m["final_loss"] == float(rows[-1]["loss"])
     # the logged loss is the weighted sum of its logged parts, and only the enabled terms are non-zero
@@ -243,7 +199,7 @@ def test_region_probe_is_logged(corpus, tmp_path):
     ]
     curate(src, tmp_path / "idx", clip_frames=4, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=1)
     index = tmp_path / "idx" / "clips.parquet"
-    m = run_pretrain(index, tmp_path / "p", _params(2, probe_every=2), seed=0, progress=False)
+    m = run_pretrain(index, tmp_path / "p", pretrain_params(2, probe_every=2), seed=0, progress=False)
     acc = float(_rows(tmp_path / "p")[-1]["probe_region_acc"])
     # the logged accuracy is the probe's score of the exported (final EMA) encoder on normalised clips
     probe, table = RegionProbe(str(index), seed=0), ClipTable(str(index), 4, 32)

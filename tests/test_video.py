@@ -4,6 +4,7 @@ import hashlib
 
 import numpy as np
 import pytest
+import torch
 
 from unisurg.media.video import VideoError, VideoWriter, clip_indices, open_video
 
@@ -57,3 +58,16 @@ def test_clip_indices_end_at_the_labelled_frame_and_clamp():
     assert clip_indices(10, 4, 2.0).tolist() == [4, 6, 8, 10]
     assert clip_indices(2, 4, 2.0).tolist() == [0, 0, 0, 2]
     assert clip_indices(50, 3, 3.125).tolist() == [44, 47, 50]
+
+
+def test_to_tensor_is_the_torch_normalisation_bit_for_bit():
+    """The per-clip conversion runs in NumPy (no torch thread-pool wake-up per clip) and must give
+    exactly the float32 tensor of uint8 -> float, * SCALE, - SHIFT computed in torch."""
+    from unisurg.media.clips import _SCALE, _SHIFT, resize_frames, to_tensor
+
+    rng = np.random.default_rng(0)
+    for size, shape in [(64, (16, 64, 64, 3)), (32, (4, 48, 80, 3)), (64, (8, 128, 96, 3))]:
+        frames = (rng.random(shape) * 255).astype(np.uint8)
+        want = torch.from_numpy(resize_frames(frames, size)).permute(3, 0, 1, 2).float().mul_(_SCALE).sub_(_SHIFT)
+        got = to_tensor(frames, size)
+        assert got.dtype == torch.float32 and got.shape == want.shape and torch.equal(got, want)

@@ -104,10 +104,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .benchmarks import get_benchmark
-    from .evaluation.encoders import load_encoder_spec
+    from .evaluation.encoders import MultiLayer, load_encoder_spec
     from .evaluation.harness import run_benchmark
     from .evaluation.protocols import from_params
-    from .io import write_table
+    from .runtime import distributed
 
     p = _params(args)
     e = p.evaluate
@@ -126,22 +126,41 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if protocol.select_on == "test":
         log.warning("evaluate.select_on=test: heads chosen on the TEST split (the paper's configs), not held out")
     size = protocol.sampling.size
-    encoders = {
-        name: load_encoder_spec(spec, p.base.seed, size, vjepa_key=protocol.checkpoint_key)
-        for name, spec in e.models.items()
-    }
-    for bench in benches:
-        result, predictions = run_benchmark(
-            bench, Path(roots[bench.name]), encoders, protocol, p.base.seed, Path(e.cache_dir), e.batch_size
-        )
-        # one benchmark: --out is its folder; several: one sub-folder each
-        out = Path(args.out) if len(benches) == 1 else Path(args.out) / bench.name
-        write_table(out / "predictions.parquet", predictions)
-        metrics = args.metrics or Path(args.metrics_dir or "reports/metrics") / f"{bench.name}.json"
-        write_json(Path(metrics), {**result, "machine": machine_info()})
-        summary = {m: d["value"] for m, d in result["models"].items()}
-        log.info("evaluate %s (%s): %s", bench.title, bench.metric, summary)
+    with distributed(e.device) as d:
+        encoders = {}
+        for name, spec in e.models.items():
+            model, wid = load_encoder_spec(spec, p.base.seed, size, vjepa_key=protocol.checkpoint_key)
+            if e.layers:  # multi-level tokens: cached and recorded apart from the last block's
+                model, wid = MultiLayer(model, e.layers), f"{wid}@layers{e.layers}"
+            encoders[name] = (model.to(d.device), wid)
+        batch = e.batch_size.on(d.device.type)
+        for bench in benches:
+            ran = run_benchmark(
+                bench, Path(roots[bench.name]), encoders, protocol, p.base.seed, Path(e.cache_dir), batch, d, e.bf16
+            )
+            if ran is not None:  # the main rank writes; the others only extracted their share of the features
+                _write_results(bench, *ran, args, len(benches), _compute(d, e.bf16))
     return 0
+
+
+def _compute(d, bf16: bool) -> dict:
+    """How a stage computed: device type, precision, processes (results record it beside the machine)."""
+    cuda = d.device.type == "cuda"
+    return {"device": d.device.type, "precision": "bf16-autocast" if cuda and bf16 else "float32", "ranks": d.world}
+
+
+def _write_results(
+    bench, result: dict, predictions, args: argparse.Namespace, n_benchmarks: int, compute: dict
+) -> None:
+    from .io import write_table
+
+    # one benchmark: --out is its folder; several: one sub-folder each
+    out = Path(args.out) if n_benchmarks == 1 else Path(args.out) / bench.name
+    write_table(out / "predictions.parquet", predictions)
+    metrics = args.metrics or Path(args.metrics_dir or "reports/metrics") / f"{bench.name}.json"
+    write_json(Path(metrics), {**result, "machine": machine_info(), "compute": compute})
+    summary = {m: d["value"] for m, d in result["models"].items()}
+    log.info("evaluate %s (%s): %s", bench.title, bench.metric, summary)
 
 
 def machine_info() -> dict[str, str | int]:
@@ -168,17 +187,24 @@ def machine_info() -> dict[str, str | int]:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from .evaluation.encoders import load_encoder_spec
+    from .evaluation.encoders import MultiLayer, load_encoder_spec
     from .evaluation.extract import Windows, extract, find_videos
+    from .runtime import distributed
 
     windows = Windows(args.frames, args.fps, args.stride, args.size)
-    model, wid = load_encoder_spec(args.encoder, args.seed, args.size)
     videos = find_videos(args.videos)
     if not videos:
         raise ConfigError(f"no videos found in {args.videos}")
-    meta = {"encoder": args.encoder, "weights": wid, "windows": json.dumps(dataclasses.asdict(windows))}
-    rows = extract(model, videos, Path(args.out), windows, args.batch_size, args.pool, meta)
-    log.info("features: %d windows of %d videos -> %s", rows, len(videos), args.out)
+    with distributed(args.device) as d:
+        model, wid = load_encoder_spec(args.encoder, args.seed, args.size)
+        meta = {"encoder": args.encoder, "weights": wid, "windows": json.dumps(dataclasses.asdict(windows))}
+        if args.layers:  # multi-level features: the blocks' tokens side by side on the channel axis
+            model = MultiLayer(model, args.layers)
+            meta["layers"] = json.dumps(args.layers)
+        bf16 = not args.fp32
+        rows = extract(model.to(d.device), videos, Path(args.out), windows, args.batch_size, args.pool, meta, d, bf16)
+        if d.is_main:
+            log.info("features: %d windows of %d videos -> %s (%s)", rows, len(videos), args.out, _compute(d, bf16))
     return 0
 
 
@@ -358,6 +384,15 @@ def add_tools(sub) -> None:
     sp.add_argument("--pool", choices=["mean", "none"], default="mean", help="none: keep every token (.npy only)")
     sp.add_argument("--batch-size", type=int, default=8)
     sp.add_argument("--seed", type=int, default=0, help="seed of random:/timm: encoders without weights")
+    sp.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
+    sp.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA (float32 throughout)")
+    sp.add_argument(
+        "--layers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="blocks whose tokens are concatenated (e.g. -4 -3 -2 -1, as vjepa2's out_layers); default: the last",
+    )
     sp.set_defaults(fn=cmd_features)
 
 

@@ -53,6 +53,12 @@ class CurateParams(Strict):
     balance: Literal["source", "region", "none"] = "source"
 
 
+# --------------------------------------------------------------------------- devices
+# `device` of every stage: auto | cpu | cuda | cuda:N (unisurg.runtime.resolve_device)
+DEVICE = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto = the GPU when torch sees one")
+BF16 = Field(True, description="bf16 autocast on CUDA (V-JEPA 2's mixed precision); the CPU always runs float32")
+
+
 # --------------------------------------------------------------------------- pretrain
 class MaskGenParams(Strict):
     """One multiblock 3D mask generator (V-JEPA 2: short-range 8×0.15, long-range 2×0.7)."""
@@ -75,7 +81,7 @@ class ClipParams(Strict):
 
 
 class OptimParams(Strict):
-    lr: float = Field(5e-4, gt=0)
+    lr: float = Field(5e-4, ge=0, description="peak learning rate (0 freezes the weights: a check, not a run)")
     start_lr: float = Field(1e-4, ge=0)
     final_lr: float = Field(1e-6, ge=0)
     weight_decay: float = Field(0.04, ge=0)
@@ -111,6 +117,11 @@ class DiversityParams(Strict):
 
 
 class PretrainParams(Strict):
+    device: str = DEVICE
+    bf16: bool = BF16
+    init: str = Field(
+        "none", description="start from: none (random), vjepa:<arch>:<path>[:<key>] or one of our checkpoints"
+    )
     objective: Literal["latent", "pixel"] = "latent"
     motion: MotionParams = MotionParams()
     affinity: AffinityParams = AffinityParams()
@@ -145,6 +156,8 @@ DISTILL_OPTIM = {"lr": 1e-3, "warmup_steps": 5}
 
 
 class DistillParams(Strict):
+    device: str = DEVICE
+    bf16: bool = BF16
     student_arch: str = "vit_nano"
     steps: int = Field(60, ge=1)
     batch_size: int = Field(8, ge=1)
@@ -192,7 +205,19 @@ class EvalClipParams(Strict):
     label_fps: float | None = Field(None, gt=0, description="labelled instants probed per second of video")
 
 
+class DeviceBatch(Strict):
+    """Clips per forward pass of the frozen encoders, per device type; one integer sets both."""
+
+    cpu: int = Field(16, ge=1)
+    cuda: int = Field(32, ge=1, description="halved automatically while a batch does not fit in GPU memory")
+
+    def on(self, device_type: str) -> int:
+        return self.cuda if device_type == "cuda" else self.cpu
+
+
 class EvaluateParams(Strict):
+    device: str = DEVICE
+    bf16: bool = BF16
     benchmarks: dict[str, str] = Field(
         default_factory=dict, description="benchmark name -> dataset root (the real download or the mini version)"
     )
@@ -212,8 +237,16 @@ class EvaluateParams(Strict):
     clip: EvalClipParams = EvalClipParams()
     probe: ProbeParams = ProbeParams()
     bootstrap: int | None = Field(None, ge=0, description="resamples for 95% CIs (null: the protocol's)")
-    batch_size: int = Field(16, ge=1)
+    layers: list[int] | None = Field(
+        None, description="blocks whose tokens the probes see, concatenated (e.g. [-4, -3, -2, -1]); null: the last"
+    )
+    batch_size: DeviceBatch = DeviceBatch()
     cache_dir: str = "data/cache/features"
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _one_batch_size(cls, v):
+        return {"cpu": v, "cuda": v} if isinstance(v, int) else v
 
 
 class ReportParams(Strict):

@@ -48,6 +48,17 @@ class HeadBank:
     def __len__(self) -> int:
         return len(self.hparams)
 
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.params.values())).device
+
+    def to(self, device: torch.device) -> HeadBank:
+        """Move the stacked parameters (still leaves that require grad) and buffers to ``device``, in place."""
+        if torch.device(device) != self.device:
+            self.params = {k: v.detach().to(device).requires_grad_(v.requires_grad) for k, v in self.params.items()}
+            self.buffers = {k: v.to(device) for k, v in self.buffers.items()}
+        return self
+
     def _call(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self._base, (params, buffers), (x,))
 
@@ -66,11 +77,12 @@ class HeadBank:
     def predict(self, x: torch.Tensor, index: Sequence[int] | None = None, batch: int = 256) -> np.ndarray:
         """x (n, ...) shared by all heads -> float32 outputs (K', n, *out) of the heads in
         ``index`` (default: all K), computed ``batch`` samples at a time."""
-        ix = torch.as_tensor(list(range(len(self)) if index is None else index), dtype=torch.long)
+        ix = torch.as_tensor(list(range(len(self)) if index is None else index), dtype=torch.long, device=self.device)
         params = {k: v.detach()[ix] for k, v in self.params.items()}
         buffers = {k: v[ix] for k, v in self.buffers.items()}
-        outs = [self._vmapped(params, buffers, x[i : i + batch].float()) for i in range(0, x.size(0), batch)]
-        return torch.cat(outs, dim=1).numpy()
+        dev = self.device
+        outs = [self._vmapped(params, buffers, x[i : i + batch].to(dev).float()) for i in range(0, x.size(0), batch)]
+        return torch.cat(outs, dim=1).cpu().numpy()  # metrics are computed on the CPU
 
     def module(self, k: int) -> nn.Module:
         """Head k as an ordinary module (a copy of its weights)."""

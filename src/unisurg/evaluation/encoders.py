@@ -73,6 +73,27 @@ class FramewiseEncoder(nn.Module):
         return tokens.reshape(B, T * tokens.size(1), tokens.size(2))
 
 
+class MultiLayer(nn.Module):
+    """Multi-level features: the tokens of an encoder's blocks ``layers`` (each through the final
+    LayerNorm, vjepa2's ``out_layers``) concatenated along the channel axis: (B, N, D * len(layers)).
+
+    Same token grid as the encoder, so probes and dense heads take it like any encoder."""
+
+    def __init__(self, encoder: nn.Module, layers: list[int]) -> None:
+        super().__init__()
+        if not hasattr(encoder, "forward_intermediates"):
+            raise ValueError(f"{type(encoder).__name__} has no intermediate layers: use its final tokens (no layers)")
+        self.encoder, self.layers = encoder, list(layers)
+        self.patch_size, self.tubelet_size = encoder.patch_size, encoder.tubelet_size
+        self.embed_dim = encoder.embed_dim * len(self.layers)
+        bad = [i for i in self.layers if not -encoder.depth <= i < encoder.depth]
+        if bad or not self.layers:
+            raise IndexError(f"layers {self.layers}: the encoder has blocks 0..{encoder.depth - 1}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.encoder.forward_intermediates(x, self.layers), dim=-1)
+
+
 def _timm_encoder(name: str, path: str | None, size: int) -> nn.Module:
     import timm
 

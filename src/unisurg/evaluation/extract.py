@@ -13,6 +13,12 @@ Outputs:
   plus ``windows.parquet`` giving every row's video, file, window and times.
 Files are written atomically; a rerun skips ``.npy`` files already complete for the same windows
 and pooling. Videos sharing a file stem get the hash of their path appended to the ``.npy`` name.
+
+The encoder runs on its device (``--device``; bf16 autocast on CUDA unless ``--fp32``). Under
+``torchrun`` the videos are dealt out to the ranks in contiguous runs; each rank embeds its
+videos (writing their ``.npy`` files: ``--out`` must then be on a filesystem every node sees)
+and the main rank gathers the rows and writes the index or the Parquet file, in the single
+process's order, with the single process's numbers (a video's windows are batched alike).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from torch import nn
 from ..io import atomic_path, write_table
 from ..media.clips import to_tensor
 from ..media.video import VIDEO_EXTENSIONS, clip_indices, open_video
+from ..runtime import SINGLE, Dist, FittingBatch, autocast, to_device
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +115,26 @@ def npy_names(videos: list[Path]) -> dict[Path, str]:
 
 @torch.inference_mode()
 def video_embeddings(
-    encoder: nn.Module, path: Path, w: Windows, batch: int = 8, pool: str = "mean"
+    encoder: nn.Module,
+    path: Path,
+    w: Windows,
+    batch: int = 8,
+    pool: str = "mean",
+    bf16: bool = True,
+    fitting: FittingBatch | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> (t_start (n,), t_end (n,), embeddings float32 (n, D) or (n, N, D) with pool='none')."""
+    """-> (t_start (n,), t_end (n,), embeddings float32 (n, D) or (n, N, D) with pool='none').
+
+    The encoder runs on the device of its parameters, under bf16 autocast there if CUDA and ``bf16``."""
     if pool not in ("mean", "none"):
         raise ValueError(f"pool must be 'mean' or 'none', not {pool!r}")
+    device = next(encoder.parameters()).device
+    fitting = fitting or FittingBatch()
     starts, ends, embs = [], [], []
     for t0, t1, clips in _window_batches(path, w, batch):
-        tokens = encoder(clips).float()  # (b, N, D)
-        embs.append((tokens.mean(1) if pool == "mean" else tokens).numpy())
+        with autocast(device, bf16):
+            tokens = fitting(encoder, to_device(clips, device)).float()  # (b, N, D)
+        embs.append((tokens.mean(1) if pool == "mean" else tokens).cpu().numpy())
         starts.append(t0)
         ends.append(t1)
     return np.concatenate(starts), np.concatenate(ends), np.concatenate(embs)
@@ -130,16 +148,21 @@ def extract(
     batch: int = 8,
     pool: str = "mean",
     meta: dict[str, str] | None = None,
+    d: Dist = SINGLE,
+    bf16: bool = True,
 ) -> int:
-    """Embed every video into ``out`` (a ``.parquet`` file or a directory of ``.npy``) -> rows written."""
+    """Embed every video into ``out`` (a ``.parquet`` file or a directory of ``.npy``) -> rows written
+    (on the main rank; other ranks of a ``torchrun`` launch embed their videos and return 0)."""
     encoder.eval()
+    fitting = FittingBatch()
     to_parquet = out.suffix == ".parquet"
     if to_parquet and pool != "mean":
         raise ValueError("token-level features (pool='none') are written as .npy: give a directory as --out")
     cols: dict[str, list] = {k: [] for k in (*WINDOW_SCHEMA.names, "embedding", "file")}
     names = npy_names(videos)
     reuse = not to_parquet and _same_settings(out / "windows.parquet", meta or {})
-    for n, path in enumerate(videos, 1):
+    mine = videos[d.rank * len(videos) // d.world : (d.rank + 1) * len(videos) // d.world]
+    for n, path in enumerate(mine, 1):
         npy = out / names[path]
         done = np.load(npy, mmap_mode="r") if reuse and npy.exists() else None
         if done is not None:
@@ -154,12 +177,12 @@ def extract(
                 log.info("features: %s has %s from other settings: extracting again", npy.name, done.shape)
                 done = None
         if done is None:
-            t0, t1, emb = video_embeddings(encoder, path, w, batch, pool)
+            t0, t1, emb = video_embeddings(encoder, path, w, batch, pool, bf16, fitting)
             if not to_parquet:
                 with atomic_path(npy) as tmp:
                     with open(tmp, "wb") as fh:
                         np.save(fh, emb.astype(np.float32))
-            log.info("features: %d/%d %s: %d windows, %s", n, len(videos), path.name, len(emb), emb.shape[1:])
+            log.info("features: %d/%d %s: %d windows, %s", n, len(mine), path.name, len(emb), emb.shape[1:])
         cols["video"] += [str(path)] * len(t0)
         cols["window"] += list(range(len(t0)))
         cols["t_start"] += t0.tolist()
@@ -167,6 +190,10 @@ def extract(
         cols["file"] += [npy.name] * len(t0)
         if to_parquet:
             cols["embedding"] += [e.astype(np.float32) for e in emb]
+    parts = d.gather(cols)  # every rank's rows, in rank order = video order
+    if parts is None:
+        return 0
+    cols = {k: [v for part in parts for v in part[k]] for k in cols}
     base = {k: cols[k] for k in WINDOW_SCHEMA.names}
     schema_meta = {k.encode(): v.encode() for k, v in (meta or {}).items()}
     if to_parquet:

@@ -13,6 +13,7 @@ import torch
 from ..benchmarks import FramesSource, Record
 from ..io import atomic_path
 from ..media.clips import to_tensor
+from ..runtime import CPU, FittingBatch, autocast, to_device
 from .samples import ClipReader, Sample
 
 log = logging.getLogger(__name__)
@@ -51,22 +52,29 @@ def extract_features(
     fps: float,
     size: int,
     batch_size: int,
+    device: torch.device = CPU,
+    bf16: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """-> {name: float16 tokens (S, N, D)} for every sample, in sample order.
+    """-> {name: float16 tokens (S, N, D) on the CPU} for every sample, in sample order.
 
     Each clip is decoded once and fed to every encoder (decoding costs as much as a small
-    encoder's forward pass on CPU).
+    encoder's forward pass on CPU). The encoders run where they are (``device``), under bf16
+    autocast on CUDA when ``bf16``; a batch that does not fit in GPU memory is split
+    (:class:`~unisurg.runtime.FittingBatch`).
     """
     for enc in encoders.values():
         enc.eval()
     reader = ClipReader(frames, fps, size)
     out: dict[str, list[torch.Tensor]] = {name: [] for name in encoders}
+    fitting = {name: FittingBatch() for name in encoders}
     batch: list[torch.Tensor] = []
 
     def flush() -> None:
-        x = torch.stack(batch)
+        x = to_device(torch.stack(batch), device)  # (B, 3, T, S, S) normalised float32
         for name, enc in encoders.items():
-            out[name].append(enc(x).half())
+            with autocast(device, bf16):
+                tokens = fitting[name](enc, x)  # (B, N, D)
+            out[name].append(tokens.half().cpu())
         batch.clear()
 
     for s in samples:
@@ -75,7 +83,7 @@ def extract_features(
             flush()
     if batch:
         flush()
-    return {name: torch.cat(chunks) for name, chunks in out.items()}
+    return {name: torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.half) for name, chunks in out.items()}
 
 
 def load_cached(cache_dir: Path, key: str) -> torch.Tensor | None:

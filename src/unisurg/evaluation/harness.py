@@ -35,6 +35,7 @@ import pyarrow as pa
 import torch
 
 from ..benchmarks import Benchmark, Record
+from ..runtime import CPU, SINGLE, Dist, batch_shard
 from . import stats
 from .bank import HeadBank, StackedAdamW
 from .features import cache_key, extract_features, load_cached, store_cached
@@ -81,11 +82,13 @@ def train_heads(
     seeds: Sequence[int],
     dense: tuple[tuple[int, int, int], int] | None,
     epochs: int | None = None,
+    device: torch.device = CPU,
 ) -> HeadBank:
     """Train the grid (:func:`grid_bank`) in lockstep on the same batches, in the order drawn from
     the first seed (the seeds differ by initialisation), for ``epochs`` (default: the grid's).
-    Cosine LR decay to 0 over all steps."""
-    bank = grid_bank(feats.size(-1), out_dim, grid, seeds, dense)
+    Cosine LR decay to 0 over all steps. The heads, features and targets live on ``device``
+    (initialised on the CPU first, so a seed gives the same heads on any device)."""
+    bank = grid_bank(feats.size(-1), out_dim, grid, seeds, dense).to(device)
     n = feats.size(0)
     steps_per_epoch = max(math.ceil(n / grid.batch_size), 1)
     # A mini benchmark has ~100 training samples: `epochs` alone would give a few dozen updates,
@@ -95,8 +98,8 @@ def train_heads(
     for hp in bank.hparams:
         hp["steps"] = total
     opt = bank_optimizer(bank)
-    g = torch.Generator().manual_seed(seeds[0])
-    feats = feats.float()
+    g = torch.Generator().manual_seed(seeds[0])  # batch order drawn on the CPU: the same on any device
+    feats, y = feats.to(device).float(), y.to(device)
     step = 0
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
@@ -203,10 +206,17 @@ class Setup:
     protocol: Protocol
     seed: int  # probe initialisation and batch order
     boot_seed: int  # bootstrap resampling (the protocol's, or the seed)
+    device: torch.device = CPU  # where the probe heads train (metrics: always the CPU)
 
     @classmethod
     def build(
-        cls, bench: Benchmark, records: list[Record], samples: list[Sample], protocol: Protocol, seed: int
+        cls,
+        bench: Benchmark,
+        records: list[Record],
+        samples: list[Sample],
+        protocol: Protocol,
+        seed: int,
+        device: torch.device = CPU,
     ) -> Setup:
         task = task_for(bench)
         data = Labelled.build(task, records, samples, protocol.sampling.size)
@@ -217,7 +227,7 @@ class Setup:
             if not len(tr) or not len(te):
                 raise ValueError(f"{bench.title}: empty train or test split (train {len(tr)}, test {len(te)})")
         boot_seed = seed if protocol.bootstrap_seed is None else protocol.bootstrap_seed
-        return cls(bench, task, data, splits, protocol, seed, boot_seed)
+        return cls(bench, task, data, splits, protocol, seed, boot_seed, device)
 
     @property
     def test(self) -> np.ndarray:
@@ -274,7 +284,7 @@ def train_round(
     ytr, scale = task.standardise(data.y_train[tr])
     loss = task.loss_for(data.y_train[tr], grid.class_weighted)
     epochs = grid.epochs_for(setup.bench.name)
-    bank = train_heads(loss, feats[tr], ytr, task.out_dim(), grid, seeds, dense, epochs)
+    bank = train_heads(loss, feats[tr], ytr, task.out_dim(), grid, seeds, dense, epochs, setup.device)
     # 2. each grid picks its head on validation (none: on the training fit, stated in the results)
     val = va if len(va) else tr
     truth = data.truth(val, setup.protocol.sampling.label_fps, scale)
@@ -411,19 +421,44 @@ def encoder_features(
     sampling: Sampling,
     cache_dir: Path,
     batch_size: int,
+    d: Dist = SINGLE,
+    bf16: bool = True,
 ) -> tuple[dict[str, torch.Tensor], set[str]]:
-    """-> (frozen tokens (S, N, D) of every sample per encoder, the encoders whose tokens were not cached)."""
+    """-> (frozen tokens (S, N, D) of every sample per encoder, the encoders whose tokens were not cached).
+
+    Encoders run on ``d.device``. Under ``torchrun`` every rank extracts its share of the samples
+    in whole batches (:func:`~unisurg.runtime.batch_shard`) and the main rank merges them in
+    sample order, so the tokens equal one process's; the main rank reads and writes the cache,
+    the other ranks get ``{}``.
+    """
+    # GPU tokens (bf16 autocast, other kernels) differ from the CPU's in the last bits: cached apart
+    compute = {"compute": f"cuda-{'bf16' if bf16 else 'fp32'}"} if d.device.type == "cuda" else {}
     keys = {
-        name: cache_key(wid, bench.name, records, samples, sampling.as_dict()) for name, (_, wid) in encoders.items()
+        name: cache_key(wid, bench.name, records, samples, {**sampling.as_dict(), **compute})
+        for name, (_, wid) in encoders.items()
     }
-    feats = {name: load_cached(cache_dir, key) for name, key in keys.items()}
-    missing = {name: encoders[name][0] for name, f in feats.items() if f is None}
+    feats = {name: load_cached(cache_dir, key) for name, key in keys.items()} if d.is_main else {}
+    missing = d.broadcast(sorted(name for name, f in feats.items() if f is None))
     if missing:
         s = sampling
-        fresh = extract_features(missing, records, samples, s.frames, s.fps, s.size, batch_size)
-        for name, f in fresh.items():
-            store_cached(cache_dir, keys[name], f)
-            feats[name] = f
+        part = batch_shard(len(samples), batch_size, d.rank, d.world)
+        mine = extract_features(
+            {name: encoders[name][0] for name in missing},
+            records,
+            [samples[i] for i in part],
+            s.frames,
+            s.fps,
+            s.size,
+            batch_size,
+            d.device,
+            bf16,
+        )
+        parts = d.gather(mine)
+        if d.is_main:
+            for name in missing:
+                f = torch.cat([p[name] for p in parts if len(p[name])])  # ranks in order = sample order
+                store_cached(cache_dir, keys[name], f)
+                feats[name] = f
     return feats, set(missing)
 
 
@@ -435,18 +470,22 @@ def run_benchmark(
     seed: int,
     cache_dir: Path,
     batch_size: int,
-) -> tuple[dict, pa.Table]:
-    """Evaluate every encoder (name -> (model, weights id)) and the null on one benchmark.
+    d: Dist = SINGLE,
+    bf16: bool = True,
+) -> tuple[dict, pa.Table] | None:
+    """Evaluate every encoder (name -> (model on ``d.device``, weights id)) and the null on one benchmark.
 
     -> (results: summary per encoder and the null, their paired differences, the classes, splits
         and protocol used; predictions: one row per (model, test sample), see :func:`_prediction_rows`).
+    Under ``torchrun`` every rank extracts its share of the features and the main rank trains
+    and scores the probes (a few MB of heads: one device does it); the other ranks return None.
     """
     if NULL in encoders:
         raise ValueError(f"{NULL!r} names the null rows: choose another name for that encoder")
     # 1. load the benchmark with its real-format loader; one probe sample per labelled instant/clip/image
     records = bench.load(root)
     samples = make_samples(bench, records, protocol.sampling.label_fps)
-    setup = Setup.build(bench, records, samples, protocol, seed)
+    setup = Setup.build(bench, records, samples, protocol, seed, d.device)
     result = {
         "benchmark": bench.title,
         "name": bench.name,
@@ -461,7 +500,11 @@ def run_benchmark(
         "models": {},
     }
     # 2. frozen tokens of every encoder (from the cache where the same weights saw the same samples)
-    feats, extracted = encoder_features(encoders, bench, records, samples, protocol.sampling, cache_dir, batch_size)
+    feats, extracted = encoder_features(
+        encoders, bench, records, samples, protocol.sampling, cache_dir, batch_size, d, bf16
+    )
+    if not d.is_main:
+        return None
     # 3. per encoder: train, select and score the probe grid; then the null the same way
     outcomes: dict[str, Outcome] = {}
     for name, (model, _) in encoders.items():

@@ -31,6 +31,7 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def class_loss(out: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy: out (*L, B, C) logits, y (*L, B) class ids; with class weights (C,) the
     weighted mean of torch's ``CrossEntropyLoss(weight=...)`` (divided by the batch's total weight)."""
+    weight = None if weight is None else weight.to(out.device)
     ce = F.cross_entropy(out.flatten(0, -2), y.flatten().long(), weight=weight, reduction="none").view(y.shape)
     if weight is None:
         return ce.mean(-1)

@@ -13,7 +13,7 @@ index tensors of the tokens to **keep** (the context), like V-JEPA's ``apply_mas
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -168,6 +168,19 @@ class VisionTransformer(nn.Module):
 
         Returns (B, N, D) without masks, (B * len(masks), K, D) with masks.
         """
+        return self.forward_intermediates(x, [self.depth - 1], masks)[0]
+
+    def forward_intermediates(
+        self, x: torch.Tensor, layers: Sequence[int], masks: list[torch.Tensor] | torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """The tokens after each block of ``layers`` (0-based, negative counts from the end), each
+        through the final LayerNorm as vjepa2's ``out_layers`` returns them: a list of (B, N, D), in
+        the order asked. Blocks after the last one asked for are not run."""
+        bad = [i for i in layers if not -self.depth <= i < self.depth]
+        if bad or not layers:
+            n = self.depth
+            raise IndexError(f"layers {list(layers)}: this encoder has blocks 0..{n - 1} (or -{n}..-1)")
+        wanted = {i % self.depth for i in layers}
         if x.ndim == 4:  # an image batch: repeat it over one tubelet
             x = x.unsqueeze(2).repeat(1, 1, self.tubelet_size, 1, 1)
         gt, gh, gw = self.grid(x)
@@ -179,12 +192,17 @@ class VisionTransformer(nn.Module):
         else:
             ids = torch.arange(gt * gh * gw, device=x.device)
         pos = token_positions(ids, gh, gw)
-        for blk in self.blocks:
+        out: dict[int, torch.Tensor] = {}
+        for i, blk in enumerate(self.blocks):
             if self.use_activation_checkpointing and self.training:
                 tokens = checkpoint(blk, tokens, pos, use_reentrant=False)
             else:
                 tokens = blk(tokens, pos)
-        return self.norm(tokens)
+            if i in wanted:
+                out[i] = self.norm(tokens)
+                if len(out) == len(wanted):
+                    break
+        return [out[i % self.depth] for i in layers]
 
     @property
     def config(self) -> dict:

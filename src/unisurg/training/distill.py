@@ -7,8 +7,10 @@ tokens go through a linear projection to D_t, s = proj(student(x)); the loss is
 ``cosine_weight * (1 - cos(s, t)) + smooth_l1_weight * SmoothL1(s, t)`` (see
 :func:`unisurg.training.losses.distill_loss`). Cosine aligns directions (what probes use), smooth-L1
 keeps magnitudes and is robust to the few large-norm tokens. The training loop is pretraining's
-(:class:`~unisurg.training.loop.Trainer`), with the same guarantees: seeded, on the GPU when there
-is one (bf16 autocast), NaN guard, atomic checkpoints, resume to identical weights. One process.
+(:class:`~unisurg.training.loop.Trainer`), with the same guarantees: seeded, on ``distill.device``
+(bf16 autocast on CUDA), NaN guard, atomic checkpoints, resume to identical weights; under
+``torchrun`` the student trains under DDP (each rank its slice of every global batch, the
+teachers replicated), following the single-process trajectory like pretraining.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from ..io import write_json
 from ..media.clips import ClipTable, StepBatchSampler, normalize_batch
 from ..models import VisionTransformer, create_model
 from ..models.checkpoint import count_params, encoder_payload, load_encoder, save_checkpoint
-from .loop import Fit, Task, Trainer, param_groups, seed_everything, single_process
+from ..runtime import Dist, distributed
+from .loop import Fit, Task, Trainer, param_groups, seed_everything
 from .losses import distill_loss, normalize_targets
 from .schedules import lr_schedule
 
@@ -97,8 +100,10 @@ class Distillation(Task):
 
     fields = LOG_FIELDS
 
-    def __init__(self, teacher: TeacherEnsemble, student: Student, p: DistillParams) -> None:
-        self.teacher, self.student, self.p = teacher, student, p
+    def __init__(self, teacher: TeacherEnsemble, student: Student, p: DistillParams, d: Dist) -> None:
+        self.teacher, self.p = teacher, p
+        # DDP all-reduces the student's gradients through its forward; one process calls it directly
+        self.student = nn.parallel.DistributedDataParallel(student) if d.world > 1 else student
         self.last_x: torch.Tensor | None = None  # the last batch: FLOPs and throughput are timed on it
 
     def step(self, step: int, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -120,9 +125,24 @@ def run_distill(
     progress: bool = True,
 ) -> dict:
     """Distil the teachers at ``teacher_paths`` into ``p.student_arch`` on the clip table ``clips``;
-    write checkpoint.pt, student.pt, log.csv, metrics.json to ``out``."""
+    write checkpoint.pt, student.pt, log.csv, metrics.json to ``out`` -> the metrics ({} off the main rank)."""
+    with distributed(p.device) as d:
+        return _distill(clips, teacher_paths, out, p, (frames, size), seed, d, progress and d.is_main)
+
+
+def _distill(
+    clips: Path,
+    teacher_paths: list[Path],
+    out: Path,
+    p: DistillParams,
+    clip: tuple[int, int],
+    seed: int,
+    d: Dist,
+    progress: bool,
+) -> dict:
+    """:func:`run_distill` in process ``d`` on clips of ``clip`` = (frames, size)."""
+    frames, size = clip
     out.mkdir(parents=True, exist_ok=True)
-    d = single_process()
     seed_everything(seed)
 
     # 1. frozen teachers, the student (+ projection to the teachers' width), AdamW
@@ -149,19 +169,25 @@ def run_distill(
             "config": model.student.config,
             "params": p.model_dump(mode="json"),
         },
+        bf16=p.bf16,
     )
 
-    # 2. resume; 3. data (the sampler's seed differs from pretraining's: other clips in other steps)
+    # 2. resume; 3. data: this rank's slice of each global batch (the sampler's seed differs from
+    # pretraining's: other clips in other steps)
     start = trainer.resume()
     table = ClipTable(str(clips), frames, size)
-    sampler = StepBatchSampler(table.weight, p.batch_size, seed + 1, start, p.steps)
-    loader = torch.utils.data.DataLoader(table, batch_sampler=sampler, num_workers=p.num_workers)
+    sampler = StepBatchSampler(table.weight, p.batch_size, seed + 1, start, p.steps, d.rank, d.world)
+    loader = torch.utils.data.DataLoader(
+        table, batch_sampler=sampler, num_workers=p.num_workers, pin_memory=d.device.type == "cuda"
+    )
 
     # 4. the loop
-    task = Distillation(target, model, p)
+    task = Distillation(target, model, p, d)
     fit = trainer.fit(task, loader, start, progress)
 
-    # 5. outputs
+    # 5. outputs, written by the main rank
+    if not d.is_main:
+        return {}
     meta = {"teachers": [str(t) for t in teacher_paths], "steps": p.steps}
     save_checkpoint(out / "student.pt", encoder_payload(model.student, p.student_arch, **meta))
     timing_batch = task.last_x

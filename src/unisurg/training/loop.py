@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from ..io import atomic_path
 from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..runtime import Dist, autocast, to_device
 from .parallel import (
     full_model_state,
     full_optimizer_state,
@@ -84,86 +85,6 @@ class StepLog:
     def write(self, row: dict) -> None:
         with open(self.path, "a", newline="") as fh:
             csv.DictWriter(fh, fieldnames=self.fields).writerow({k: row[k] for k in self.fields})
-
-
-# --------------------------------------------------------------------------- distributed
-
-
-@dataclass(frozen=True)
-class Dist:
-    """Where this process sits in a (possibly single-process) run."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def reduce_min(self, values: list[int]) -> list[int]:
-        """Element-wise minimum over processes (identity when single-process)."""
-        if self.world == 1:
-            return values
-        import torch.distributed as dist
-
-        t = torch.tensor(values, dtype=torch.int64, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        return t.tolist()
-
-    def mean(self, value: float) -> float:
-        if self.world == 1:
-            return value
-        import torch.distributed as dist
-
-        t = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return float(t.item()) / self.world
-
-
-def single_process() -> Dist:
-    """A run of one process, on the first GPU when there is one."""
-    return Dist(device=torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu"))
-
-
-def setup_distributed() -> Dist:
-    """Read the torchrun environment; fail loudly on a half-configured launch.
-
-    Single process: no WORLD_SIZE / RANK / LOCAL_RANK in the environment. Under ``torchrun``
-    all three are set; a process that sees only some of them, or a world size that the process
-    group does not confirm, raises instead of silently training alone.
-    """
-    env = os.environ
-    keys = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
-    present = [k for k in keys if k in env]
-    cuda = torch.cuda.is_available()
-    if not present:
-        return single_process()
-    if len(present) != len(keys):
-        missing = sorted(set(keys) - set(present))
-        raise RuntimeError(f"misconfigured distributed launch: {present} set but {missing} missing (use torchrun)")
-    world, rank, local = (int(env[k]) for k in keys)
-    if not 0 <= rank < world:
-        raise RuntimeError(f"misconfigured distributed launch: RANK={rank} not in [0, WORLD_SIZE={world})")
-    device = torch.device("cuda", local) if cuda else torch.device("cpu")
-    if world > 1:
-        import torch.distributed as dist
-
-        if cuda:
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if cuda else "gloo")
-        if dist.get_world_size() != world:
-            raise RuntimeError(f"process group has {dist.get_world_size()} ranks, WORLD_SIZE says {world}")
-    return Dist(rank=rank, world=world, local_rank=local, device=device)
-
-
-def teardown_distributed(d: Dist) -> None:
-    if d.world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 # --------------------------------------------------------------------------- the loop
@@ -222,6 +143,7 @@ class Trainer:
         checkpoint_every: int,
         meta: dict,
         frozen: dict[str, nn.Module | None] | None = None,
+        bf16: bool = True,
     ) -> None:
         self.model, self.opt, self.d, self.name, self.lr = model, opt, d, name, lr
         self.steps, self.clip_grad = steps, clip_grad
@@ -229,9 +151,8 @@ class Trainer:
         self.meta, self.frozen = meta, frozen or {}
         self.path, self.log_path = out / "checkpoint.pt", out / "log.csv"
         self.children = [k for k, _ in model.named_children()]
-        # bf16 autocast on CUDA (V-JEPA's mixed precision); a disabled context on CPU keeps float32
-        cuda = d.device.type == "cuda"
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+        # bf16 autocast on CUDA when `bf16` (V-JEPA's mixed precision); the CPU stays float32
+        self.autocast = autocast(d.device, bf16)
 
     def resume(self) -> int:
         """Load ``checkpoint.pt``, if there is one, into the plain or sharded modules -> the step to resume from.
@@ -273,7 +194,7 @@ class Trainer:
             lr = self.lr.value_at(step)
             set_lr(self.opt, lr)
             # 2. forward on the device: clips (B, 3, T, H, W) travel as uint8 (4x fewer bytes than float32)
-            batch = {k: v.to(self.d.device, non_blocking=True) for k, v in batch.items()}
+            batch = {k: to_device(v, self.d.device) for k, v in batch.items()}
             with self.autocast:
                 loss, parts = task.step(step, batch)
             # 3. update, then what follows the student (the EMA teacher)

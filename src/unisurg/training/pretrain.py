@@ -42,8 +42,10 @@ from ..media.clips import ClipTable, StepBatchSampler, normalize_batch
 from ..media.motion import framediff_saliency, normalize_saliency
 from ..models import Predictor, VisionTransformer, create_model
 from ..models.checkpoint import count_params, encoder_payload, save_checkpoint
+from ..runtime import Dist, distributed
 from .ema import MomentumSchedule, ema_update
-from .loop import Dist, Fit, Task, Trainer, param_groups, seed_everything, setup_distributed, teardown_distributed
+from .initial import InitialWeights, apply_initial, load_initial
+from .loop import Fit, Task, Trainer, param_groups, seed_everything
 from .losses import gather_tokens, latent_l1, normalize_targets
 from .masks import MaskCollator, MaskSpec
 from .objectives import affinity_loss, diversity_loss, motion_weights, pixel_targets
@@ -230,19 +232,20 @@ class Pretraining(Task):
 
 def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress: bool = True) -> dict:
     """Pretrain on the clip table ``clips``; write checkpoint.pt, encoder.pt, log.csv, metrics.json to ``out``."""
-    d = setup_distributed()
-    try:
+    with distributed(p.device) as d:
         return _run(clips, out, p, seed, d, progress and d.is_main)
-    finally:
-        teardown_distributed(d)
 
 
 def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
 
-    # 1. models (identical initial weights on every rank: same seed), sharded under FSDP; AdamW
+    # 1. models (identical initial weights on every rank: same seed, or pretrain.init's file), sharded
+    # under FSDP; AdamW, always fresh
     encoder, predictor, target = build_models(p)
+    init = load_initial(p.init, p.arch)
+    if init is not None:
+        apply_initial(init, encoder, predictor, target, p.arch)
     model = JEPA(encoder, predictor)
     sharded = _place(model, target, d, p.parallel)
     opt = torch.optim.AdamW(
@@ -265,8 +268,10 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
             "config": encoder.config,
             "predictor_config": predictor.config,
             "params": p.model_dump(mode="json"),
+            "init": init.record if init is not None else None,
         },
         frozen={"target_encoder": target},
+        bf16=p.bf16,
     )
 
     # 2. resume from checkpoint.pt, whatever launch wrote it
@@ -276,7 +281,9 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
     flow = (encoder.tubelet_size, encoder.patch_size) if p.motion.enabled and p.motion.source == "flow" else None
     table = ClipTable(str(clips), p.clip.frames, p.clip.size, flow=flow)
     sampler = StepBatchSampler(table.weight, p.batch_size, seed, start, p.steps, d.rank, d.world)
-    loader = torch.utils.data.DataLoader(table, batch_sampler=sampler, num_workers=p.num_workers)
+    loader = torch.utils.data.DataLoader(
+        table, batch_sampler=sampler, num_workers=p.num_workers, pin_memory=d.device.type == "cuda"
+    )
     sample_ids = list(range(p.batch_size))[sampler.local_slice()]
     probe = RegionProbe(str(clips), seed=seed) if (d.is_main or sharded) and p.probe_every else None
 
@@ -285,7 +292,7 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
     fit = trainer.fit(task, loader, start, progress)
 
     # 5. outputs: the exported encoder used downstream, and the run's metrics
-    return _export(out, p, model, target, d, fit, task.tokens_seen)
+    return _export(out, p, model, target, d, fit, task.tokens_seen, init)
 
 
 def _place(model: JEPA, target: VisionTransformer | None, d: Dist, parallel: str) -> bool:
@@ -309,7 +316,14 @@ def _place(model: JEPA, target: VisionTransformer | None, d: Dist, parallel: str
 
 
 def _export(
-    out: Path, p: PretrainParams, model: JEPA, target: VisionTransformer | None, d: Dist, fit: Fit, tokens: int
+    out: Path,
+    p: PretrainParams,
+    model: JEPA,
+    target: VisionTransformer | None,
+    d: Dist,
+    fit: Fit,
+    tokens: int,
+    init: InitialWeights | None,
 ) -> dict:
     """Write encoder.pt (always the final weights) and metrics.json -> the metrics ({} off the main rank)."""
     use_target = p.export == "target" and target is not None
@@ -320,6 +334,8 @@ def _export(
     encoder = model.encoder
     exported_as = p.export if target is not None else "context"
     meta = {"objective": p.objective, "steps": p.steps, "exported": exported_as}
+    if init is not None:  # only then: an encoder.pt of a run from random weights is unchanged
+        meta["init"] = init.record
     save_checkpoint(out / "encoder.pt", encoder_payload(encoder, p.arch, state=exported, **meta))
     row = _last_row(out / "log.csv")
     metrics = {
