@@ -37,7 +37,7 @@ def test_repository_params_parse():
     [
         ({"pretrain": {"mpl_ratio": 4}}, "pretrain.mpl_ratio"),  # the vjepa2 kwargs pitfall
         ({"pretrain": {"optim": {"lr": "fast"}}}, "pretrain.optim.lr"),
-        ({"pretrain": {"optim": {"lr": 0}}}, "pretrain.optim.lr"),  # lr > 0
+        ({"pretrain": {"optim": {"lr": -1e-3}}}, "pretrain.optim.lr"),  # lr >= 0 (0: a frozen check run)
         ({"pretrain": {"steps": 2.5}}, "pretrain.steps"),  # an int field takes no fraction
         ({"synth": {"size": 8}}, "synth.size"),
         ({"evalute": {}}, "evalute"),
