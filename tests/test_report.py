@@ -186,3 +186,10 @@ def test_seed_section_reports_the_spread_of_every_score_and_of_the_headline_coun
     md = "\n".join(seeds_section(main, Extras(baselines={"unisurg": "random_init"}, seeds={"seed1": other})))
     assert "Left out (another protocol): seed1." in md and "seed 0 (main): 2 of 3; mean 2.0, range 2–2." in md
     assert seeds_section(main, Extras(baselines={"unisurg": "random_init"})) == []  # no seed runs: no section
+    # a seed run on another corpus render (ablation/dvc.lock says so) is left out and named; all of them: none shown
+    prov = {"corpus": "aaaa1111.dir", "seeds_corpus": {"seed1": "aaaa1111.dir", "seed2": "bbbb2222.dir"}}
+    md = "\n".join(seeds_section(main, Extras(baselines={"unisurg": "random_init"}, seeds=seeds, provenance=prov)))
+    assert "seed 0 (main): 2 of 3, seed1: 2 of 3; mean 2.0" in md and "Left out (another corpus render): seed2." in md
+    prov["seeds_corpus"]["seed1"] = "cccc3333.dir"
+    md = "\n".join(seeds_section(main, Extras(baselines={"unisurg": "random_init"}, seeds=seeds, provenance=prov)))
+    assert "**Not shown:** the seed runs ran on another corpus render" in md and "| Cholec80 |" not in md

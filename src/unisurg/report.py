@@ -418,12 +418,16 @@ def seeds_section(results: list[dict], x: Extras) -> list[str]:
     if not x.seeds or base is None:
         return []
     label = lambda rs: {(r.get("protocol") or {}).get("label") for r in rs}  # noqa: E731
-    main_corpus, seed_corpus = (x.provenance or {}).get("corpus"), (x.provenance or {}).get("seeds_corpus")
-    if main_corpus and seed_corpus and main_corpus != seed_corpus:
-        why = f"data/synth {seed_corpus[:8]}, main rows {main_corpus[:8]}"
+    # each seed run's corpus, as ablation/dvc.lock records its seed_evaluate stage: a run on another
+    # render of the corpus is not comparable (a stale lock entry of a seed left out of the grid, too)
+    main_corpus = (x.provenance or {}).get("corpus")
+    corpora = (x.provenance or {}).get("seeds_corpus") or {}
+    elsewhere = [n for n in x.seeds if main_corpus and corpora.get(n) not in (None, main_corpus)]
+    if elsewhere and len(elsewhere) == len(x.seeds):
+        why = ", ".join(f"{n}: data/synth {corpora[n][:8]}" for n in elsewhere) + f"; main rows {main_corpus[:8]}"
         return ["", "## Pretraining seeds", "", f"**Not shown:** the seed runs ran on another corpus render ({why})."]
     skipped = [name for name, rs in x.seeds.items() if label(rs) != label(results)]
-    runs = {f"seed {x.seed} (main)": results, **{n: rs for n, rs in x.seeds.items() if n not in skipped}}
+    runs = {f"seed {x.seed} (main)": results, **{n: rs for n, rs in x.seeds.items() if n not in skipped + elsewhere}}
     counts = {name: counted_wins(rs, m, base) for name, rs in runs.items()}
     c = [w for w, _ in counts.values()]
     lines = [
@@ -434,7 +438,8 @@ def seeds_section(results: list[dict], x: Extras) -> list[str]:
         f"reseeded; same corpus and protocol). Counted wins of {m} over {base} per run: "
         + ", ".join(f"{n}: {w} of {k}" for n, (w, k) in counts.items())
         + f"; mean {sum(c) / len(c):.1f}, range {min(c)}–{max(c)}."
-        + (f" Left out (another protocol): {', '.join(skipped)}." if skipped else ""),
+        + (f" Left out (another protocol): {', '.join(skipped)}." if skipped else "")
+        + (f" Left out (another corpus render): {', '.join(elsewhere)}." if elsewhere else ""),
         "",
         f"| benchmark | metric | {m}: mean [min, max] | {base}: mean [min, max] | {m} better in |",
         "|---|---|---|---|---|",
@@ -579,7 +584,7 @@ def provenance(root: Path, params_path: Path) -> dict:
         # the built-in corpus behind the main rows and behind the ablation rows (ablation/dvc.lock)
         "corpus": corpus_md5(lock),
         "ablation_corpus": corpus_md5(root / "ablation" / "dvc.lock", stages="evaluate@"),
-        "seeds_corpus": corpus_md5(root / "ablation" / "dvc.lock", stages="seed_evaluate@"),
+        "seeds_corpus": stage_corpora(root / "ablation" / "dvc.lock", "seed_evaluate@"),
     }
 
 
@@ -595,6 +600,18 @@ def corpus_md5(lock: Path, path: str = "data/synth", stages: str = "") -> str | 
             if entry.get("path") == path and "md5" in entry:
                 return entry["md5"]
     return None
+
+
+def stage_corpora(lock: Path, prefix: str, path: str = "data/synth") -> dict[str, str]:
+    """{item: md5 of ``path``} for every ``<prefix><item>`` stage of a ``dvc.lock`` that records it."""
+    found = {}
+    if lock.exists():
+        for name, stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).items():
+            if name.startswith(prefix):
+                md5 = next((e["md5"] for e in stage.get("deps", []) if e.get("path") == path and "md5" in e), None)
+                if md5:
+                    found[name[len(prefix) :]] = md5
+    return found
 
 
 def machines(results: list[dict]) -> list[str]:
