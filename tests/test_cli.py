@@ -39,3 +39,39 @@ def test_bad_params_fail_before_any_work(tmp_path, capsys, caplog):
     assert main(["pretrain", "--params", str(p), "--out", str(tmp_path / "out")]) == 2
     assert "pretrain.stepz" in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_training_on_part_of_the_index(clips, tmp_path):
+    """--where: a DuckDB condition on the clip table (further pretraining on one region, one source)."""
+    import pyarrow.parquet as pq
+    import pytest
+
+    from unisurg.curation.index import select_clips
+
+    table = pq.read_table(clips)
+    out = pq.read_table(select_clips(clips, "start_frame >= 25 AND num_frames = 4", tmp_path / "a.parquet"))
+    rows = [r for r in table.to_pylist() if r["start_frame"] >= 25 and r["num_frames"] == 4]
+    assert out.column("clip_id").to_pylist() == [r["clip_id"] for r in rows] and 0 < len(rows) < table.num_rows
+    assert out.schema.names == table.schema.names and out.column("weight").to_pylist() == [r["weight"] for r in rows]
+    with pytest.raises(ValueError, match="no clip of .* satisfies it"):
+        select_clips(clips, "region = 'moon'", tmp_path / "b.parquet")
+    with pytest.raises(ValueError, match="--where 'regoin = 1'"):
+        select_clips(clips, "regoin = 1", tmp_path / "c.parquet")
+    # self-distillation has one teacher
+    params = tmp_path / "params.yaml"
+    params.write_text("distill:\n  mode: self\n")
+    with pytest.raises(ValueError, match="takes one teacher, got 2"):
+        main(
+            [
+                "distill",
+                "--params",
+                str(params),
+                "--clips",
+                str(clips),
+                "--teacher",
+                "a.pt",
+                "b.pt",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )

@@ -49,6 +49,10 @@ def test_repository_params_parse():
         ),
         ({"pretrain": {"masks": [{"spatial_scale": [0.1, 0.1]}]}}, "pretrain.masks.0.num_blocks"),  # required
         ({"pretrain": {"ema": [0.9, 0.99, 1.0]}}, "pretrain.ema"),  # a pair
+        # a block that can cover the whole clip leaves no context
+        ({"pretrain": {"masks": [{"num_blocks": 1, "spatial_scale": [0.5, 1.0]}]}}, "leave no context"),
+        ({"pretrain": {"augment": {"scale": [0.3, 1.5]}}}, "pretrain.augment"),
+        ({"distill": {"mode": "deep"}}, "distill.mode"),
     ],
 )
 def test_bad_params_are_rejected_naming_the_key(data, needle):

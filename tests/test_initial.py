@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+import torch.nn.functional as F
 from tiny import pretrain_params
 from vjepa2_reference import write_released
 
@@ -88,3 +89,50 @@ def test_our_own_pretraining_checkpoint_continues_with_its_predictor(clips, tmp_
     for part in ("encoder", "predictor", "target_encoder"):
         for k, v in first[part].items():
             assert torch.equal(second[part][k], v), (part, k)
+
+
+def test_self_distillation_mode(clips, tmp_path):
+    """distill.mode self (Lee et al. 2023): the student has the teacher's architecture, starts from
+    pretrain.init and trains by the pretraining recipe plus a pull toward the further-pretrained teacher."""
+    from tiny import distill_params
+
+    from unisurg.media.clips import ClipTable, normalize_batch
+    from unisurg.training.selfdistill import run_self_distill
+
+    run_pretrain(clips, tmp_path / "initial", pretrain_params(2), seed=0, progress=False)
+    pre = pretrain_params(6, init=str(tmp_path / "initial" / "checkpoint.pt"), lr=3e-3)
+    # two further-pretraining runs from the initial weights; seed 2's is the teacher
+    run_pretrain(clips, tmp_path / "further", pre, seed=1, progress=False)
+    run_pretrain(clips, tmp_path / "teacher", pre, seed=2, progress=False)
+    teacher = tmp_path / "teacher" / "encoder.pt"
+
+    def student(weight: float, name: str) -> torch.nn.Module:
+        run_self_distill(
+            clips, teacher, tmp_path / name, distill_params(6, mode="self", self_weight=weight), pre, 1, False
+        )
+        return load_encoder(tmp_path / name / "student.pt").eval()
+
+    # weight 0: the student is the seed-1 further-pretraining run, bit for bit (same start, batches,
+    # masks and crops): the two differ only by the term
+    plain = student(0.0, "sd0")
+    further = load_checkpoint(tmp_path / "further" / "encoder.pt")["encoder"]
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in further.items())
+    # weight 20: pulled toward the teacher's tokens
+    pulled = student(20.0, "sd20")
+    x = normalize_batch(torch.stack([ClipTable(str(clips), 4, 32)[i]["clip"] for i in range(4)]))
+    t = load_encoder(teacher).eval()
+    with torch.no_grad():
+        dist = {
+            n: (F.layer_norm(m(x), (m.embed_dim,)) - F.layer_norm(t(x), (m.embed_dim,))).pow(2).mean().item()
+            for n, m in (("plain", plain), ("pulled", pulled))
+        }
+    assert dist["pulled"] < dist["plain"], dist
+    rows = (tmp_path / "sd20" / "log.csv").read_text().splitlines()
+    assert "self_distill" in rows[0].split(",") and len(rows) == 7
+    meta = load_checkpoint(tmp_path / "sd20" / "student.pt")["meta"]
+    assert meta["teacher"]["path"] == str(teacher) and len(meta["teacher"]["sha256"]) == 64
+    assert meta["init"]["spec"] == pre.init
+    # the student takes the teacher's architecture: a teacher of another is an error naming both
+    nano = pre.model_copy(update={"arch": "vit_nano"})
+    with pytest.raises(ValueError, match="'vit_pico', pretrain.arch is 'vit_nano'"):
+        run_self_distill(clips, teacher, tmp_path / "bad", distill_params(1, mode="self"), nano, 1, False)

@@ -67,18 +67,18 @@ def test_affinity_loss_hand_computed():
     # 1 clip, grid (2, 1, 2): tokens 0,1 at t=0 and 2,3 at t=1; spatial positions 0,1
     idx = torch.tensor([[0, 1, 2, 3]])
     z = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]])
-    sp, tm = affinity_loss(z, z.clone(), idx, (2, 1, 2), tau=0.5, max_tokens=0)
+    sp, tm = affinity_loss(z, z.clone(), idx, (2, 1, 2), tau=0.5)
     assert sp.item() == pytest.approx(0.0, abs=1e-7) and tm.item() == pytest.approx(0.0, abs=1e-7)
     h = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]]])
     # every row has exactly one allowed partner (one other token per time step / per position):
     # a one-entry softmax is 1 for both, so the KL is 0 whatever the features -> the loss needs >= 2 partners
-    sp, tm = affinity_loss(z, h, idx, (2, 1, 2), tau=0.5, max_tokens=0)
+    sp, tm = affinity_loss(z, h, idx, (2, 1, 2), tau=0.5)
     assert sp.item() == pytest.approx(0.0, abs=1e-7) and tm.item() == pytest.approx(0.0, abs=1e-7)
     # grid (1, 1, 3): three tokens in one frame; token 0 compares partners 1 and 2
     idx = torch.tensor([[0, 1, 2]])
     zs = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
     ht = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
-    sp, tm = affinity_loss(zs, ht, idx, (1, 1, 3), tau=1.0, max_tokens=0)
+    sp, tm = affinity_loss(zs, ht, idx, (1, 1, 3), tau=1.0)
 
     def row_kl(t_logits, s_logits):
         pt, ps = np.exp(t_logits) / np.exp(t_logits).sum(), np.exp(s_logits) / np.exp(s_logits).sum()
@@ -94,7 +94,7 @@ def test_affinity_loss_hand_computed():
     assert sp.item() == pytest.approx(expected, rel=1e-5)
     assert tm.item() == 0.0  # a single time step: no temporal partners
     z_grad = zs.clone().requires_grad_(True)
-    affinity_loss(z_grad, ht, idx, (1, 1, 3), 1.0, 0)[0].backward()
+    affinity_loss(z_grad, ht, idx, (1, 1, 3), 1.0)[0].backward()
     assert z_grad.grad.abs().sum() > 0
 
 
@@ -105,7 +105,7 @@ def test_affinity_loss_is_zero_for_the_teacher_and_grows_as_the_student_departs(
     h = torch.randn(2, 18, 16)
 
     def loss(z):
-        sp, tm = affinity_loss(z, h, idx, grid, tau=0.1, max_tokens=0)
+        sp, tm = affinity_loss(z, h, idx, grid, tau=0.1)
         return sp.item(), tm.item()
 
     assert loss(h.clone()) == pytest.approx((0.0, 0.0), abs=1e-6)
@@ -122,14 +122,110 @@ def test_affinity_loss_is_zero_for_the_teacher_and_grows_as_the_student_departs(
 
 
 def test_diversity_loss_hand_computed():
-    z = torch.tensor([[[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]]])  # dim 0 varies, dim 1 collapsed
+    # each token has mean 0 and variance 1/2 over its 4 features: standardised, u = z * sqrt(2)
+    z = torch.tensor([[[1.0, -1.0, 0.0, 0.0], [-1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0], [0.0, 0.0, -1.0, 1.0]]])
     var, cov = diversity_loss(z, gamma=1.0, eps=0.0)
-    # unbiased var dim0 = 4/3 -> relu(1 - 1.1547) = 0 ; dim1 = 0 -> relu(1 - 0) = 1 ; mean = 0.5
-    assert var.item() == pytest.approx(0.5)
-    assert cov.item() == pytest.approx(0.0)
-    z2 = torch.tensor([[[1.0, 1.0], [-1.0, -1.0]]])  # perfectly correlated dims
-    _, cov2 = diversity_loss(z2, eps=0.0)
-    assert cov2.item() == pytest.approx(2 * 2.0**2 / 2)  # C01 = C10 = 2 -> (4 + 4) / D
+    # every dim takes values (±sqrt 2, 0, 0) over the 4 tokens, mean 0: unbiased var 4/3 > 1 -> no hinge
+    assert var.item() == pytest.approx(0.0, abs=1e-6)
+    # C01 = C23 = -(2 + 2)/3 = -4/3 (and their transposes), the rest 0: (4 * 16/9) / D=4
+    assert cov.item() == pytest.approx(16 / 9, rel=1e-4)
+    # identical tokens (collapse): zero variance in every dim -> the hinge's full gamma
+    collapsed = z[:, :1].repeat(1, 4, 1)
+    assert diversity_loss(collapsed, gamma=1.0, eps=0.0)[0].item() == pytest.approx(1.0)
+
+
+def test_diversity_loss_is_scale_free():
+    torch.manual_seed(0)
+    z = torch.randn(3, 20, 8)
+    var, cov = diversity_loss(z)
+    for scale in (torch.tensor(10.0), torch.rand(3, 20, 1) + 0.5):  # global, and per token
+        v2, c2 = diversity_loss(z * scale)
+        assert v2.item() == pytest.approx(var.item(), rel=1e-4) and c2.item() == pytest.approx(cov.item(), rel=1e-4)
+
+
+def test_a_larger_final_norm_weight_cannot_buy_diversity_but_collapse_raises_it():
+    """The reviewer's case: the final LayerNorm's affine weight is not weight-decayed, so scaling it
+    up would satisfy a variance hinge on the encoder's output without changing the representation.
+    The term now reads the tokens before that norm: the value does not move; a collapse raises it."""
+    from unisurg.config import PretrainParams
+    from unisurg.training.masks import MaskCollator
+    from unisurg.training.pretrain import JEPA, step_losses
+
+    torch.manual_seed(0)
+    enc = create_model("vit_pico")
+    model = JEPA(enc, Predictor(enc.embed_dim, 32, 1, 2, num_mask_tokens=1)).eval()
+    p = PretrainParams(arch="vit_pico", clip={"frames": 4, "size": 64}, affinity={"weight": 0.0})
+    grid = (2, 4, 4)
+    x = torch.randn(2, 3, 4, 64, 64)
+    masks = MaskCollator([MaskSpec(2, (0.25, 0.25))], grid, 0)(0, [0, 1])
+    h = torch.randn(2, 32, enc.embed_dim)
+
+    def diversity() -> tuple[float, float]:
+        with torch.no_grad():
+            outs = model(x, masks, grid)
+            z_ctx = outs[0][1]  # the encoder's output: what the old term read
+            raw = torch.relu(1.0 - z_ctx.var(dim=1).add(1e-4).sqrt()).mean().item()
+            return step_losses(p, outs, masks, h, x, None, grid, 2, 16)[1]["diversity"], raw
+
+    before, raw_before = diversity()
+    with torch.no_grad():
+        enc.norm.weight.mul_(10.0)
+    after, raw_after = diversity()
+    assert after == pytest.approx(before, rel=1e-6)
+    assert raw_after < raw_before  # the old criterion on the output tokens would have dropped
+    # collapse: every token the same (no input signal, no position in the values) -> the term rises
+    with torch.no_grad():
+        enc.patch_embed.proj.weight.zero_()
+        enc.patch_embed.proj.bias.zero_()
+    collapsed, _ = diversity()
+    assert collapsed > before + 0.1
+
+
+def test_affinity_subsample_is_per_sample_and_seeded():
+    from unisurg.training.masks import MaskCollator, sample_generators
+    from unisurg.training.objectives import affinity_subsample
+
+    grid = (4, 8, 8)
+    masks = MaskCollator([MaskSpec(2, (0.4, 0.4))], grid, 0)(0, [0, 1, 2])
+    _, tgt = masks[0]  # (3, K)
+
+    def keep(ids, rows, seed_global):
+        torch.manual_seed(seed_global)  # the global RNG must not matter
+        return affinity_subsample(tgt[rows], grid, 24, sample_generators(7, 3, 1000, ids))
+
+    a = keep([0, 1, 2], [0, 1, 2], 0)
+    b = keep([2, 1, 0], [2, 1, 0], 99)  # the batch in another order, another global seed
+    assert torch.equal(a, b.flip(0))
+    assert torch.equal(keep([1], [1], 5)[0], a[1])  # a clip's draw does not depend on the others
+    s_id = tgt % 64
+    for r in range(3):
+        chosen = set(s_id[r][a[r]].tolist())
+        assert chosen and len(chosen) < len(set(s_id[r].tolist()))  # a subset of the clip's own positions
+        assert torch.equal(a[r], torch.isin(s_id[r], torch.tensor(sorted(chosen))))  # every time step kept
+        assert a[r].sum() <= 24 + grid[0]
+    assert not torch.equal(a[0], a[1])
+    assert torch.equal(keep([0], [0], 0), keep([0], [0], 1)) and not torch.equal(
+        affinity_subsample(tgt[:1], grid, 24, sample_generators(8, 3, 1000, [0])), keep([0], [0], 0)
+    )
+
+
+def test_affinity_loss_on_a_subsample_equals_the_loss_on_the_kept_tokens():
+    from unisurg.training.objectives import affinity_subsample
+
+    torch.manual_seed(0)
+    grid = (2, 4, 4)
+    idx = torch.arange(32)[None].repeat(2, 1)
+    z, h = torch.randn(2, 32, 8), torch.randn(2, 32, 8)
+    gens = [torch.Generator().manual_seed(s) for s in (1, 2)]
+    keep = affinity_subsample(idx, grid, 8, gens)
+    assert not torch.equal(keep[0], keep[1])
+    both = affinity_loss(z, h, idx, grid, 0.5, keep)
+    # per clip, on its own kept tokens (rows counted over the batch: each clip keeps 8 tokens here)
+    alone = [
+        affinity_loss(z[b : b + 1, keep[b]], h[b : b + 1, keep[b]], idx[b : b + 1, keep[b]], grid, 0.5) for b in (0, 1)
+    ]
+    for part in (0, 1):
+        assert both[part].item() == pytest.approx((alone[0][part].item() + alone[1][part].item()) / 2, rel=1e-5)
 
 
 def test_pixel_targets_and_patchify_order():
@@ -208,16 +304,16 @@ def test_full_unisurg_step_reaches_every_parameter():
     total = parts["pred"] + p.affinity.weight * parts["affinity"] + p.diversity.weight * parts["diversity"]
     assert loss.item() == pytest.approx(total, rel=1e-5)
     # each part is its loss on the right tensors: predictions vs the teacher's tokens at the target
-    # positions (affinity), the context tokens (diversity), averaged over the mask generators. (An
+    # positions (affinity), the context tokens before the final norm (diversity), averaged over the mask generators. (An
     # untrained predictor predicts nearly one token everywhere: the affinity part is then mostly the
     # teacher's departure from uniform affinities; test_affinity_loss_* test the loss itself.)
     with torch.no_grad():
         aff, div = [], []
-        for (z, z_ctx), (_, tgt) in zip(outs, masks):
+        for (z, _z_ctx, pre), (_, tgt) in zip(outs, masks):
             ht = torch.stack([h[b, tgt[b]] for b in range(len(tgt))])  # (B, K_t, D)
-            sp, tm = affinity_loss(z, ht, tgt, grid, p.affinity.tau, p.affinity.max_tokens)
+            sp, tm = affinity_loss(z, ht, tgt, grid, p.affinity.tau)
             aff.append(0.5 * (sp + tm).item())
-            var, cov = diversity_loss(z_ctx, p.diversity.gamma)
+            var, cov = diversity_loss(pre, p.diversity.gamma)
             div.append((var + p.diversity.cov_weight * cov).item())
     assert parts["affinity"] == pytest.approx(np.mean(aff), rel=1e-5) and parts["affinity"] > 0
     assert parts["diversity"] == pytest.approx(np.mean(div), rel=1e-5) and parts["diversity"] > 0

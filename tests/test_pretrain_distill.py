@@ -29,10 +29,12 @@ def test_pretrain_runs_logs_and_resumes_exactly(clips, tmp_path):
     full = tmp_path / "full"
     m = run_pretrain(clips, full, pretrain_params(4), seed=0, progress=False)
     rows = (full / "log.csv").read_text().splitlines()
-    assert rows[0].startswith("step,loss,pred,affinity,diversity,lr,momentum,feat_std,eff_rank") and len(rows) == 5
+    assert rows[0].startswith("step,loss,pred,affinity,diversity,lr,momentum,mask_ratio,feat_std,eff_rank")
+    assert len(rows) == 5
     last = _rows(full)[-1]
     assert m["steps"] == 4 and m["final_loss"] == float(last["loss"])  # the metric is the last step's loss
     assert float(last["eff_rank"]) > 1 and float(last["feat_std"]) > 0  # telemetry is logged
+    assert 0 < float(last["mask_ratio"]) < 1  # the share of tokens predicted
     part = tmp_path / "part"
     run_pretrain(clips, part, pretrain_params(2), seed=0, progress=False)
     assert load_checkpoint(part / "checkpoint.pt")["step"] == 2

@@ -74,3 +74,79 @@ def test_ema_update():
         b.weight.fill_(3.0)
     ema_update(a, b, 0.75)
     assert torch.allclose(a.weight, torch.full((2, 2), 1.5))
+
+
+def test_the_context_is_never_empty():
+    from unisurg.training.masks import _place_blocks
+
+    # 4 blocks of up to 2 x 2 on a 2 x 2 frame: most draws cover the frame. V-JEPA redraws them.
+    grid, spec = (1, 2, 2), MaskSpec(num_blocks=4, spatial_scale=(0.5, 0.5))
+    for seed in range(200):
+        ctx, tgt = sample_masks(1, grid, spec, torch.Generator().manual_seed(seed))
+        assert ctx.size(1) >= 1 and tgt.size(1) >= 1
+        assert sorted(ctx[0].tolist() + tgt[0].tolist()) == [0, 1, 2, 3]
+    # when every redraw covers the grid, the blocks are kept up to the one that emptied the context
+    emptied = 0
+    for seed in range(50):
+        g = torch.Generator().manual_seed(seed)
+        keep = _place_blocks(2, (1, 2, 1), grid, g, None, attempts=1)  # two columns: half the draws cover all
+        assert keep.any() and not keep.all()
+        emptied += int(keep.sum()) == 2  # the second block fell on the first's column, or was dropped
+    assert emptied == 50
+    # one block as large as the grid cannot leave context: an error naming the spec, not an empty row
+    with pytest.raises(ValueError, match="covers the whole"):
+        sample_masks(1, grid, MaskSpec(1, (1.0, 1.0), aspect_ratio=(1.0, 1.0)), torch.Generator().manual_seed(0))
+
+
+def test_effective_masking_ratio_falls_when_motion_concentrates_the_blocks():
+    """The telemetry column mask_ratio: blocks drawn on the moving corner overlap, so fewer tokens are masked."""
+    grid = (2, 8, 8)
+    spec = MaskSpec(num_blocks=8, spatial_scale=(0.15, 0.15))
+    sal = torch.full((4, *grid), 0.01)
+    sal[:, :, :3, :3] = 10.0
+    col = MaskCollator([spec], grid, seed=0)
+    n = grid[0] * grid[1] * grid[2]
+    uniform = [col(s, [0, 1, 2, 3], sal, 0.0)[0][1].size(1) / n for s in range(20)]
+    biased = [col(s, [0, 1, 2, 3], sal, 4.0)[0][1].size(1) / n for s in range(20)]
+    assert sum(biased) / 20 < sum(uniform) / 20 - 0.05
+
+
+def test_augmentation_is_vjepas_crop_and_flip_drawn_from_the_sample_key():
+    import numpy as np
+
+    from unisurg.media.clips import Augment
+
+    aug = Augment(seed=0)
+    frames = np.random.default_rng(0).integers(0, 255, (4, 96, 128, 3), dtype=np.uint8)
+    a, b = aug(frames, 32, 3, 1), aug(frames, 32, 3, 1)
+    assert a.shape == (4, 32, 32, 3) and a.dtype == np.uint8 and np.array_equal(a, b)  # same key, same clip
+    assert not np.array_equal(a, aug(frames, 32, 3, 2)) and not np.array_equal(a, aug(frames, 32, 4, 1))
+    boxes = [aug.box(np.random.default_rng(k), 96, 128) for k in range(500)]
+    areas = np.array([h * w / (96 * 128) for _, _, h, w in boxes])
+    ratios = np.array([w / h for _, _, h, w in boxes])
+    assert all(0 <= t and 0 <= le and t + h <= 96 and le + w <= 128 for t, le, h, w in boxes)
+    # areas in [0.3, 1] (rounding aside); large crops of extreme aspect do not fit and are redrawn, as in torchvision
+    assert 0.28 <= areas.min() and areas.max() <= 1.0 and 0.5 < areas.mean() < 0.65
+    assert 0.73 <= ratios.min() and ratios.max() <= 1.38
+    # flips: the same crop mirrored, about half the keys
+    plain = Augment(seed=0, flip=False)
+    flipped = sum(not np.array_equal(aug(frames, 32, 0, k), plain(frames, 32, 0, k)) for k in range(40))
+    assert 10 <= flipped <= 30
+    k = next(k for k in range(40) if not np.array_equal(aug(frames, 32, 0, k), plain(frames, 32, 0, k)))
+    assert np.array_equal(aug(frames, 32, 0, k), plain(frames, 32, 0, k)[:, :, ::-1])
+    # off: the evaluation's resize
+    from unisurg.media.clips import resize_frames
+
+    assert np.array_equal(Augment(seed=0, crop=False, flip=False)(frames, 32, 0, 0), resize_frames(frames, 32))
+
+
+def test_keyed_sampler_slots_are_global_batch_positions():
+    import numpy as np
+
+    from unisurg.media.clips import StepBatchSampler
+
+    w = np.ones(10)
+    whole = list(StepBatchSampler(w, 4, 0, 2, 4, keyed=True))
+    halves = [list(StepBatchSampler(w, 4, 0, 2, 4, rank=r, world=2, keyed=True)) for r in (0, 1)]
+    assert whole[0] == [(i, 2, s) for s, i in enumerate(StepBatchSampler(w, 4, 0, 0, 4).batch(2))]
+    assert [h0 + h1 for h0, h1 in zip(*halves)] == whole

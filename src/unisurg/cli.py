@@ -71,24 +71,53 @@ def cmd_curate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clips(args: argparse.Namespace, out: Path) -> Path:
+    """The clip table a training stage reads: ``--clips``, or its ``--where`` rows saved in ``out``."""
+    if not args.where:
+        return Path(args.clips)
+    from .curation.index import select_clips
+
+    out.mkdir(parents=True, exist_ok=True)
+    return select_clips(Path(args.clips), args.where, out / "clips.parquet")
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from .training.pretrain import run_pretrain
 
     p = _params(args)
     out = Path(args.out)
-    metrics = run_pretrain(Path(args.clips), out, p.pretrain, p.base.seed, progress=not args.quiet)
-    write_json(out / "params.json", {"seed": p.base.seed, **p.pretrain.model_dump(mode="json")})
+    metrics = run_pretrain(_clips(args, out), out, p.pretrain, p.base.seed, progress=not args.quiet)
+    where = {"where": args.where} if args.where else {}
+    write_json(out / "params.json", {"seed": p.base.seed, **where, **p.pretrain.model_dump(mode="json")})
     log.info("pretrain: %s", metrics)
     return 0
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from .training.distill import run_distill
+    from .training.selfdistill import run_self_distill
 
     p = _params(args)
     out = Path(args.out)
+    if p.distill.mode == "self":
+        if len(args.teacher) != 1:
+            raise ValueError(f"distill.mode self takes one teacher, got {len(args.teacher)}")
+        metrics = run_self_distill(
+            _clips(args, out), Path(args.teacher[0]), out, p.distill, p.pretrain, p.base.seed, progress=not args.quiet
+        )
+        write_json(
+            out / "params.json",
+            {
+                "seed": p.base.seed,
+                **({"where": args.where} if args.where else {}),
+                "distill": p.distill.model_dump(mode="json"),
+                "pretrain": p.pretrain.model_dump(mode="json"),
+            },
+        )
+        log.info("distill (self): %s", metrics)
+        return 0
     metrics = run_distill(
-        Path(args.clips),
+        _clips(args, out),
         [Path(t) for t in args.teacher],
         out,
         p.distill,
@@ -97,7 +126,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
         p.base.seed,
         progress=not args.quiet,
     )
-    write_json(out / "params.json", {"seed": p.base.seed, **p.distill.model_dump(mode="json")})
+    where = {"where": args.where} if args.where else {}
+    write_json(out / "params.json", {"seed": p.base.seed, **where, **p.distill.model_dump(mode="json")})
     log.info("distill: %s", metrics)
     return 0
 
@@ -210,7 +240,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .io import read_json
-    from .report import Extras, build_report, load_ablation, provenance
+    from .report import Extras, build_report, load_ablation, load_continued, provenance
 
     p = _params(args)
     r = p.report
@@ -228,6 +258,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         provenance=provenance(Path.cwd(), Path(args.params)),
         ablation=load_ablation(Path(args.ablation_dir)),
         seeds=load_ablation(Path(args.seeds_dir)),
+        continued=load_continued(Path(args.continued_dir)),
         seed=p.base.seed,
     )
     info = build_report(Path(args.metrics_dir), Path(args.out), logs, extras, r.title)
@@ -237,8 +268,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_ablation(args: argparse.Namespace) -> int:
     from .config import load_yaml
-    from .report import collect_ablation
+    from .report import collect_ablation, collect_continued
 
+    if args.action == "collect-continued":
+        out = Path(args.out or "reports/continued")
+        n = collect_continued(Path(args.results) / "continued", load_yaml(args.grid)["continued"], out)
+        log.info("ablation: %d result files of the continued-pretraining experiment -> %s", n, out)
+        return 0
     seeds = args.action == "collect-seeds"
     group = "seeds" if seeds else "variants"
     names = list(load_yaml(args.grid).get(group, {}))
@@ -325,9 +361,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="data/curate")
     sp = stage("pretrain", cmd_pretrain, "pretrain the encoder")
     sp.add_argument("--clips", default="data/curate/clips.parquet")
+    sp.add_argument(
+        "--where", default=None, help="train on the clips satisfying this DuckDB condition, e.g. \"region = 'eye'\""
+    )
+
     sp.add_argument("--out", default="data/pretrain")
     sp = stage("distill", cmd_distill, "distill a small student")
     sp.add_argument("--clips", default="data/curate/clips.parquet")
+    sp.add_argument(
+        "--where", default=None, help="train on the clips satisfying this DuckDB condition, e.g. \"region = 'eye'\""
+    )
+
     sp.add_argument(
         "--teacher",
         nargs="+",
@@ -351,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--distill-metrics", default="data/distill/metrics.json")
     sp.add_argument("--ablation-dir", default="reports/ablation", help="results of `make ablation` (optional)")
     sp.add_argument("--seeds-dir", default="reports/seeds", help="results of `make seeds` (optional)")
+    sp.add_argument("--continued-dir", default="reports/continued", help="results of `make continued` (optional)")
     sp.add_argument("--out", default="reports")
     add_tools(sub)
     return ap
@@ -365,10 +410,14 @@ def add_tools(sub) -> None:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_benchmarks)
     sp = sub.add_parser("ablation", help="version the ablation grid's results for the report")
-    sp.add_argument("action", choices=["collect", "collect-seeds"], help="the variants' results, or the seeds'")
+    sp.add_argument(
+        "action",
+        choices=["collect", "collect-seeds", "collect-continued"],
+        help="the variants' results, the seeds', or the continued-pretraining experiment's",
+    )
     sp.add_argument("--grid", default="ablation/params.yaml", help="the grid (its variants or seeds are collected)")
     sp.add_argument("--results", default="data/ablation", help="where ablation/dvc.yaml wrote <variant>/results")
-    sp.add_argument("--out", default=None, help="default reports/ablation (variants), reports/seeds (seeds)")
+    sp.add_argument("--out", default=None, help="default reports/ablation (variants), reports/seeds, reports/continued")
     sp.set_defaults(fn=cmd_ablation)
     sp = sub.add_parser("features", help="clip embeddings of whole videos (sliding windows) with any encoder")
     sp.add_argument("action", choices=["extract"])

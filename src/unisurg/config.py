@@ -68,6 +68,15 @@ class MaskGenParams(Strict):
     temporal_scale: tuple[float, float] = (1.0, 1.0)
     aspect_ratio: tuple[float, float] = (0.75, 1.5)
 
+    @model_validator(mode="after")
+    def _leaves_context(self):
+        if self.spatial_scale[1] >= 1.0 and self.temporal_scale[1] >= 1.0:
+            raise ValueError(
+                f"spatial_scale {list(self.spatial_scale)} with temporal_scale {list(self.temporal_scale)}: one block "
+                "could cover the whole clip and leave no context; keep one of the two maxima below 1"
+            )
+        return self
+
 
 class PredictorParams(Strict):
     embed_dim: int = 96
@@ -78,6 +87,24 @@ class PredictorParams(Strict):
 class ClipParams(Strict):
     frames: int = Field(16, ge=2)
     size: int = Field(64, ge=16)
+
+
+class AugmentParams(Strict):
+    """V-JEPA's pretraining augmentation (vjepa2's video transforms); evaluation clips are never augmented."""
+
+    random_resized_crop: bool = True
+    scale: tuple[float, float] = (0.3, 1.0)
+    aspect_ratio: tuple[float, float] = (0.75, 1.35)
+    horizontal_flip: bool = True
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        lo, hi = self.scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"scale {list(self.scale)}: need 0 < min <= max <= 1 (area fraction of the frame)")
+        if not 0 < self.aspect_ratio[0] <= self.aspect_ratio[1]:
+            raise ValueError(f"aspect_ratio {list(self.aspect_ratio)}: need 0 < min <= max")
+        return self
 
 
 class OptimParams(Strict):
@@ -135,6 +162,7 @@ class PretrainParams(Strict):
     arch: str = "vit_micro"
     predictor: PredictorParams = PredictorParams()
     clip: ClipParams = ClipParams()
+    augment: AugmentParams = AugmentParams()
     masks: list[MaskGenParams] = Field(
         default_factory=lambda: [
             MaskGenParams(num_blocks=8, spatial_scale=(0.15, 0.15)),
@@ -158,6 +186,13 @@ DISTILL_OPTIM = {"lr": 1e-3, "warmup_steps": 5}
 class DistillParams(Strict):
     device: str = DEVICE
     bf16: bool = BF16
+    mode: Literal["feature", "self"] = Field(
+        "feature",
+        description="feature: a small student regresses the teacher's tokens; self: self-distillation for further "
+        "pretraining (student = the teacher's architecture from pretrain.init, trained by the pretrain recipe + "
+        "self_weight x the pull toward the teacher)",
+    )
+    self_weight: float = Field(1.0, ge=0, description="mode self: weight of the pull toward the teacher")
     student_arch: str = "vit_nano"
     steps: int = Field(60, ge=1)
     batch_size: int = Field(8, ge=1)

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from .benchmarks.families import FAMILIES
-from .io import atomic_write_text, read_json
+from .io import atomic_write_text, read_json, write_json
 
 TASK_FAMILY = {f.name: f.title for f in FAMILIES}  # task name in results -> as the tables name the family
 
@@ -189,6 +189,7 @@ class Extras:
     provenance: dict | None = None
     ablation: dict[str, list[dict]] = field(default_factory=dict)  # variant -> its benchmark results
     seeds: dict[str, list[dict]] = field(default_factory=dict)  # seed run -> its results (`make seeds`)
+    continued: dict | None = None  # `make continued`: {"experiment": its grid entry, "results": [...]}
     seed: int = 0  # the main pipeline's base.seed
 
 
@@ -234,6 +235,31 @@ def collect_ablation(results_root: Path, variants: list[str], dest: Path) -> int
             shutil.copyfile(src, dest / v / src.name)
             n += 1
     return n
+
+
+def collect_continued(results_root: Path, experiment: dict, dest: Path) -> int:
+    """Copy the continued-pretraining experiment's ``<results_root>/results/*.json`` to ``dest/results/``
+    and its description (``ablation/params.yaml``'s ``continued``) to ``dest/experiment.json`` -> files copied."""
+    import shutil
+
+    src = results_root / "results"
+    if not src.is_dir():
+        raise FileNotFoundError(f"no results under {src}: run `make continued` (dvc repro ablation/dvc.yaml) first")
+    if dest.is_dir():
+        shutil.rmtree(dest)
+    (dest / "results").mkdir(parents=True)
+    files = sorted(src.glob("*.json"))
+    for f in files:
+        shutil.copyfile(f, dest / "results" / f.name)
+    write_json(dest / "experiment.json", experiment)
+    return len(files)
+
+
+def load_continued(folder: Path) -> dict | None:
+    """``collect_continued``'s folder -> {"experiment": ..., "results": [...]}, or None when absent."""
+    if not (folder / "experiment.json").is_file():
+        return None
+    return {"experiment": read_json(folder / "experiment.json"), "results": load_results(folder / "results")}
 
 
 def ablation_section(results: list[dict], x: Extras) -> list[str]:

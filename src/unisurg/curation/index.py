@@ -344,6 +344,27 @@ def open_index(folder: str | Path, con=None):
     return con
 
 
+def select_clips(clips: Path, where: str, out: Path) -> Path:
+    """Write the rows of the clip table ``clips`` that satisfy the DuckDB condition ``where`` (e.g.
+    ``region = 'gallbladder'``), in their order, to ``out`` -> ``out``: training on part of the index
+    (further pretraining on one region, one source, one licence)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        source = "'" + str(clips).replace("'", "''") + "'"  # a SQL string literal
+        table = con.sql(f"SELECT * FROM read_parquet({source}) WHERE {where}").to_arrow_table()
+    except duckdb.Error as err:
+        raise ValueError(f"--where {where!r} on {clips}: {err}") from err
+    finally:
+        con.close()
+    if not table.num_rows:
+        raise ValueError(f"--where {where!r}: no clip of {clips} satisfies it")
+    write_table(out, table)
+    log.info("%d clips of %s satisfy %s", table.num_rows, clips, where)
+    return out
+
+
 def summarize(rows: list[dict], clips: pa.Table) -> dict:
     def group(key: str) -> dict:
         out: dict[str, dict] = {}

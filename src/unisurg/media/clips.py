@@ -9,7 +9,9 @@ step k sees exactly the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -64,17 +66,71 @@ def normalize_batch(x: torch.Tensor) -> torch.Tensor:
     return x.float().mul_(scale).sub_(shift)
 
 
+@dataclass(frozen=True)
+class Augment:
+    """V-JEPA's pretraining augmentation of a clip: one random resized crop for all its frames
+    (area fraction in ``scale``, aspect ratio w/h log-uniform in ``aspect_ratio``, as torchvision's
+    ``RandomResizedCrop`` and vjepa2's video transforms), resized to the clip size, then a
+    horizontal flip with probability 1/2. Every draw comes from ``seed`` and the sample's key
+    (step, slot in the global batch): a resumed or multi-process run sees the same crops."""
+
+    seed: int
+    scale: tuple[float, float] = (0.3, 1.0)
+    aspect_ratio: tuple[float, float] = (0.75, 1.35)
+    crop: bool = True
+    flip: bool = True
+
+    def box(self, rng: np.random.Generator, height: int, width: int) -> tuple[int, int, int, int]:
+        """(top, left, h, w) of the crop in a (height, width) frame."""
+        area = height * width
+        lo, hi = math.log(self.aspect_ratio[0]), math.log(self.aspect_ratio[1])
+        for _ in range(10):
+            target = area * rng.uniform(*self.scale)
+            ar = math.exp(rng.uniform(lo, hi))
+            w, h = round(math.sqrt(target * ar)), round(math.sqrt(target / ar))
+            if 0 < w <= width and 0 < h <= height:
+                return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+        # the ranges do not fit this frame: the largest centred crop within the aspect range
+        ar = min(max(width / height, self.aspect_ratio[0]), self.aspect_ratio[1])
+        w, h = (round(height * ar), height) if width / height > ar else (width, round(width / ar))
+        return (height - h) // 2, (width - w) // 2, h, w
+
+    def __call__(self, frames: np.ndarray, size: int, step: int, slot: int) -> np.ndarray:
+        """uint8 (T, H, W, 3) -> uint8 (T, size, size, 3), augmented."""
+        rng = np.random.default_rng((self.seed, step, slot))
+        if self.crop:
+            top, left, h, w = self.box(rng, frames.shape[1], frames.shape[2])
+            frames = frames[:, top : top + h, left : left + w]
+            interp = cv2.INTER_AREA if h >= size and w >= size else cv2.INTER_LINEAR
+            frames = np.stack([cv2.resize(np.ascontiguousarray(f), (size, size), interpolation=interp) for f in frames])
+        else:
+            frames = resize_frames(frames, size)
+        if self.flip and rng.random() < 0.5:
+            frames = np.ascontiguousarray(frames[:, :, ::-1])
+        return frames
+
+
 class ClipTable(Dataset):
     """Clips of the curated index -> {"clip": uint8 (3, T, S, S)} (+ "motion": (N,) flow saliency).
 
-    Clips stay uint8 until :func:`normalize_batch` on the training device.
+    Clips stay uint8 until :func:`normalize_batch` on the training device. An item is a row
+    number, or (row, step, slot) from a keyed :class:`StepBatchSampler`: with ``augment``, the
+    key seeds that sample's augmentation (motion saliency is computed on the augmented frames);
+    a bare row number is never augmented (probes, timing batches).
 
     Unreadable clips are replaced by the next readable one (logged), never fatal.
     """
 
     COLUMNS = ("clip_id", "path", "start_frame", "frame_step", "num_frames", "weight")
 
-    def __init__(self, parquet_path: str, frames: int, size: int, flow: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        parquet_path: str,
+        frames: int,
+        size: int,
+        flow: tuple[int, int] | None = None,
+        augment: Augment | None = None,
+    ) -> None:
         """``flow`` = (tubelet, patch): also return camera-compensated optical-flow saliency per tubelet."""
         table = pq.read_table(parquet_path, columns=list(self.COLUMNS))
         cols = table.to_pydict()
@@ -82,7 +138,7 @@ class ClipTable(Dataset):
         self.start = np.asarray(cols["start_frame"], np.int64)
         self.step = np.asarray(cols["frame_step"], np.int64)
         self.weight = np.asarray(cols["weight"], np.float64)
-        self.frames, self.size, self.flow = frames, size, flow
+        self.frames, self.size, self.flow, self.augment = frames, size, flow, augment
         if not len(self.paths):
             raise ValueError(f"{parquet_path}: the clip table is empty")
 
@@ -93,7 +149,8 @@ class ClipTable(Dataset):
         idx = self.start[i] + np.arange(self.frames) * self.step[i]
         return open_video(self.paths[i]).get_frames(idx)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, item: int | tuple[int, int, int]) -> dict[str, torch.Tensor]:
+        i, key = (item[0], item[1:]) if isinstance(item, tuple) else (item, None)
         for k in range(len(self)):
             j = (i + k) % len(self)
             try:
@@ -101,10 +158,12 @@ class ClipTable(Dataset):
             except VideoError as err:
                 log.warning("skipping unreadable clip %d: %s", j, err)
                 continue
-            item = {"clip": to_uint8_tensor(frames, self.size)}
+            if self.augment is not None and key is not None:
+                frames = self.augment(frames, self.size, *key)
+            out = {"clip": to_uint8_tensor(frames, self.size)}
             if self.flow is not None:
-                item["motion"] = torch.from_numpy(flow_saliency(frames, self.flow[0], self.flow[1], self.size))
-            return item
+                out["motion"] = torch.from_numpy(flow_saliency(frames, self.flow[0], self.flow[1], self.size))
+            return out
         raise RuntimeError("no readable clip in the table")
 
 
@@ -112,18 +171,28 @@ class StepBatchSampler:
     """Yields the index batches of steps [start, total): batch k = f(seed, k), weighted by ``weights``.
 
     With ``world`` > 1 each process yields its contiguous slice of the global batch, so the
-    union over processes is exactly the single-process batch.
+    union over processes is exactly the single-process batch. ``keyed``: yield (index, step, slot)
+    items, slot = the sample's place in the global batch, so that :class:`ClipTable` can seed the
+    sample's augmentation.
     """
 
     def __init__(
-        self, weights: np.ndarray, batch_size: int, seed: int, start: int, total: int, rank: int = 0, world: int = 1
+        self,
+        weights: np.ndarray,
+        batch_size: int,
+        seed: int,
+        start: int,
+        total: int,
+        rank: int = 0,
+        world: int = 1,
+        keyed: bool = False,
     ) -> None:
         if batch_size % world:
             raise ValueError(f"global batch {batch_size} is not divisible by {world} processes")
         p = np.asarray(weights, np.float64)
         self.p = p / p.sum()
         self.batch_size, self.seed, self.start, self.total = batch_size, seed, start, total
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.keyed = rank, world, keyed
 
     def batch(self, step: int) -> list[int]:
         """The global batch of ``step`` (clip indices)."""
@@ -135,8 +204,12 @@ class StepBatchSampler:
         return slice(self.rank * per, (self.rank + 1) * per)
 
     def __iter__(self) -> Iterator[list[int]]:
+        local = self.local_slice()
         for step in range(self.start, self.total):
-            yield self.batch(step)[self.local_slice()]
+            batch = self.batch(step)[local]
+            if self.keyed:
+                batch = [(i, step, slot) for slot, i in zip(range(local.start, local.stop), batch)]
+            yield batch
 
     def __len__(self) -> int:
         return max(self.total - self.start, 0)

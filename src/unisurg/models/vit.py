@@ -171,11 +171,16 @@ class VisionTransformer(nn.Module):
         return self.forward_intermediates(x, [self.depth - 1], masks)[0]
 
     def forward_intermediates(
-        self, x: torch.Tensor, layers: Sequence[int], masks: list[torch.Tensor] | torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        layers: Sequence[int],
+        masks: list[torch.Tensor] | torch.Tensor | None = None,
+        norm: bool = True,
     ) -> list[torch.Tensor]:
         """The tokens after each block of ``layers`` (0-based, negative counts from the end), each
-        through the final LayerNorm as vjepa2's ``out_layers`` returns them: a list of (B, N, D), in
-        the order asked. Blocks after the last one asked for are not run."""
+        through the final LayerNorm as vjepa2's ``out_layers`` returns them (``norm=False``: the raw
+        residual stream): a list of (B, N, D), in the order asked. Blocks after the last one asked
+        for are not run."""
         bad = [i for i in layers if not -self.depth <= i < self.depth]
         if bad or not layers:
             n = self.depth
@@ -199,7 +204,7 @@ class VisionTransformer(nn.Module):
             else:
                 tokens = blk(tokens, pos)
             if i in wanted:
-                out[i] = self.norm(tokens)
+                out[i] = self.norm(tokens) if norm else tokens
                 if len(out) == len(wanted):
                     break
         return [out[i % self.depth] for i in layers]

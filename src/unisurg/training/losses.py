@@ -3,6 +3,8 @@
 - ``latent_l1``: V-JEPA's L1 between predicted and layer-normed teacher latents.
 - ``distill_loss``: cosine + smooth-L1 regression of a student's projected tokens onto a
   teacher's layer-normed tokens (the distillation stage).
+- ``self_distill_loss``: squared distance between layer-normed student and teacher tokens of the
+  same architecture (self-distillation for further pretraining).
 """
 
 from __future__ import annotations
@@ -45,3 +47,12 @@ def distill_loss(
     sl1 = F.smooth_l1_loss(student, teacher, beta=1.0)
     loss = cosine_weight * cos + smooth_l1_weight * sl1
     return loss, {"cosine": cos.item(), "smooth_l1": sl1.item()}
+
+
+def self_distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """student, teacher (B, K, D) tokens of the same input -> mean_{b,k} ||LN(s) − LN(t)||² / D.
+
+    Both sides are layer-normed without affine (as latent-prediction targets are), so the pull is
+    on the tokens' direction and spread, not on a scale the final norm could absorb.
+    """
+    return (normalize_targets(student) - normalize_targets(teacher)).pow(2).mean()

@@ -2,7 +2,8 @@
 
 For each mask generator a block size is drawn once per batch (spatial scale, aspect ratio,
 temporal scale), then each sample places ``num_blocks`` blocks at random positions. The
-union of the blocks is the prediction target; its complement is the encoder's context.
+union of the blocks is the prediction target; its complement is the encoder's context, never
+empty (positions are redrawn while the blocks cover every token, as in V-JEPA).
 Index lists are truncated to the shortest in the batch so they stack into (B, K) tensors
 (this drops the highest indices, as V-JEPA does).
 """
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+MAX_ATTEMPTS = 100  # redraws of a sample's block positions while its context is empty
 
 
 @dataclass(frozen=True)
@@ -71,29 +74,73 @@ def sample_masks(
     """
     T, H, W = grid
     t, h, w = block_size(spec, grid, g)
+    if (t, h, w) == (T, H, W):
+        raise ValueError(
+            f"mask {spec}: one block covers the whole {grid} token grid, so no context token is left; "
+            "lower spatial_scale or temporal_scale"
+        )
     ctx, tgt = [], []
     for b in range(batch_size):
         gb = sample_generators[b] if sample_generators is not None else g
         probs = placement_probs(saliency[b], t, h, w, bias).flatten() if saliency is not None and bias > 0 else None
-        for _attempt in range(20):
-            keep = torch.ones(T, H, W, dtype=torch.bool)
-            for _ in range(spec.num_blocks):
-                if probs is None:
-                    t0 = int(torch.randint(0, T - t + 1, (1,), generator=gb))
-                    y0 = int(torch.randint(0, H - h + 1, (1,), generator=gb))
-                    x0 = int(torch.randint(0, W - w + 1, (1,), generator=gb))
-                else:
-                    k = int(torch.multinomial(probs, 1, generator=gb))
-                    t0, rem = divmod(k, (H - h + 1) * (W - w + 1))
-                    y0, x0 = divmod(rem, W - w + 1)
-                keep[t0 : t0 + t, y0 : y0 + h, x0 : x0 + w] = False
-            flat = keep.flatten()
-            if flat.any() and (~flat).any():  # need some context and some target
-                break
-        ctx.append(torch.nonzero(flat).squeeze(1))
-        tgt.append(torch.nonzero(~flat).squeeze(1))
+        keep = _place_blocks(spec.num_blocks, (t, h, w), grid, gb, probs)
+        ctx.append(torch.nonzero(keep).squeeze(1))
+        tgt.append(torch.nonzero(~keep).squeeze(1))
     kc, kt = lengths if lengths is not None else (min(len(c) for c in ctx), min(len(c) for c in tgt))
     return torch.stack([c[:kc] for c in ctx]), torch.stack([c[:kt] for c in tgt])
+
+
+def _place_blocks(
+    num_blocks: int,
+    size: tuple[int, int, int],
+    grid: tuple[int, int, int],
+    g: torch.Generator,
+    probs: torch.Tensor | None,
+    attempts: int = MAX_ATTEMPTS,
+) -> torch.Tensor:
+    """Place ``num_blocks`` blocks of ``size`` on ``grid`` -> the context (kept tokens) as a flat (N,) bool mask.
+
+    As V-JEPA, positions are redrawn while the blocks cover every token (an empty context). V-JEPA
+    redraws without bound; after ``attempts`` draws this keeps the last draw's first blocks up to the
+    one that emptied the context, so the context is never empty and the call always returns (one
+    block smaller than the grid always leaves context).
+    """
+    T, H, W = grid
+    t, h, w = size
+    for _attempt in range(attempts):
+        keep = torch.ones(T, H, W, dtype=torch.bool)
+        corners = []
+        for _ in range(num_blocks):
+            if probs is None:
+                t0 = int(torch.randint(0, T - t + 1, (1,), generator=g))
+                y0 = int(torch.randint(0, H - h + 1, (1,), generator=g))
+                x0 = int(torch.randint(0, W - w + 1, (1,), generator=g))
+            else:
+                k = int(torch.multinomial(probs, 1, generator=g))
+                t0, rem = divmod(k, (H - h + 1) * (W - w + 1))
+                y0, x0 = divmod(rem, W - w + 1)
+            corners.append((t0, y0, x0))
+            keep[t0 : t0 + t, y0 : y0 + h, x0 : x0 + w] = False
+        if keep.any():
+            return keep.flatten()
+    keep = torch.ones(T, H, W, dtype=torch.bool)
+    for t0, y0, x0 in corners:
+        block = keep.clone()
+        block[t0 : t0 + t, y0 : y0 + h, x0 : x0 + w] = False
+        if not block.any():
+            break
+        keep = block
+    return keep.flatten()
+
+
+def sample_generators(seed: int, step: int, stream: int, sample_ids: list[int]) -> list[torch.Generator]:
+    """One generator per sample, seeded by (seed, step, stream, global sample index): a sample's
+    draws do not depend on the other samples, on the process drawing them or on the global RNG.
+    Streams 0..len(masks)-1 place the masks; other users take their own stream numbers."""
+    return [
+        torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, stream, i]).generate_state(1)[0]))
+        for i in sample_ids
+    ]
 
 
 class MaskCollator:
@@ -112,10 +159,7 @@ class MaskCollator:
         out = []
         for k, spec in enumerate(self.specs):
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + step * 101 + k)
-            gens = [
-                torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, step, k, i]).generate_state(1)[0]))
-                for i in sample_ids
-            ]
+            gens = sample_generators(self.seed, step, k, sample_ids)
             c, t = sample_masks(len(sample_ids), self.grid, spec, g, saliency, bias, gens)
             if reduce_min is not None:
                 kc, kt = reduce_min([c.size(1), t.size(1)])

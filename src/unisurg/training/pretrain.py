@@ -8,7 +8,10 @@ One step, for a global batch of clips x (B, 3, T, H, W) on a (T', H', W') token 
 3. latent objective: teacher h = LN(target_encoder(x)) (B, N, D) without gradient; student
    z = predictor(encoder(x | context)) at the target positions (B, K_t, D);
    loss = L1(z, h_target; weights 1 + α·m̂) + affinity_weight · KL-affinity(z, h_target)
-        + diversity_weight · (variance + cov_weight · covariance)(encoder context tokens);
+        + diversity_weight · (variance + cov_weight · covariance)(encoder context tokens before
+          the final norm, standardised per token: scale-free)
+        [+ self_weight · mean ||LN(encoder(x | context)) − LN(teacher(x | context))||² / D, the
+          self-distillation mode of :mod:`unisurg.training.selfdistill`];
    pixel objective (baseline): the predictor regresses the masked tubelets' normalised
    pixels (MSE), no teacher;
 4. AdamW (no decay on biases/norms), gradient clipping, EMA update of the teacher.
@@ -38,7 +41,7 @@ from torch import nn
 
 from ..config import PretrainParams
 from ..io import write_json
-from ..media.clips import ClipTable, StepBatchSampler, normalize_batch
+from ..media.clips import Augment, ClipTable, StepBatchSampler, normalize_batch
 from ..media.motion import framediff_saliency, normalize_saliency
 from ..models import Predictor, VisionTransformer, create_model
 from ..models.checkpoint import count_params, encoder_payload, save_checkpoint
@@ -46,14 +49,15 @@ from ..runtime import Dist, distributed
 from .ema import MomentumSchedule, ema_update
 from .initial import InitialWeights, apply_initial, load_initial
 from .loop import Fit, Task, Trainer, param_groups, seed_everything
-from .losses import gather_tokens, latent_l1, normalize_targets
-from .masks import MaskCollator, MaskSpec
-from .objectives import affinity_loss, diversity_loss, motion_weights, pixel_targets
+from .losses import gather_tokens, latent_l1, normalize_targets, self_distill_loss
+from .masks import MaskCollator, MaskSpec, sample_generators
+from .objectives import affinity_loss, affinity_subsample, diversity_loss, motion_weights, pixel_targets
 from .parallel import full_model_state, prefixed, shard
 from .schedules import lr_schedule
 from .telemetry import RegionProbe, effective_rank, feature_std
 
 log = logging.getLogger(__name__)
+AFFINITY_STREAM = 1000  # sample_generators stream of the affinity subsample (+ mask generator index)
 
 LOG_FIELDS = [
     "step",
@@ -63,6 +67,7 @@ LOG_FIELDS = [
     "diversity",
     "lr",
     "momentum",
+    "mask_ratio",
     "feat_std",
     "eff_rank",
     "probe_region_acc",
@@ -80,11 +85,13 @@ class JEPA(nn.Module):
     def forward(
         self, x: torch.Tensor, masks: list[tuple[torch.Tensor, torch.Tensor]], grid: tuple[int, int, int]
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """-> per mask generator: (predictions at target positions (B, K_t, D_out), context tokens (B, K_c, D))."""
+        """-> per mask generator: (predictions at target positions (B, K_t, D_out), context tokens
+        (B, K_c, D), the same before the encoder's final norm (B, K_c, D))."""
         out = []
         for k, (ctx, tgt) in enumerate(masks):
-            z_ctx = self.encoder(x, [ctx])
-            out.append((self.predictor(z_ctx, ctx, tgt, grid, mask_index=k), z_ctx))
+            pre = self.encoder.forward_intermediates(x, [-1], [ctx], norm=False)[0]
+            z_ctx = self.encoder.norm(pre)  # = self.encoder(x, [ctx])
+            out.append((self.predictor(z_ctx, ctx, tgt, grid, mask_index=k), z_ctx, pre))
         return out
 
 
@@ -98,11 +105,13 @@ def step_losses(
     grid: tuple[int, int, int],
     tubelet: int,
     patch: int,
+    affinity_keep: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss and its parts, averaged over mask generators."""
+    """Total loss and its parts, averaged over mask generators. ``affinity_keep``: per generator,
+    the (B, K_t) target tokens of the affinity term (:func:`~.objectives.affinity_subsample`)."""
     pred_l, aff_l, div_l = [], [], []
     targets_px = pixel_targets(x, tubelet, patch) if p.objective == "pixel" else None
-    for (z, z_ctx), (_, tgt) in zip(outs, masks):
+    for k, ((z, _z_ctx, pre), (_, tgt)) in enumerate(zip(outs, masks)):
         if p.objective == "pixel":
             pred_l.append((z - gather_tokens(targets_px, tgt)).pow(2).mean())
             continue
@@ -110,10 +119,11 @@ def step_losses(
         w = motion_weights(m_hat, tgt, p.motion.loss_alpha) if m_hat is not None and p.motion.loss_alpha else None
         pred_l.append(latent_l1(z, ht, w))
         if p.affinity.weight:
-            sp, tm = affinity_loss(z, ht, tgt, grid, p.affinity.tau, p.affinity.max_tokens)
+            keep = affinity_keep[k] if affinity_keep is not None else None
+            sp, tm = affinity_loss(z, ht, tgt, grid, p.affinity.tau, keep)
             aff_l.append(0.5 * (sp + tm))
         if p.diversity.weight:
-            var, cov = diversity_loss(z_ctx, p.diversity.gamma)
+            var, cov = diversity_loss(pre, p.diversity.gamma)
             div_l.append(var + p.diversity.cov_weight * cov)
     pred = torch.stack(pred_l).mean()
     aff = torch.stack(aff_l).mean() if aff_l else torch.zeros(())
@@ -144,6 +154,24 @@ def token_grid(p: PretrainParams, encoder: VisionTransformer) -> tuple[int, int,
     return (p.clip.frames // encoder.tubelet_size, p.clip.size // encoder.patch_size, p.clip.size // encoder.patch_size)
 
 
+class Anchor:
+    """The self-distillation term (Lee et al., 2023): a frozen further-pretrained ``teacher`` of the
+    student's architecture; on the context tokens of every mask generator, the student's encoder
+    output is pulled toward the teacher's on the same masked input: ``weight`` · mean over
+    generators of :func:`~.losses.self_distill_loss`."""
+
+    def __init__(self, teacher: VisionTransformer, weight: float, record: dict) -> None:
+        self.teacher, self.weight, self.record = teacher.eval().requires_grad_(False), weight, record
+
+    def loss(
+        self, x: torch.Tensor, masks: list[tuple[torch.Tensor, torch.Tensor]], outs: list[tuple[torch.Tensor, ...]]
+    ) -> torch.Tensor:
+        """x (B, 3, T, H, W); masks per generator (context (B, K_c), target); outs from :class:`JEPA`."""
+        with torch.no_grad():
+            t = [self.teacher(x, [ctx]) for ctx, _ in masks]  # (B, K_c, D) each
+        return torch.stack([self_distill_loss(z_ctx, tk) for (_, z_ctx, _), tk in zip(outs, t)]).mean()
+
+
 class Pretraining(Task):
     """Steps 1-3 of the module docstring, and the collapse telemetry; the :class:`Trainer` does step 4."""
 
@@ -160,9 +188,12 @@ class Pretraining(Task):
         d: Dist,
         sharded: bool,
         probe: RegionProbe | None,
+        anchor: Anchor | None = None,
     ) -> None:
         self.p, self.model, self.target, self.table, self.sample_ids = p, model, target, table, sample_ids
-        self.d, self.sharded, self.probe = d, sharded, probe
+        self.d, self.sharded, self.probe, self.anchor, self.seed = d, sharded, probe, anchor, seed
+        if anchor is not None:
+            self.fields = [*LOG_FIELDS[:5], "self_distill", *LOG_FIELDS[5:]]
         self.tubelet, self.patch = model.encoder.tubelet_size, model.encoder.patch_size
         self.grid = token_grid(p, model.encoder)
         specs = [MaskSpec(m.num_blocks, m.spatial_scale, m.temporal_scale, m.aspect_ratio) for m in p.masks]
@@ -170,7 +201,7 @@ class Pretraining(Task):
         self.momentum = MomentumSchedule(p.ema[0], p.ema[1], p.steps)
         # DDP all-reduces gradients through the JEPA's single forward; FSDP and one process call the model
         self.forward = nn.parallel.DistributedDataParallel(model) if d.world > 1 and not sharded else model
-        self.mom, self.feats, self.tokens_seen = float("nan"), None, 0
+        self.mom, self.feats, self.tokens_seen, self.mask_ratio = float("nan"), None, 0, float("nan")
 
     def step(self, step: int, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         p, grid = self.p, self.grid
@@ -186,7 +217,24 @@ class Pretraining(Task):
         masks = self.collate(
             step, self.sample_ids, m_hat.view(-1, *grid).cpu() if m_hat is not None else None, bias, self.d.reduce_min
         )
+        # effective masking ratio: the share of the grid's tokens predicted, after block overlaps and
+        # truncation (motion-biased placement overlaps blocks more, so a mask_bias change shows here)
+        n_tokens = grid[0] * grid[1] * grid[2]
+        self.mask_ratio = sum(t.size(1) for _, t in masks) / (len(masks) * n_tokens)
+        affinity_keep = None
+        if p.objective == "latent" and p.affinity.weight:
+            affinity_keep = [
+                affinity_subsample(
+                    t,
+                    grid,
+                    p.affinity.max_tokens,
+                    sample_generators(self.seed, step, AFFINITY_STREAM + k, self.sample_ids),
+                )
+                for k, (_, t) in enumerate(masks)
+            ]
         masks = [(c.to(self.d.device), t.to(self.d.device)) for c, t in masks]
+        if affinity_keep is not None:
+            affinity_keep = [keep.to(self.d.device) for keep in affinity_keep]
         # 3. teacher tokens without gradient, student predictions at the targets, the loss
         h = None
         if self.target is not None:
@@ -196,8 +244,12 @@ class Pretraining(Task):
         outs = self.forward(x, masks, grid)
         if self.target is None:
             self.feats = outs[0][1]  # pixel objective: the first generator's context tokens (B, K_c, D)
-        self.tokens_seen += x.size(0) * self.d.world * grid[0] * grid[1] * grid[2]
-        return step_losses(p, outs, masks, h, x, m_hat, grid, self.tubelet, self.patch)
+        self.tokens_seen += x.size(0) * self.d.world * n_tokens
+        loss, parts = step_losses(p, outs, masks, h, x, m_hat, grid, self.tubelet, self.patch, affinity_keep)
+        if self.anchor is not None:
+            sd = self.anchor.loss(x, masks, outs)
+            loss, parts = loss + self.anchor.weight * sd, {**parts, "self_distill": sd.item()}
+        return loss, parts
 
     def after_update(self, step: int) -> None:
         if self.target is not None:
@@ -211,6 +263,7 @@ class Pretraining(Task):
             return {}
         return {
             "momentum": f"{self.mom:.6f}",
+            "mask_ratio": f"{self.mask_ratio:.4f}",
             "feat_std": f"{feature_std(self.feats):.5f}",
             "eff_rank": f"{effective_rank(self.feats):.3f}",
             "probe_region_acc": acc,
@@ -233,10 +286,21 @@ class Pretraining(Task):
 def run_pretrain(clips: Path, out: Path, p: PretrainParams, seed: int, progress: bool = True) -> dict:
     """Pretrain on the clip table ``clips``; write checkpoint.pt, encoder.pt, log.csv, metrics.json to ``out``."""
     with distributed(p.device) as d:
-        return _run(clips, out, p, seed, d, progress and d.is_main)
+        return train_jepa(clips, out, p, seed, d, progress and d.is_main)
 
 
-def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress: bool) -> dict:
+def train_jepa(
+    clips: Path,
+    out: Path,
+    p: PretrainParams,
+    seed: int,
+    d: Dist,
+    progress: bool,
+    anchor: Anchor | None = None,
+    export_name: str = "encoder.pt",
+) -> dict:
+    """The pretraining run of ``p`` in process ``d`` -> its metrics; with ``anchor``, plus the
+    self-distillation term (the distill stage's ``mode: self``), exported as ``export_name``."""
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
 
@@ -263,12 +327,13 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
         log_every=p.log_every,
         checkpoint_every=p.checkpoint_every,
         meta={
-            "kind": "pretrain",
+            "kind": "pretrain" if anchor is None else "self_distill",
             "arch": p.arch,
             "config": encoder.config,
             "predictor_config": predictor.config,
             "params": p.model_dump(mode="json"),
             "init": init.record if init is not None else None,
+            **({"teacher": anchor.record} if anchor is not None else {}),
         },
         frozen={"target_encoder": target},
         bf16=p.bf16,
@@ -279,8 +344,14 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
 
     # 3. data: this rank's slice of each step's global batch, from the resumed step on
     flow = (encoder.tubelet_size, encoder.patch_size) if p.motion.enabled and p.motion.source == "flow" else None
-    table = ClipTable(str(clips), p.clip.frames, p.clip.size, flow=flow)
-    sampler = StepBatchSampler(table.weight, p.batch_size, seed, start, p.steps, d.rank, d.world)
+    a = p.augment
+    augment = (
+        Augment(seed, a.scale, a.aspect_ratio, a.random_resized_crop, a.horizontal_flip)
+        if a.random_resized_crop or a.horizontal_flip
+        else None
+    )
+    table = ClipTable(str(clips), p.clip.frames, p.clip.size, flow=flow, augment=augment)
+    sampler = StepBatchSampler(table.weight, p.batch_size, seed, start, p.steps, d.rank, d.world, keyed=True)
     loader = torch.utils.data.DataLoader(
         table, batch_sampler=sampler, num_workers=p.num_workers, pin_memory=d.device.type == "cuda"
     )
@@ -288,11 +359,14 @@ def _run(clips: Path, out: Path, p: PretrainParams, seed: int, d: Dist, progress
     probe = RegionProbe(str(clips), seed=seed) if (d.is_main or sharded) and p.probe_every else None
 
     # 4. the loop
-    task = Pretraining(p, model, target, table, sample_ids, seed, d, sharded, probe)
+    if anchor is not None:
+        anchor.teacher.to(d.device)
+    task = Pretraining(p, model, target, table, sample_ids, seed, d, sharded, probe, anchor)
     fit = trainer.fit(task, loader, start, progress)
 
     # 5. outputs: the exported encoder used downstream, and the run's metrics
-    return _export(out, p, model, target, d, fit, task.tokens_seen, init)
+    extra = {"teacher": anchor.record} if anchor is not None else {}
+    return _export(out / export_name, p, model, target, d, fit, task.tokens_seen, init, extra)
 
 
 def _place(model: JEPA, target: VisionTransformer | None, d: Dist, parallel: str) -> bool:
@@ -316,7 +390,7 @@ def _place(model: JEPA, target: VisionTransformer | None, d: Dist, parallel: str
 
 
 def _export(
-    out: Path,
+    path: Path,
     p: PretrainParams,
     model: JEPA,
     target: VisionTransformer | None,
@@ -324,8 +398,11 @@ def _export(
     fit: Fit,
     tokens: int,
     init: InitialWeights | None,
+    extra: dict,
 ) -> dict:
-    """Write encoder.pt (always the final weights) and metrics.json -> the metrics ({} off the main rank)."""
+    """Write the encoder to ``path`` (always the final weights) and metrics.json beside it -> the
+    metrics ({} off the main rank)."""
+    out = path.parent
     use_target = p.export == "target" and target is not None
     # gathers are collectives under FSDP: every rank takes part, the main rank writes
     exported = full_model_state(target) if use_target else prefixed(full_model_state(model), "encoder")
@@ -336,7 +413,7 @@ def _export(
     meta = {"objective": p.objective, "steps": p.steps, "exported": exported_as}
     if init is not None:  # only then: an encoder.pt of a run from random weights is unchanged
         meta["init"] = init.record
-    save_checkpoint(out / "encoder.pt", encoder_payload(encoder, p.arch, state=exported, **meta))
+    save_checkpoint(path, encoder_payload(encoder, p.arch, state=exported, **meta, **extra))
     row = _last_row(out / "log.csv")
     metrics = {
         "final_loss": round(fit.loss, 6),
