@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH so they run inside it.
 RUN := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 
-.PHONY: venv browser repro ablation seeds test test-fast test-gpu bench bench-gpu reliability-report clean-venv
+.PHONY: venv browser repro ablation seeds continued test test-fast test-gpu bench bench-gpu reliability-report clean-venv
 
 venv: $(STAMP)
 
@@ -24,7 +24,7 @@ repro: $(STAMP)
 # The ablation grid (ablation/dvc.yaml): pretrain + evaluate each variant, version the results in
 # reports/ablation/, and regenerate the report with the ablation table (~55 min on 2 cores).
 ablation: $(STAMP)
-	$(RUN) dvc repro ablation/dvc.yaml
+	$(RUN) dvc repro ablation/dvc.yaml:evaluate
 	$(RUN) unisurg ablation collect
 	$(RUN) dvc repro
 
@@ -33,6 +33,13 @@ ablation: $(STAMP)
 seeds: $(STAMP)
 	$(RUN) dvc repro ablation/dvc.yaml:seed_evaluate
 	$(RUN) unisurg ablation collect-seeds
+	$(RUN) dvc repro
+
+# Continued pretraining on one region, without and with self-distillation (ablation/dvc.yaml continued_*
+# stages, ablation/params.yaml `continued`), every benchmark; versioned in reports/continued/ (~25 min).
+continued: $(STAMP)
+	$(RUN) dvc repro ablation/dvc.yaml:continued_evaluate
+	$(RUN) unisurg ablation collect-continued
 	$(RUN) dvc repro
 
 # The report test opens reports in headless Chromium: install Debian's chromium-headless-shell when

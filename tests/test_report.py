@@ -217,3 +217,44 @@ def test_bold_marks_a_best_model_only_where_paired_cis_separate_it_and_means_nev
     # phase benchmarks scored by accuracy and by F1: two rows, each the mean of its own metric
     assert "| phase / step | accuracy ↑ | 2 | 0.700 | 0.500 | 0.600 |" in md
     assert "| phase / step | f1 ↑ | 1 | 0.400 | 0.300 | 0.200 |" in md
+
+
+def test_continued_section_splits_the_region_from_the_others_with_paired_counts(tmp_path):
+    """`make continued`: gains in the region and forgetting elsewhere, counted as the baselines are."""
+    from unisurg.report import collect_continued, continued_section, load_continued
+
+    start, fur, sd = "unisurg", "further", "self_distilled"
+    res = tmp_path / "data" / "results"
+    # in the region: further gains (separated); elsewhere: further loses on both, self-distilled less
+    write_json(
+        res / "cholec80.json",
+        _result(
+            "cholec80",
+            {start: 0.5, fur: 0.7, sd: 0.65},
+            null=0.2,
+            paired={(fur, start): (0.2, 0.1, 0.3), (sd, fur): (-0.05, -0.1, 0.0), (sd, start): (0.15, 0.05, 0.2)},
+        ),
+    )
+    for name in ("pitvis", "jigsaws"):
+        write_json(
+            res / f"{name}.json",
+            _result(
+                name,
+                {start: 0.6, fur: 0.4, sd: 0.5},
+                null=0.2,
+                paired={(fur, start): (-0.2, -0.3, -0.1), (sd, fur): (0.1, -0.01, 0.2), (sd, start): (-0.1, -0.2, 0.0)},
+            ),
+        )
+    experiment = {"region": "gallbladder", "where": "region = 'gallbladder'", "in_region": ["cholec80"], "steps": 300}
+    assert collect_continued(tmp_path / "data", experiment, tmp_path / "reports") == 3
+    c = load_continued(tmp_path / "reports")
+    assert c["experiment"] == experiment and len(c["results"]) == 3
+    assert load_continued(tmp_path / "nothing") is None
+    md = "\n".join(continued_section(c["results"], Extras(continued=c)))
+    assert "## Continued pretraining on one region (gallbladder)" in md and "Protocol: `mini`" in md
+    # further − unisurg: 1 of 1 better in the region (separated); 0 of 2 elsewhere, 2 worse, both separated
+    assert "| further − unisurg | gallbladder | 1 of 1 | 0 | 0 | - | 1 | 1 | 0 |" in md
+    assert "| further − unisurg | other regions | 0 of 2 | 2 | 0 | - | 0.5 | 0 | 2 |" in md
+    # self_distilled − further elsewhere: better on both, neither separated (CIs reach below 0)
+    assert "| self_distilled − further | other regions | 2 of 2 | 0 | 0 | - | 0.5 | 0 | 0 |" in md
+    assert "| Pitvis | other | accuracy ↑ | 0.600 [0.590, 0.610] | 0.400 [0.390, 0.410] | 0.500 [0.490, 0.510] |" in md

@@ -180,6 +180,7 @@ def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> s
     if x.ablation:
         lines += ablation_section(results, x)
     lines += seeds_section(results, x)
+    lines += continued_section(results, x)
     if curation:
         lines += [
             "",
@@ -414,8 +415,6 @@ def verdict(r: dict, m: str, base: str) -> Verdict:
 
 
 def baseline_section(results: list[dict], baselines: dict[str, str]) -> list[str]:
-    from .evaluation.stats import sign_test
-
     lines = ["", "## Against the baselines", ""]
     lines += [
         "Paired comparisons on the same test units: the difference model − baseline in the primary metric "
@@ -431,29 +430,107 @@ def baseline_section(results: list[dict], baselines: dict[str, str]) -> list[str
     ]
     detail: list[str] = []
     for m, base in baselines.items():
-        rows = [(r, verdict(r, m, base)) for r in results]
-        rows = [(r, v) for r, v in rows if v.better is not None]
-        if not rows:
+        t = tally(results, m, base)
+        if not t.rows:
             continue
-        wins = sum(v.counted_win for _, v in rows)
-        losses = sum(bool(v.worse) for _, v in rows)
-        ties = sum(not v.better and not v.worse for _, v in rows)
-        skipped = [r["benchmark"] for r, v in rows if v.better and not v.above_null]
-        sep_w = sum(v.counted_win and v.separated for _, v in rows)
-        sep_l = sum(bool(v.worse) and v.separated for _, v in rows)
-        p = sign_test(wins, losses)
-        lines.append(
-            f"| {m} | {base} | {wins} of {len(rows)} | {losses} | {ties} | {', '.join(skipped) or '-'} | {p:.3g} "
-            f"| {sep_w} | {sep_l} |"
-        )
+        lines.append(f"| {m} | {base} | {t.cells} |")
         detail += ["", f"### {m} − {base}", "", "| benchmark | metric | difference [95% CI] | verdict |"]
         detail.append("|---|---|---|---|")
-        for r, v in rows:
-            d = paired(r, m, base)
-            diff = fmt(d["diff"], d["ci"]) if d else "n/a"
+        for r, v in t.rows:
             arrow = "↑" if r["higher_is_better"] else "↓"
-            detail.append(f"| {r['benchmark']} | {r['metric']} {arrow} | {diff} | {v.label} |")
+            detail.append(f"| {r['benchmark']} | {r['metric']} {arrow} | {paired_cell(r, m, base)} | {v.label} |")
     return lines + detail
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A model against another over several benchmarks: the counts of :func:`baseline_section`'s table."""
+
+    rows: list[tuple[dict, Verdict]]  # the benchmarks with both scores, and their verdicts
+
+    @property
+    def cells(self) -> str:
+        """ "better on (counted) | worse on | ties | not counted | sign test p | separated wins | separated losses"."""
+        from .evaluation.stats import sign_test
+
+        vs = [v for _, v in self.rows]
+        wins, losses = sum(v.counted_win for v in vs), sum(bool(v.worse) for v in vs)
+        ties = sum(not v.better and not v.worse for v in vs)
+        skipped = [r["benchmark"] for r, v in self.rows if v.better and not v.above_null]
+        sep_w = sum(v.counted_win and v.separated for v in vs)
+        sep_l = sum(bool(v.worse) and v.separated for v in vs)
+        return (
+            f"{wins} of {len(vs)} | {losses} | {ties} | {', '.join(skipped) or '-'} | {sign_test(wins, losses):.3g} "
+            f"| {sep_w} | {sep_l}"
+        )
+
+
+def tally(results: list[dict], m: str, base: str) -> Tally:
+    rows = [(r, verdict(r, m, base)) for r in results]
+    return Tally([(r, v) for r, v in rows if v.better is not None])
+
+
+def paired_cell(r: dict, m: str, base: str) -> str:
+    """The paired difference m − base with its 95% CI, as the report writes it."""
+    d = paired(r, m, base)
+    return fmt(d["diff"], d["ci"]) if d else "n/a"
+
+
+def continued_section(results: list[dict], x: Extras) -> list[str]:
+    """`make continued`: the main encoder further pretrained on one region, without and with
+    self-distillation, on every benchmark; gains in the region, forgetting elsewhere, in paired terms."""
+    if not x.continued or not x.continued["results"]:
+        return []
+    e, rs = x.continued["experiment"], x.continued["results"]
+    start, further, selfd = x.teacher, "further", "self_distilled"
+    inside = [r for r in rs if r["name"] in set(e["in_region"])]
+    outside = [r for r in rs if r["name"] not in set(e["in_region"])]
+    main_label = {(r.get("protocol") or {}).get("label") for r in results}
+    lines = [
+        "",
+        f"## Continued pretraining on one region ({e['region']})",
+        "",
+        f"`make continued`: the main encoder's checkpoint (`{start}`: encoder, EMA teacher, predictor) further "
+        f"pretrained for {e['steps']} steps on the clips of one region only (`{e['where']}`, the main recipe, a "
+        f"fresh optimizer with its warmup) — `{further}`; and a student of the same architecture trained the same "
+        f"way from the same start plus the self-distillation pull toward `{further}` (distill.mode self, Lee et al. "
+        f'2023; README "Continue from released weights") — `{selfd}`. All three on every benchmark under the '
+        f"main protocol. The region's benchmarks: {', '.join(r['benchmark'] for r in inside) or 'none'}; the "
+        f"other {len(outside)} measure forgetting.",
+        "",
+        *protocol_lines(rs),
+    ]
+    if {(r.get("protocol") or {}).get("label") for r in rs} != main_label:
+        lines.append("**Another protocol than the main table's: compare within this section only.**")
+    lines += [
+        "",
+        "| comparison | benchmarks | better on (counted) | worse on | ties | not counted (better, at or below null) "
+        "| sign test p | separated wins | separated losses |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m, base in ((further, start), (selfd, start), (selfd, further)):
+        for label, group in ((e["region"], inside), ("other regions", outside)):
+            t = tally(group, m, base)
+            if t.rows:
+                lines.append(f"| {m} − {base} | {label} | {t.cells} |")
+    lines += [
+        "",
+        f"| benchmark | region | metric | {start} | {further} | {selfd} | {further} − {start} | {selfd} − {further} |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in inside + outside:
+        cells = []
+        for m in (start, further, selfd):
+            d = r["models"].get(m)
+            cells.append(fmt(d["value"], d["ci"]) if d else "n/a")
+        arrow = "↑" if r["higher_is_better"] else "↓"
+        where = e["region"] if r in inside else "other"
+        lines.append(
+            f"| {r['benchmark']} | {where} | {r['metric']} {arrow} | "
+            + " | ".join(cells)
+            + f" | {paired_cell(r, further, start)} | {paired_cell(r, selfd, further)} |"
+        )
+    return lines
 
 
 def counted_wins(results: list[dict], m: str, base: str) -> tuple[int, int]:
