@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import yaml
+
 from unisurg.io import write_json
 from unisurg.report import Extras, build_report, collect_ablation, load_ablation, provenance
 
@@ -195,10 +197,25 @@ def test_seed_section_reports_the_spread_of_every_score_and_of_the_headline_coun
     # a seed run on another corpus render (ablation/dvc.lock says so) is left out and named; all of them: none shown
     prov = {"corpus": "aaaa1111.dir", "seeds_corpus": {"seed1": "aaaa1111.dir", "seed2": "bbbb2222.dir"}}
     md = "\n".join(seeds_section(main, Extras(baselines={"unisurg": "random_init"}, seeds=seeds, provenance=prov)))
-    assert "seed 0 (main): 2 of 3, seed1: 2 of 3; mean 2.0" in md and "Left out (another corpus render): seed2." in md
-    prov["seeds_corpus"]["seed1"] = "cccc3333.dir"
+    assert "seed 0 (main): 2 of 3, seed1: 2 of 3; mean 2.0" in md
+    assert "Left out (another corpus render or recipe): seed2." in md
+    # ... and so is one pretrained with other `pretrain` params (a later recipe); none left: not shown
+    prov["seeds_recipe"] = {"seed1": ["augment", "diversity"], "seed2": []}
     md = "\n".join(seeds_section(main, Extras(baselines={"unisurg": "random_init"}, seeds=seeds, provenance=prov)))
-    assert "**Not shown:** the seed runs ran on another corpus render" in md and "| Cholec80 |" not in md
+    assert "**Not shown:** no seed run is comparable" in md and "| Cholec80 |" not in md
+    assert "seed1: pretrain.{augment, diversity} differ from params.yaml" in md and "seed2: data/synth bbbb2222" in md
+
+
+def test_recipe_changes_name_the_pretrain_keys_a_locked_stage_ran_without(tmp_path):
+    from unisurg.report import recipe_changes
+
+    (tmp_path / "params.yaml").write_text("pretrain:\n  steps: 1200\n  augment: {flip: true}\n  arch: vit_micro\n")
+    lock = tmp_path / "dvc.lock"
+    stage = lambda steps: {"params": {"params.yaml": {"pretrain": {"steps": steps, "arch": "vit_micro"}}}}  # noqa: E731
+    lock.write_text(yaml.safe_dump({"stages": {"seed_pretrain@seed1": stage(1200), "seed_pretrain@seed2": stage(600)}}))
+    found = recipe_changes(lock, "seed_pretrain@", tmp_path / "params.yaml")
+    assert found == {"seed1": ["augment"], "seed2": ["augment", "steps"]}
+    assert recipe_changes(tmp_path / "none.lock", "seed_pretrain@", tmp_path / "params.yaml") == {}
 
 
 def test_bold_marks_a_best_model_only_where_paired_cis_separate_it_and_means_never_mix_metrics(tmp_path):

@@ -542,20 +542,31 @@ def counted_wins(results: list[dict], m: str, base: str) -> tuple[int, int]:
 
 def seeds_section(results: list[dict], x: Extras) -> list[str]:
     """The spread over pretraining seeds: the main run plus each `make seeds` run, per benchmark
-    and for the headline count; runs under another protocol or corpus render are left out, named."""
+    and for the headline count; runs under another protocol, corpus render or pretraining recipe
+    are left out, named."""
     m, base = x.teacher, x.baselines.get(x.teacher)
     if not x.seeds or base is None:
         return []
     label = lambda rs: {(r.get("protocol") or {}).get("label") for r in rs}  # noqa: E731
-    # each seed run's corpus, as ablation/dvc.lock records its seed_evaluate stage: a run on another
-    # render of the corpus is not comparable (a stale lock entry of a seed left out of the grid, too)
+    # each seed run's corpus and recipe, as ablation/dvc.lock records its stages: a run on another
+    # render of the corpus, or with other `pretrain` params, is not comparable (a stale lock entry
+    # of a seed left out of the grid, too)
     main_corpus = (x.provenance or {}).get("corpus")
     corpora = (x.provenance or {}).get("seeds_corpus") or {}
+    recipes = (x.provenance or {}).get("seeds_recipe") or {}
     elsewhere = [n for n in x.seeds if main_corpus and corpora.get(n) not in (None, main_corpus)]
-    if elsewhere and len(elsewhere) == len(x.seeds):
-        why = ", ".join(f"{n}: data/synth {corpora[n][:8]}" for n in elsewhere) + f"; main rows {main_corpus[:8]}"
-        return ["", "## Pretraining seeds", "", f"**Not shown:** the seed runs ran on another corpus render ({why})."]
+    other_recipe = [n for n in x.seeds if recipes.get(n) and n not in elsewhere]
+    if len(elsewhere) + len(other_recipe) == len(x.seeds):
+        why = [f"{n}: data/synth {corpora[n][:8]}, main rows {main_corpus[:8]}" for n in elsewhere]
+        why += [f"{n}: pretrain.{{{', '.join(recipes[n])}}} differ from params.yaml" for n in other_recipe]
+        return [
+            "",
+            "## Pretraining seeds",
+            "",
+            f"**Not shown:** no seed run is comparable with the main rows ({'; '.join(why)}): rerun `make seeds`.",
+        ]
     skipped = [name for name, rs in x.seeds.items() if label(rs) != label(results)]
+    elsewhere += other_recipe
     runs = {f"seed {x.seed} (main)": results, **{n: rs for n, rs in x.seeds.items() if n not in skipped + elsewhere}}
     counts = {name: counted_wins(rs, m, base) for name, rs in runs.items()}
     c = [w for w, _ in counts.values()]
@@ -568,7 +579,7 @@ def seeds_section(results: list[dict], x: Extras) -> list[str]:
         + ", ".join(f"{n}: {w} of {k}" for n, (w, k) in counts.items())
         + f"; mean {sum(c) / len(c):.1f}, range {min(c)}–{max(c)}."
         + (f" Left out (another protocol): {', '.join(skipped)}." if skipped else "")
-        + (f" Left out (another corpus render): {', '.join(elsewhere)}." if elsewhere else ""),
+        + (f" Left out (another corpus render or recipe): {', '.join(elsewhere)}." if elsewhere else ""),
         "",
         f"| benchmark | metric | {m}: mean [min, max] | {base}: mean [min, max] | {m} better in |",
         "|---|---|---|---|---|",
@@ -714,6 +725,7 @@ def provenance(root: Path, params_path: Path) -> dict:
         "corpus": corpus_md5(lock),
         "ablation_corpus": corpus_md5(root / "ablation" / "dvc.lock", stages="evaluate@"),
         "seeds_corpus": stage_corpora(root / "ablation" / "dvc.lock", "seed_evaluate@"),
+        "seeds_recipe": recipe_changes(root / "ablation" / "dvc.lock", "seed_pretrain@", params_path),
     }
 
 
@@ -740,6 +752,21 @@ def stage_corpora(lock: Path, prefix: str, path: str = "data/synth") -> dict[str
                 md5 = next((e["md5"] for e in stage.get("deps", []) if e.get("path") == path and "md5" in e), None)
                 if md5:
                     found[name[len(prefix) :]] = md5
+    return found
+
+
+def recipe_changes(lock: Path, prefix: str, params_path: Path, section: str = "pretrain") -> dict[str, list[str]]:
+    """{item: the keys of ``section`` whose values in ``params_path`` differ from those the
+    ``<prefix><item>`` stage of a ``dvc.lock`` ran with} (empty list: the same recipe). Only the
+    params are compared: a change of the code alone is not seen here."""
+    if not lock.exists() or not params_path.exists():
+        return {}
+    current = (yaml.safe_load(params_path.read_text()) or {}).get(section) or {}
+    found = {}
+    for name, stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).items():
+        ran = ((stage.get("params") or {}).get("params.yaml") or {}).get(section)
+        if name.startswith(prefix) and ran is not None:
+            found[name[len(prefix) :]] = sorted(k for k in {*current, *ran} if current.get(k) != ran.get(k))
     return found
 
 
