@@ -124,7 +124,12 @@ def test_ablation_table_says_when_its_protocol_differs_from_the_main_results():
     same = {"vjepa": [with_heads(_result("cholec80", {"vjepa": 0.45}), 3)]}
     other = {"vjepa": [with_heads(_result("cholec80", {"vjepa": 0.45}), 1)]}  # e.g. one probe seed, not three
     ok = "\n".join(ablation_section(main, Extras(ablation=same)))
-    assert "Every row: the same frozen evaluation protocol and corpus." in ok and "Not comparable" not in ok
+    assert "Every row: the same frozen evaluation protocol, corpus and pretraining recipe." in ok
+    assert "Not comparable" not in ok
+    # variants pretrained before params.yaml's pretrain section changed (ablation/dvc.lock says which keys)
+    prov = {"ablation_recipe": {"vjepa": ["augment"], "pixel": ["augment", "steps"]}}
+    old = "\n".join(ablation_section(main, Extras(ablation=same, provenance=prov)))
+    assert "other `pretrain` params than params.yaml's (pretrain.{augment, steps}" in old
     stale = "\n".join(ablation_section(main, Extras(ablation=other)))
     assert "Not comparable with the main rows" in stale and "(Cholec80;" in stale
     # same number of heads, but another probe grid (e.g. one weight decay instead of two)
@@ -209,9 +214,14 @@ def test_seed_section_reports_the_spread_of_every_score_and_of_the_headline_coun
 def test_recipe_changes_name_the_pretrain_keys_a_locked_stage_ran_without(tmp_path):
     from unisurg.report import recipe_changes
 
-    (tmp_path / "params.yaml").write_text("pretrain:\n  steps: 1200\n  augment: {flip: true}\n  arch: vit_micro\n")
+    (tmp_path / "params.yaml").write_text(
+        "pretrain:\n  steps: 1200\n  augment: {flip: true}\n  arch: vit_micro\n  lr: 0.000001\n"
+    )
     lock = tmp_path / "dvc.lock"
-    stage = lambda steps: {"params": {"params.yaml": {"pretrain": {"steps": steps, "arch": "vit_micro"}}}}  # noqa: E731
+    # (DVC may record a float as a string: '1e-06' is not a change of 1e-06)
+    stage = lambda steps: {
+        "params": {"params.yaml": {"pretrain": {"steps": steps, "arch": "vit_micro", "lr": "1e-06"}}}
+    }  # noqa: E731
     lock.write_text(yaml.safe_dump({"stages": {"seed_pretrain@seed1": stage(1200), "seed_pretrain@seed2": stage(600)}}))
     found = recipe_changes(lock, "seed_pretrain@", tmp_path / "params.yaml")
     assert found == {"seed1": ["augment"], "seed2": ["augment", "steps"]}

@@ -314,8 +314,14 @@ def ablation_section(results: list[dict], x: Extras) -> list[str]:
             f"(data/synth {abl_corpus[:8]}, main rows {main_corpus[:8]}; `make ablation` reruns them); they "
             "remain comparable with each other."
         )
+    elif changed := sorted({k for keys in ((x.provenance or {}).get("ablation_recipe") or {}).values() for k in keys}):
+        same = (
+            f"**Not comparable with the main rows:** the variants were pretrained with other `pretrain` params than "
+            f"params.yaml's (pretrain.{{{', '.join(changed)}}}, besides each variant's own overrides; `make ablation` "
+            "reruns them); they remain comparable with each other."
+        )
     else:
-        same = "Every row: the same frozen evaluation protocol and corpus."
+        same = "Every row: the same frozen evaluation protocol, corpus and pretraining recipe."
     lines = [
         "",
         "## Ablation",
@@ -726,6 +732,7 @@ def provenance(root: Path, params_path: Path) -> dict:
         "ablation_corpus": corpus_md5(root / "ablation" / "dvc.lock", stages="evaluate@"),
         "seeds_corpus": stage_corpora(root / "ablation" / "dvc.lock", "seed_evaluate@"),
         "seeds_recipe": recipe_changes(root / "ablation" / "dvc.lock", "seed_pretrain@", params_path),
+        "ablation_recipe": recipe_changes(root / "ablation" / "dvc.lock", "pretrain@", params_path),
     }
 
 
@@ -761,13 +768,28 @@ def recipe_changes(lock: Path, prefix: str, params_path: Path, section: str = "p
     params are compared: a change of the code alone is not seen here."""
     if not lock.exists() or not params_path.exists():
         return {}
-    current = (yaml.safe_load(params_path.read_text()) or {}).get(section) or {}
+    current = _numbers((yaml.safe_load(params_path.read_text()) or {}).get(section) or {})
     found = {}
     for name, stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).items():
         ran = ((stage.get("params") or {}).get("params.yaml") or {}).get(section)
         if name.startswith(prefix) and ran is not None:
+            ran = _numbers(ran)
             found[name[len(prefix) :]] = sorted(k for k in {*current, *ran} if current.get(k) != ran.get(k))
     return found
+
+
+def _numbers(v):
+    """Params as comparable values: DVC may record a float such as 1e-06 as the string '1e-06'."""
+    if isinstance(v, dict):
+        return {k: _numbers(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_numbers(x) for x in v]
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
 
 
 def machines(results: list[dict]) -> list[str]:
