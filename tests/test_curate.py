@@ -296,3 +296,31 @@ def test_clip_table_is_vectorised_and_exact():
     # balance=none: every clip weighs the same
     flat = build_clip_table(videos, 8, 2, 1.0, balance="none").to_pylist()
     assert len(flat) == len(clips) and {c["weight"] for c in flat} == {1.0}
+
+
+def test_extensions_match_in_any_case_and_an_empty_glob_names_its_source(corpus, tmp_path):
+    from unisurg.curation.index import extension_insensitive, list_files
+
+    archive = tmp_path / "archive"
+    (archive / "case").mkdir(parents=True)
+    videos = sorted((corpus / "pretrain" / "hospital_a_lapchole").rglob("*.mp4"))
+    shutil.copy(videos[0], archive / "case" / "CASE010.MP4")  # as hospital exports name them
+    (archive / "case" / "notes.txt").write_text("not a video\n")
+    assert extension_insensitive("**/*.mp4") == "**/*.[mM][pP]4"
+    assert extension_insensitive("videos/*.mp4") == "videos/*.[mM][pP]4"
+    assert extension_insensitive("**/*") == "**/*" and extension_insensitive("*.[ma][pv]4") == "*.[ma][pv]4"
+    src = Source(name="archive", root=str(archive), region="gallbladder", procedure="chole", license="x")
+    assert [p.name for p in list_files(src)] == ["CASE010.MP4"]
+    metrics = curate(
+        [src], tmp_path / "out", clip_frames=8, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=1
+    )
+    assert metrics["videos_kept"] == 1 and metrics["clips"] > 0
+    # a glob that matches nothing: the source, its glob and root named, before any inspection
+    empty = Source(name="old_pacs", root=str(archive), glob="**/*.avi", region="x", procedure="x", license="x")
+    with pytest.raises(
+        FileNotFoundError, match=r"source old_pacs: glob '\*\*/\*\.avi' matched no files under .*archive"
+    ):
+        curate(
+            [src, empty], tmp_path / "out2", clip_frames=8, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=1
+        )
+    assert not (tmp_path / "out2" / "videos.parquet").exists()

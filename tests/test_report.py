@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import yaml
+
 from unisurg.io import write_json
 from unisurg.report import Extras, build_report, collect_ablation, load_ablation, provenance
 
@@ -88,7 +90,9 @@ def test_report_names_losses_compares_teacher_and_student_and_records_provenance
     assert "| M2Cai16 | accuracy ↑ | 0.050 [0.010, 0.090] | better, but not above the null (not counted) |" in md
     # the headline: a null column; at-or-below-null cells marked; a benchmark no model beats named so
     assert "| M2Cai16 (no model beats the null) | phase / step | accuracy ↑ | 4 videos |" in md
-    assert "| **0.250 [0.240, 0.260]** † |" in md and "Protocol: `mini` (every benchmark)" in md
+    # the best point estimate is not bold without paired CIs separating it from every other model
+    assert "| 0.250 [0.240, 0.260] † |" in md and "**" not in md.split("## Per task family")[0]
+    assert "Protocol: `mini` (every benchmark)" in md
     assert "| student (student) | vit_nano | 1,000 | 0.5 | 30.0 |" in md
     assert "speed-up 3.00x" in md
     assert "Relaxed-boundary" in md and "| Cholec80 | 0.500 / 0.200 | 0.600 / 0.250 | 0.700 / 0.300 |" in md
@@ -98,6 +102,10 @@ def test_report_names_losses_compares_teacher_and_student_and_records_provenance
     assert "| full UniSurg (main pipeline): unisurg | 0.600 [0.590, 0.610] |" in md
     html = (out / "index.html").read_text()
     assert "Provenance" in html and "Distillation: teacher vs student" in html
+    # figures: the per-family panels right after the headline table, every figure before the provenance (last)
+    family_fig = html.index("one panel per task family and metric")
+    assert html.index("<table>") < family_fig < html.index("<h2>Per task family")
+    assert html.rindex("<img") < html.index("<h2>Provenance")
     assert "Paired difference unisurg − random_init per benchmark" in html  # the plot of paired differences
     # a pure function of its inputs: regenerating gives identical bytes
     build_report(mdir, out, {}, extras, "t")
@@ -116,7 +124,12 @@ def test_ablation_table_says_when_its_protocol_differs_from_the_main_results():
     same = {"vjepa": [with_heads(_result("cholec80", {"vjepa": 0.45}), 3)]}
     other = {"vjepa": [with_heads(_result("cholec80", {"vjepa": 0.45}), 1)]}  # e.g. one probe seed, not three
     ok = "\n".join(ablation_section(main, Extras(ablation=same)))
-    assert "Every row: the same frozen evaluation protocol and corpus." in ok and "Not comparable" not in ok
+    assert "Every row: the same frozen evaluation protocol, corpus and pretraining recipe." in ok
+    assert "Not comparable" not in ok
+    # variants pretrained before params.yaml's pretrain section changed (ablation/dvc.lock says which keys)
+    prov = {"ablation_recipe": {"vjepa": ["augment"], "pixel": ["augment", "steps"]}}
+    old = "\n".join(ablation_section(main, Extras(ablation=same, provenance=prov)))
+    assert "other `pretrain` params than params.yaml's (pretrain.{augment, steps}" in old
     stale = "\n".join(ablation_section(main, Extras(ablation=other)))
     assert "Not comparable with the main rows" in stale and "(Cholec80;" in stale
     # same number of heads, but another probe grid (e.g. one weight decay instead of two)
@@ -189,10 +202,48 @@ def test_seed_section_reports_the_spread_of_every_score_and_of_the_headline_coun
     # a seed run on another corpus render (ablation/dvc.lock says so) is left out and named; all of them: none shown
     prov = {"corpus": "aaaa1111.dir", "seeds_corpus": {"seed1": "aaaa1111.dir", "seed2": "bbbb2222.dir"}}
     md = "\n".join(seeds_section(main, Extras(baselines={"unisurg": "random_init"}, seeds=seeds, provenance=prov)))
-    assert "seed 0 (main): 2 of 3, seed1: 2 of 3; mean 2.0" in md and "Left out (another corpus render): seed2." in md
-    prov["seeds_corpus"]["seed1"] = "cccc3333.dir"
+    assert "seed 0 (main): 2 of 3, seed1: 2 of 3; mean 2.0" in md
+    assert "Left out (another corpus render or recipe): seed2." in md
+    # ... and so is one pretrained with other `pretrain` params (a later recipe); none left: not shown
+    prov["seeds_recipe"] = {"seed1": ["augment", "diversity"], "seed2": []}
     md = "\n".join(seeds_section(main, Extras(baselines={"unisurg": "random_init"}, seeds=seeds, provenance=prov)))
-    assert "**Not shown:** the seed runs ran on another corpus render" in md and "| Cholec80 |" not in md
+    assert "**Not shown:** no seed run is comparable" in md and "| Cholec80 |" not in md
+    assert "seed1: pretrain.{augment, diversity} differ from params.yaml" in md and "seed2: data/synth bbbb2222" in md
+
+
+def test_recipe_changes_name_the_pretrain_keys_a_locked_stage_ran_without(tmp_path):
+    from unisurg.report import recipe_changes
+
+    (tmp_path / "params.yaml").write_text(
+        "pretrain:\n  steps: 1200\n  augment: {flip: true}\n  arch: vit_micro\n  lr: 0.000001\n"
+    )
+    lock = tmp_path / "dvc.lock"
+    # (DVC may record a float as a string: '1e-06' is not a change of 1e-06)
+    stage = lambda steps: {
+        "params": {"params.yaml": {"pretrain": {"steps": steps, "arch": "vit_micro", "lr": "1e-06"}}}
+    }  # noqa: E731
+    lock.write_text(yaml.safe_dump({"stages": {"seed_pretrain@seed1": stage(1200), "seed_pretrain@seed2": stage(600)}}))
+    found = recipe_changes(lock, "seed_pretrain@", tmp_path / "params.yaml")
+    assert found == {"seed1": ["augment"], "seed2": ["augment", "steps"]}
+    assert recipe_changes(tmp_path / "none.lock", "seed_pretrain@", tmp_path / "params.yaml") == {}
+
+
+def test_bold_marks_a_best_model_only_where_paired_cis_separate_it_and_means_never_mix_metrics(tmp_path):
+    from unisurg.report import clear_best, markdown
+
+    pairs = {("a", "b"): (0.2, 0.1, 0.3), ("a", "c"): (0.1, 0.02, 0.2)}
+    clear = _result("cholec80", {"a": 0.7, "b": 0.5, "c": 0.6}, paired=pairs)
+    assert clear_best(clear) == "a"
+    overlap = _result("m2cai16", {"a": 0.7, "b": 0.5, "c": 0.6}, paired={**pairs, ("a", "c"): (0.1, -0.02, 0.2)})
+    assert clear_best(overlap) is None  # one CI reaches 0
+    lower = _result("scared", {"a": 0.1, "b": 0.3}, higher=False, paired={("a", "b"): (-0.2, -0.3, -0.1)})
+    assert clear_best(lower) == "a"  # ↓ metric: a negative difference is the better one
+    f1 = {**_result("autolaparo", {"a": 0.4, "b": 0.3, "c": 0.2}), "metric": "f1"}
+    md = markdown([clear, overlap, f1], ["a", "b", "c"], Extras(), "t")
+    assert "| **0.700 [0.690, 0.710]** |" in md and md.count("**0.700") == 1
+    # phase benchmarks scored by accuracy and by F1: two rows, each the mean of its own metric
+    assert "| phase / step | accuracy ↑ | 2 | 0.700 | 0.500 | 0.600 |" in md
+    assert "| phase / step | f1 ↑ | 1 | 0.400 | 0.300 | 0.200 |" in md
 
 
 def test_continued_section_splits_the_region_from_the_others_with_paired_counts(tmp_path):

@@ -54,6 +54,21 @@ def best_model(r: dict) -> str | None:
     return pick(vals, key=vals.get)
 
 
+def clear_best(r: dict) -> str | None:
+    """The best model of a row when its paired 95% CI against every other model excludes 0 in its
+    favour, else None: the one a table may bold (a best point estimate inside overlapping CIs is not)."""
+    best = best_model(r)
+    if best is None:
+        return None
+    for other in r["models"]:
+        if other == best:
+            continue
+        lo, hi = (paired(r, best, other) or {}).get("ci") or (None, None)
+        if lo is None or hi is None or not (lo > 0 if r["higher_is_better"] else hi < 0):
+            return None
+    return best
+
+
 def better(r: dict, a: float | None, b: float | None) -> bool | None:
     """Is value a strictly better than b on r's primary metric? None when either is missing."""
     if a is None or b is None:
@@ -97,13 +112,14 @@ def results_table(results: list[dict], models: list[str], has_null: bool) -> lis
         "fewer than 3 units: no CI. Best per row in bold. `null`: the best constant output given the training "
         "labels (prior class scores, all-foreground or all-background, constant depth, training-mean score), "
         "scored by the same harness; † marks a score at or below it, and a benchmark where no model beats "
-        "it is marked in its name.",
+        "it is marked in its name. Bold: the best model, only where its paired 95% CI against every other "
+        "model excludes 0.",
         "",
         "| benchmark | task | metric | test units | " + " | ".join(cols) + " |",
         "|---|---|---|---|" + "---|" * len(cols),
     ]
     for r in results:
-        best = best_model(r)
+        best = clear_best(r)
         cells = []
         for m in models:
             d = r["models"].get(m)
@@ -122,6 +138,16 @@ def results_table(results: list[dict], models: list[str], has_null: bool) -> lis
     return lines
 
 
+def family_groups(results: list[dict]) -> dict[tuple[str, str, bool], list[dict]]:
+    """(task family title, metric, higher is better) -> its benchmarks, in the families' order."""
+    groups: dict[tuple[str, str, bool], list[dict]] = {}
+    for task, fam in TASK_FAMILY.items():
+        for r in results:
+            if r["task"] == task:
+                groups.setdefault((fam, r["metric"], bool(r["higher_is_better"])), []).append(r)
+    return groups
+
+
 def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> str:
     curation = x.curation
     has_null = any(r.get("null") for r in results)
@@ -131,19 +157,19 @@ def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> s
         "",
         "## Per task family (mean of the primary metric)",
         "",
-        "| family | " + " | ".join(cols) + " |",
-        "|---|" + "---|" * len(cols),
+        "Benchmarks of one family that share a metric; a mean never mixes metrics.",
+        "",
+        "| family | metric | benchmarks | " + " | ".join(cols) + " |",
+        "|---|---|---|" + "---|" * len(cols),
     ]
-    for task, fam in TASK_FAMILY.items():
-        rs = [r for r in results if r["task"] == task]
-        if not rs:
-            continue
+    for (fam, metric, higher), rs in family_groups(results).items():
         cells = []
         for m in cols:
             rows = [r.get("null") if m == "null" else r["models"].get(m) for r in rs]
             vals = [d["value"] for d in rows if d and d["value"] is not None]
             cells.append(f"{sum(vals) / len(vals):.3f}" if vals else "n/a")
-        lines.append(f"| {fam} ({len(rs)}) | " + " | ".join(cells) + " |")
+        arrow = "↑" if higher else "↓"
+        lines.append(f"| {fam} | {metric} {arrow} | {len(rs)} | " + " | ".join(cells) + " |")
     baselines = {m: b for m, b in x.baselines.items() if m in models and b in models}
     if baselines:
         lines += baseline_section(results, baselines)
@@ -288,8 +314,14 @@ def ablation_section(results: list[dict], x: Extras) -> list[str]:
             f"(data/synth {abl_corpus[:8]}, main rows {main_corpus[:8]}; `make ablation` reruns them); they "
             "remain comparable with each other."
         )
+    elif changed := sorted({k for keys in ((x.provenance or {}).get("ablation_recipe") or {}).values() for k in keys}):
+        same = (
+            f"**Not comparable with the main rows:** the variants were pretrained with other `pretrain` params than "
+            f"params.yaml's (pretrain.{{{', '.join(changed)}}}, besides each variant's own overrides; `make ablation` "
+            "reruns them); they remain comparable with each other."
+        )
     else:
-        same = "Every row: the same frozen evaluation protocol and corpus."
+        same = "Every row: the same frozen evaluation protocol, corpus and pretraining recipe."
     lines = [
         "",
         "## Ablation",
@@ -516,20 +548,31 @@ def counted_wins(results: list[dict], m: str, base: str) -> tuple[int, int]:
 
 def seeds_section(results: list[dict], x: Extras) -> list[str]:
     """The spread over pretraining seeds: the main run plus each `make seeds` run, per benchmark
-    and for the headline count; runs under another protocol or corpus render are left out, named."""
+    and for the headline count; runs under another protocol, corpus render or pretraining recipe
+    are left out, named."""
     m, base = x.teacher, x.baselines.get(x.teacher)
     if not x.seeds or base is None:
         return []
     label = lambda rs: {(r.get("protocol") or {}).get("label") for r in rs}  # noqa: E731
-    # each seed run's corpus, as ablation/dvc.lock records its seed_evaluate stage: a run on another
-    # render of the corpus is not comparable (a stale lock entry of a seed left out of the grid, too)
+    # each seed run's corpus and recipe, as ablation/dvc.lock records its stages: a run on another
+    # render of the corpus, or with other `pretrain` params, is not comparable (a stale lock entry
+    # of a seed left out of the grid, too)
     main_corpus = (x.provenance or {}).get("corpus")
     corpora = (x.provenance or {}).get("seeds_corpus") or {}
+    recipes = (x.provenance or {}).get("seeds_recipe") or {}
     elsewhere = [n for n in x.seeds if main_corpus and corpora.get(n) not in (None, main_corpus)]
-    if elsewhere and len(elsewhere) == len(x.seeds):
-        why = ", ".join(f"{n}: data/synth {corpora[n][:8]}" for n in elsewhere) + f"; main rows {main_corpus[:8]}"
-        return ["", "## Pretraining seeds", "", f"**Not shown:** the seed runs ran on another corpus render ({why})."]
+    other_recipe = [n for n in x.seeds if recipes.get(n) and n not in elsewhere]
+    if len(elsewhere) + len(other_recipe) == len(x.seeds):
+        why = [f"{n}: data/synth {corpora[n][:8]}, main rows {main_corpus[:8]}" for n in elsewhere]
+        why += [f"{n}: pretrain.{{{', '.join(recipes[n])}}} differ from params.yaml" for n in other_recipe]
+        return [
+            "",
+            "## Pretraining seeds",
+            "",
+            f"**Not shown:** no seed run is comparable with the main rows ({'; '.join(why)}): rerun `make seeds`.",
+        ]
     skipped = [name for name, rs in x.seeds.items() if label(rs) != label(results)]
+    elsewhere += other_recipe
     runs = {f"seed {x.seed} (main)": results, **{n: rs for n, rs in x.seeds.items() if n not in skipped + elsewhere}}
     counts = {name: counted_wins(rs, m, base) for name, rs in runs.items()}
     c = [w for w, _ in counts.values()]
@@ -542,7 +585,7 @@ def seeds_section(results: list[dict], x: Extras) -> list[str]:
         + ", ".join(f"{n}: {w} of {k}" for n, (w, k) in counts.items())
         + f"; mean {sum(c) / len(c):.1f}, range {min(c)}–{max(c)}."
         + (f" Left out (another protocol): {', '.join(skipped)}." if skipped else "")
-        + (f" Left out (another corpus render): {', '.join(elsewhere)}." if elsewhere else ""),
+        + (f" Left out (another corpus render or recipe): {', '.join(elsewhere)}." if elsewhere else ""),
         "",
         f"| benchmark | metric | {m}: mean [min, max] | {base}: mean [min, max] | {m} better in |",
         "|---|---|---|---|---|",
@@ -688,6 +731,8 @@ def provenance(root: Path, params_path: Path) -> dict:
         "corpus": corpus_md5(lock),
         "ablation_corpus": corpus_md5(root / "ablation" / "dvc.lock", stages="evaluate@"),
         "seeds_corpus": stage_corpora(root / "ablation" / "dvc.lock", "seed_evaluate@"),
+        "seeds_recipe": recipe_changes(root / "ablation" / "dvc.lock", "seed_pretrain@", params_path),
+        "ablation_recipe": recipe_changes(root / "ablation" / "dvc.lock", "pretrain@", params_path),
     }
 
 
@@ -715,6 +760,36 @@ def stage_corpora(lock: Path, prefix: str, path: str = "data/synth") -> dict[str
                 if md5:
                     found[name[len(prefix) :]] = md5
     return found
+
+
+def recipe_changes(lock: Path, prefix: str, params_path: Path, section: str = "pretrain") -> dict[str, list[str]]:
+    """{item: the keys of ``section`` whose values in ``params_path`` differ from those the
+    ``<prefix><item>`` stage of a ``dvc.lock`` ran with} (empty list: the same recipe). Only the
+    params are compared: a change of the code alone is not seen here."""
+    if not lock.exists() or not params_path.exists():
+        return {}
+    current = _numbers((yaml.safe_load(params_path.read_text()) or {}).get(section) or {})
+    found = {}
+    for name, stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).items():
+        ran = ((stage.get("params") or {}).get("params.yaml") or {}).get(section)
+        if name.startswith(prefix) and ran is not None:
+            ran = _numbers(ran)
+            found[name[len(prefix) :]] = sorted(k for k in {*current, *ran} if current.get(k) != ran.get(k))
+    return found
+
+
+def _numbers(v):
+    """Params as comparable values: DVC may record a float such as 1e-06 as the string '1e-06'."""
+    if isinstance(v, dict):
+        return {k: _numbers(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_numbers(x) for x in v]
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
 
 
 def machines(results: list[dict]) -> list[str]:
@@ -760,52 +835,53 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+@dataclass(frozen=True)
+class Figure:
+    """An embedded plot of the HTML report, placed before the section headed ``before`` (None: before
+    the provenance, which stays last)."""
+
+    caption: str
+    png: str  # base64
+    before: str | None = None
+
+
 def plots(
     results: list[dict],
     models: list[str],
     logs: dict[str, Path],
     curation: dict | None,
     baselines: dict[str, str] | None = None,
-) -> list[tuple[str, str]]:
+) -> list[Figure]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = []
-    fig, ax = plt.subplots(figsize=(7, 3))
-    for name, path in logs.items():
-        x, y = _read_log(path)
-        if x:
-            ax.plot(x, y, label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-    fig.tight_layout()
-    out.append(("Training curves", _png(fig)))
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(10, 3.5))
-    width = 0.8 / max(len(models), 1)
-    for k, m in enumerate(models):
-        vals = [(r["models"].get(m) or {}).get("value") or 0.0 for r in results]
-        ax.bar([i + k * width for i in range(len(results))], vals, width, label=m)
-    ax.set_xticks(
-        [i + 0.4 - width / 2 for i in range(len(results))],
-        [r["benchmark"] for r in results],
-        rotation=60,
-        ha="right",
-        fontsize=7,
-    )
-    ax.set_ylabel("primary metric")
-    ax.legend()
-    fig.tight_layout()
-    out.append(("Primary metric per benchmark", _png(fig)))
-    plt.close(fig)
+    out = [
+        Figure(
+            "Primary metric per benchmark, one panel per task family and metric (95% CI)",
+            _png(family_plot(plt, results, models)),
+            before="Per task family (mean of the primary metric)",
+        )
+    ]
+    plt.close("all")
+    curves = [(name, _read_log(path)) for name, path in logs.items()]
+    curves = [(name, xy) for name, xy in curves if xy[0]]
+    if curves:
+        # each stage's loss on its own axis: pretraining's and distillation's losses are different quantities
+        fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3), squeeze=False)
+        for ax, (name, (x, y)) in zip(axes[0], curves):
+            ax.plot(x, y)
+            ax.set_xlabel("step")
+            ax.set_ylabel(f"{name} loss")
+        fig.tight_layout()
+        out.append(Figure("Training curves", _png(fig)))
+        plt.close(fig)
     for m, base in (baselines or {}).items():
         fig = paired_plot(plt, results, m, base)
         if fig is not None:
-            out.append((f"Paired difference {m} − {base} per benchmark (95% CI; right of 0 = {m} better)", _png(fig)))
+            cap = f"Paired difference {m} − {base} per benchmark (95% CI; right of 0 = {m} better)"
+            out.append(Figure(cap, _png(fig)))
             plt.close(fig)
     if curation:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -817,9 +893,44 @@ def plots(
             ax.tick_params(axis="y", labelsize=7)
             ax.set_title(key.replace("_", " "))
         fig.tight_layout()
-        out.append(("Curated hours per region and per source", _png(fig)))
+        out.append(Figure("Curated hours per region and per source", _png(fig)))
         plt.close(fig)
     return out
+
+
+def family_plot(plt, results: list[dict], models: list[str]):
+    """One panel per (task family, metric): each model's score with its 95% CI per benchmark, the null
+    as a grey cross; the panel names its metric and direction, so no axis mixes accuracy with AbsRel."""
+    groups = family_groups(results)
+    cols = min(3, len(groups))
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    width = 0.7 / max(len(models), 1)
+    for ax, ((fam, metric, higher), rs) in zip(axes.flat, groups.items()):
+        for k, m in enumerate(models):
+            xs, ys, err = [], [], [[], []]
+            for i, r in enumerate(rs):
+                d = r["models"].get(m)
+                if not d or d["value"] is None:
+                    continue
+                lo, hi = d.get("ci") or (None, None)
+                xs.append(i - 0.35 + (k + 0.5) * width)
+                ys.append(d["value"])
+                err[0].append(d["value"] - lo if lo is not None else 0.0)
+                err[1].append(hi - d["value"] if hi is not None else 0.0)
+            ax.errorbar(xs, ys, yerr=err, fmt="o", ms=4, capsize=2, label=m, color=f"C{k}")
+        nulls = [(i, r["null"]["value"]) for i, r in enumerate(rs) if r.get("null") and r["null"]["value"] is not None]
+        if nulls:
+            ax.plot(*zip(*nulls), "x", color="grey", ms=7, label="null")
+        ax.set_xticks(range(len(rs)), [r["benchmark"] for r in rs], rotation=30, ha="right", fontsize=7)
+        ax.set_title(f"{fam} — {metric} {'↑' if higher else '↓'}", fontsize=9)
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in list(axes.flat)[len(groups) :]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig
 
 
 def paired_plot(plt, results: list[dict], m: str, base: str):
@@ -844,7 +955,7 @@ def paired_plot(plt, results: list[dict], m: str, base: str):
     return fig
 
 
-def render_html(md: str, figures: list[tuple[str, str]], title: str) -> str:
+def render_html(md: str, figures: list[Figure], title: str) -> str:
     body = []
     table: list[str] = []
 
@@ -861,11 +972,24 @@ def render_html(md: str, figures: list[tuple[str, str]], title: str) -> str:
             )
             table.clear()
 
+    def place(before: str | None) -> None:
+        for f in [f for f in pending if f.before == before]:
+            cap = html.escape(f.caption)
+            body.append(f'<h2>{cap}</h2><img alt="{cap}" src="data:image/png;base64,{f.png}">')
+            pending.remove(f)
+
+    headings = {line[3:] for line in md.splitlines() if line.startswith("## ")}
+    # a figure whose section is absent goes with the rest, before the provenance
+    pending = [f if f.before in headings else Figure(f.caption, f.png) for f in figures]
     for line in md.splitlines():
         if line.startswith("|"):
             table.append(line)
             continue
         flush()
+        if line.startswith("## "):
+            place(line[3:])
+            if line[3:] == "Provenance":
+                place(None)
         if line.startswith("# "):
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
         elif line.startswith("## "):
@@ -875,8 +999,7 @@ def render_html(md: str, figures: list[tuple[str, str]], title: str) -> str:
         elif line.strip():
             body.append(f"<p>{html.escape(line)}</p>")
     flush()
-    for cap, data in figures:
-        body.append(f'<h2>{html.escape(cap)}</h2><img alt="{html.escape(cap)}" src="data:image/png;base64,{data}">')
+    place(None)  # no provenance section: the figures close the page
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}b{color:#064}"

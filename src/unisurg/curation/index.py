@@ -84,19 +84,35 @@ QUARANTINE_SCHEMA = pa.schema([("path", pa.string()), ("source", pa.string()), (
 InspectMap = Callable[[Callable[[str], "VideoInfo"], list[str]], list["VideoInfo"]]
 
 
+def extension_insensitive(pattern: str) -> str:
+    """A glob whose file extension matches in any case: ``**/*.mp4`` -> ``**/*.[mM][pP]4`` (hospital
+    archives hold ``CASE010.MP4``). Only the extension of the last component, and only when it holds
+    no glob syntax of its own; directories keep their case."""
+    head, sep, last = pattern.rpartition("/")
+    stem, dot, ext = last.rpartition(".")
+    if not dot or any(c in ext for c in "[]*?"):
+        return pattern
+    ext = "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in ext)
+    return f"{head}{sep}{stem}.{ext}"
+
+
 def list_files(src: Source) -> list[Path]:
-    """Entries matching the source's glob that resolve inside its root (symlinks out are ignored;
-    symlinked directories are not followed, so a symlink loop cannot hang the listing). Pipes
-    and other special files are listed too: inspection quarantines them instead of opening them."""
+    """Entries matching the source's glob, its extension in any case, that resolve inside its root
+    (symlinks out are ignored; symlinked directories are not followed, so a symlink loop cannot hang
+    the listing). Pipes and other special files are listed too: inspection quarantines them instead
+    of opening them. A glob that matches nothing is an error naming the source: an empty source is
+    almost always a wrong root or glob, not an empty hospital archive."""
     root = Path(src.root).resolve()
     out = []
-    for p in sorted(root.glob(src.glob)):
+    for p in sorted(root.glob(extension_insensitive(src.glob))):
         try:
             inside = p.resolve().is_relative_to(root)
         except (OSError, RuntimeError):  # e.g. a symlink loop resolving to nothing
             continue
         if inside and not p.is_dir():
             out.append(p)
+    if not out:
+        raise FileNotFoundError(f"source {src.name}: glob {src.glob!r} matched no files under {src.root}")
     return out
 
 
