@@ -38,8 +38,18 @@ def tiny_params() -> dict:
     return p
 
 
-# What a clone contains that the pipelines need (reports/ablation, reports/seeds: the report stage's inputs).
-PROJECT_FILES = ("src", "stages", "flows", "dvc.yaml", "sources.yaml", "ablation", "reports/ablation", "reports/seeds")
+# What a clone contains that the pipelines need (reports/ablation, seeds, continued: the report stage's inputs).
+PROJECT_FILES = (
+    "src",
+    "stages",
+    "flows",
+    "dvc.yaml",
+    "sources.yaml",
+    "ablation",
+    "reports/ablation",
+    "reports/seeds",
+    "reports/continued",
+)
 
 
 def copy_project(dest: Path) -> Path:
@@ -47,10 +57,9 @@ def copy_project(dest: Path) -> Path:
         src = ROOT / item
         (dest / item).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
-    for grid in ("ablation", "seeds"):  # results of the repository's own grid and seed runs
+    for grid in ("ablation", "seeds", "continued"):  # results of the repository's own grid, seeds, experiment
         for stale in (dest / "reports" / grid).iterdir():
-            if stale.is_dir():
-                shutil.rmtree(stale)
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     return dest
 
 
@@ -141,10 +150,12 @@ def test_ablation_grid_feeds_the_report(project):
     grid["variants"] = {k: grid["variants"][k] for k in ("pixel", "vjepa")}
     grid["benchmarks"] = "cholec80 kvasirseg"
     grid["seeds"] = {"seed1": 1}
+    grid["continued"].update(steps=2, benchmarks="cholec80 kvasirseg")  # one of the region, one not
     (project / "ablation" / "params.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
     run([sys.executable, "-m", "dvc", "repro"], project)  # the main pipeline (no-op if already run)
     out = run([sys.executable, "-m", "dvc", "repro", "ablation/dvc.yaml"], project).stdout
     assert "evaluate@pixel" in out and "pretrain@vjepa" in out and "seed_evaluate@seed1" in out
+    assert "continued_further" in out and "continued_self" in out and "continued_evaluate" in out
     assert "Running stage 'synth'" not in out  # the grid reuses the main pipeline's corpus and index
     run([sys.executable, "-m", "unisurg.cli", "ablation", "collect"], project)
     assert sorted(p.name for p in (project / "reports" / "ablation").glob("*/*.json")) == [
@@ -155,11 +166,19 @@ def test_ablation_grid_feeds_the_report(project):
     ]
     run([sys.executable, "-m", "unisurg.cli", "ablation", "collect-seeds"], project)
     assert len(list((project / "reports" / "seeds" / "seed1").glob("*.json"))) == 17  # every benchmark
+    run([sys.executable, "-m", "unisurg.cli", "ablation", "collect-continued"], project)
+    assert sorted(p.name for p in (project / "reports" / "continued" / "results").glob("*.json")) == [
+        "cholec80.json",
+        "kvasirseg.json",
+    ]
     out = run([sys.executable, "-m", "dvc", "repro"], project).stdout
     assert "Running stage 'report'" in out and "Running stage 'evaluate" not in out  # only the report reruns
     md = (project / "reports" / "benchmark.md").read_text()
     assert "## Ablation" in md and "## Pretraining seeds" in md and "seed 0 (main): " in md and "seed1: " in md
     assert "| pixel reconstruction (VideoMAE-style) |" in md and "| V-JEPA (latent prediction only) |" in md
+    # the further-pretrained and self-distilled encoders next to the start, region and others apart
+    assert "## Continued pretraining on one region (gallbladder)" in md
+    assert "| further − unisurg | gallbladder |" in md and "| self_distilled − further | other regions |" in md
 
 
 @pytest.mark.slow
