@@ -55,6 +55,7 @@ def test_stage_deps_cover_every_module_it_imports(stage):
 
 TOP_LEVEL = {
     "src/unisurg/config.py",
+    "src/unisurg/errors.py",
     "src/unisurg/cli.py",
     "src/unisurg/io.py",
     "src/unisurg/runtime.py",

@@ -13,8 +13,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import UsageError
 
-class ConfigError(ValueError):
+
+class ConfigError(UsageError):
     """A configuration file is malformed; the message names the file and the offending key."""
 
 
