@@ -13,17 +13,20 @@ archive as it grows.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
+from unisurg.cli import configure_logging, guarded
 from unisurg.config import load_params
 from unisurg.curation.gate import run_gate
 from unisurg.curation.index import curate
 from unisurg.curation.inspection import VideoInfo, inspect_video
-from unisurg.curation.sources import load_sources
+from unisurg.curation.sources import load_sources, registry_path
+from unisurg.errors import UsageError
 
 
 @task(name="inspect-video", task_run_name="inspect {path}", retries=2, retry_delay_seconds=5)
@@ -56,19 +59,22 @@ def make_task_runner(spec: str, workers: int = 4):
 
             return RayTaskRunner(address=address)
         except ImportError:
-            raise ImportError(
+            raise UsageError(
                 f"--task-runner {spec} needs the prefect-{kind} package (pip install prefect-{kind})"
             ) from None
-    raise ValueError(f"unknown task runner {spec!r}: thread, process, dask:<address> or ray:<address>")
+    raise UsageError(f"unknown task runner {spec!r}: thread, process, dask:<address> or ray:<address>")
 
 
 @flow(name="unisurg-curation", task_runner=ThreadPoolTaskRunner(max_workers=4))
-def curation(sources: str = "sources.yaml", out: str = "data/curate", params: str = "params.yaml") -> dict:
-    """Inspect every video of the registry in parallel, build the index, run the quality gate."""
+def curation(sources: str | None = None, out: str = "data/curate", params: str | None = None) -> dict:
+    """Inspect every video of the registry in parallel, build the index, run the quality gate.
+
+    ``sources`` None: ``curate.sources`` of the parameters; ``params`` None: ./params.yaml if present,
+    else the defaults (as ``unisurg curate``)."""
     logger = get_run_logger()
     c = load_params(params).curate
     metrics = curate(
-        load_sources(sources),
+        load_sources(registry_path(sources, c.sources)),
         Path(out),
         c.clip_frames,
         c.frame_step,
@@ -97,12 +103,21 @@ def curation(sources: str = "sources.yaml", out: str = "data/curate", params: st
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="run the curation flow once")
-    ap.add_argument("--sources", default="sources.yaml")
-    ap.add_argument("--out", default="data/curate")
-    ap.add_argument("--params", default="params.yaml")
+    ap = argparse.ArgumentParser(
+        description="run the curation flow once", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    ap.add_argument("--sources", default=None, help="source registry (default: curate.sources of the parameters)")
+    ap.add_argument("--out", default="data/curate", help="output folder")
+    ap.add_argument("--params", default=None, help="pipeline parameters (default: ./params.yaml if present)")
     ap.add_argument("--task-runner", default="thread", help="thread, process, dask:<address> or ray:<address>")
     ap.add_argument("--workers", type=int, default=4, help="threads or processes (local task runners)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logs; tracebacks")
     a = ap.parse_args()
-    flow_ = curation.with_options(task_runner=make_task_runner(a.task_runner, a.workers))
-    flow_(sources=a.sources, out=a.out, params=a.params)
+    configure_logging(a.verbose)
+
+    def run() -> int:
+        flow_ = curation.with_options(task_runner=make_task_runner(a.task_runner, a.workers))
+        flow_(sources=a.sources, out=a.out, params=a.params)
+        return 0
+
+    sys.exit(guarded(run, a.verbose))

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from unisurg.cli import main
+from unisurg.errors import UsageError
 
 
 def _registry(corpus, tmp_path):
@@ -70,7 +71,7 @@ def test_task_runner_choice_is_explicit():
     try:
         import prefect_dask  # noqa: F401
     except ImportError:
-        with pytest.raises(ImportError, match="prefect-dask"):
+        with pytest.raises(UsageError, match="prefect-dask"):
             make_task_runner("dask:tcp://127.0.0.1:8786")
 
 

@@ -20,7 +20,7 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "unisurg"
 LAYERS: dict[str, int] = {
     "io": 0,
     "config": 0,
-    "errors": 0,  # the user-mistake exception (exit code 2)
+    "errors": -1,  # the user-mistake exception (exit code 2); below config, which uses it
     "runtime": 0,  # devices and process groups (torch only)
     "media": 1,  # video I/O, clip datasets, motion saliency
     "models": 1,  # encoders, predictor, checkpoints

@@ -168,7 +168,7 @@ def test_checkpoints_rebuild_themselves_and_vjepa_layout_loads(tmp_path):
     assert torch.equal(load_encoder(tmp_path / "vjepa.pt", arch="vit_pico").eval()(x), ema(x))  # V-JEPA's default
     with pytest.raises(ValueError, match="do not match vit_nano"):
         load_vjepa_checkpoint(tmp_path / "vjepa.pt", "vit_nano")
-    with pytest.raises(ValueError, match="pass the architecture"):
+    with pytest.raises(ValueError, match="name its architecture"):
         load_encoder(tmp_path / "vjepa.pt")
 
 

@@ -7,6 +7,7 @@ below the entry point receives explicit arguments, never the raw dict.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UsageError
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(UsageError):
@@ -321,12 +324,15 @@ class Params(Strict):
         return self
 
 
-def _format_errors(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        lines.append(f"  {loc}: {e['msg']}")
-    return "\n".join(lines)
+def error_lines(err: ValidationError, where=lambda loc: ".".join(str(p) for p in loc)) -> list[str]:
+    """``key.path: message`` per problem (pydantic's "Value error, " prefix dropped); ``where``
+    names a location tuple."""
+    return [f"{where(list(e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors()]
+
+
+def problems_message(head: str, lines: list[str]) -> str:
+    """One line for one problem (``head: problem``), else the head and one indented line each."""
+    return f"{head}: {lines[0]}" if len(lines) == 1 else f"{head}:\n" + "\n".join(f"  {ln}" for ln in lines)
 
 
 def parse_params(data: dict, source: str = "<dict>") -> Params:
@@ -334,7 +340,7 @@ def parse_params(data: dict, source: str = "<dict>") -> Params:
     try:
         return Params.model_validate(data or {})
     except ValidationError as err:
-        raise ConfigError(f"invalid parameters in {source}:\n{_format_errors(err)}") from None
+        raise ConfigError(problems_message(f"invalid parameters in {source}", error_lines(err))) from None
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -377,8 +383,80 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     return out
 
 
-def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Params:
-    """Parse ``path`` (then ``overrides``, see :func:`apply_overrides`) into typed parameters."""
-    data = apply_overrides(load_yaml(path), overrides)
+PARAMS_FILE = "params.yaml"
+
+
+def load_params(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Parse the pipeline parameters (then ``overrides``, see :func:`apply_overrides`) into typed ones.
+
+    ``path`` None: ``./params.yaml`` when the working directory has one, else the built-in defaults,
+    so that commands needing no pipeline parameters run anywhere. Relative paths in a parameters
+    file are relative to that file's folder (``--set`` values count as written in it), as in
+    ``sources.yaml``: see :func:`rebase_paths`.
+    """
+    if path is None:
+        if not Path(PARAMS_FILE).is_file():
+            log.info("no %s in %s: built-in default parameters (--params FILE to use others)", PARAMS_FILE, Path.cwd())
+            return parse_params(apply_overrides({}, overrides), source=f"the defaults with {' '.join(overrides)}")
+        path = PARAMS_FILE
+    data = rebase_paths(apply_overrides(load_yaml(path), overrides), Path(path).parent)
     source = f"{path} with {' '.join(overrides)}" if overrides else str(path)
     return parse_params(data, source=source)
+
+
+# The keys holding paths (or encoder specs naming files); "*": every entry of the mapping.
+PATH_KEYS = ("curate.sources", "evaluate.cache_dir", "evaluate.benchmarks.*")
+SPEC_KEYS = ("pretrain.init", "evaluate.models.*")
+
+
+def rebase_paths(data: dict, base: Path) -> dict:
+    """A copy of the raw parameters ``data`` (as written in a file in ``base``) with their relative
+    paths taken relative to ``base`` (defaults, not written there, stay as they are).
+
+    Returned relative to the working directory, and unchanged when ``base`` is the working
+    directory (the DVC stages' case), so a run's recorded parameters read as written.
+    """
+    if base.resolve() == Path.cwd().resolve():
+        return data
+    import copy
+
+    out = copy.deepcopy(data)
+    for keys, fix in ((PATH_KEYS, _rebase), (SPEC_KEYS, rebase_spec)):
+        for key in keys:
+            *parents, leaf = key.split(".")
+            node = out
+            for k in parents:
+                node = node.get(k) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                continue
+            names = list(node) if leaf == "*" else [leaf]
+            for k in names:
+                if isinstance(node.get(k), str):
+                    node[k] = fix(node[k], base)
+    return out
+
+
+def _rebase(path: str, base: Path) -> str:
+    return path if Path(path).is_absolute() else str(base / path)
+
+
+def spec_file(spec: str) -> tuple[str, str, str] | None:
+    """The file an encoder spec names, as (prefix, path, suffix) with ``spec == prefix + path + suffix``;
+    None when it names none (``random:<arch>``, ``timm:<name>``, ``none``)."""
+    kind, _, rest = spec.partition(":")
+    if spec == "none" or kind == "random":
+        return None
+    if kind == "vjepa":  # vjepa:<arch>:<path>[:<key>]
+        arch, _, tail = rest.partition(":")
+        path, sep, key = tail.partition(":")
+        return (f"vjepa:{arch}:", path, f"{sep}{key}") if path else None
+    if kind == "timm":  # timm:<name>[:<path>]
+        name, _, path = rest.partition(":")
+        return (f"timm:{name}:", path, "") if path else None
+    return "", spec, ""
+
+
+def rebase_spec(spec: str, base: Path) -> str:
+    """An encoder spec with its file taken relative to ``base``."""
+    parts = spec_file(spec)
+    return spec if parts is None else f"{parts[0]}{_rebase(parts[1], base)}{parts[2]}"

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..errors import UsageError
 
-class AnnotationError(ValueError):
+
+class AnnotationError(UsageError):
     """A dataset's files are malformed; the message lists every problem with file and line."""
 
 

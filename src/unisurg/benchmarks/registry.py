@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
 
+from ..errors import UnknownName
 from .benchmark import Benchmark
 
 
@@ -39,7 +40,7 @@ class Registry:
             return self._by_name[name.lower()]
         except KeyError:
             known = ", ".join(b.name for b in self.list())
-            raise KeyError(f"unknown benchmark {name!r}; known: {known}") from None
+            raise UnknownName(f"unknown benchmark {name!r}; known: {known}") from None
 
     def list(self) -> list[Benchmark]:
         """Numbered benchmarks in their order (the paper's tables), then the others by name."""

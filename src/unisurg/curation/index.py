@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from ..errors import UsageError
 from ..io import atomic_write_text, write_json, write_table
 from .inspection import VideoInfo, inspect_video, near_duplicate
 from .sources import Source
@@ -371,11 +372,11 @@ def select_clips(clips: Path, where: str, out: Path) -> Path:
         source = "'" + str(clips).replace("'", "''") + "'"  # a SQL string literal
         table = con.sql(f"SELECT * FROM read_parquet({source}) WHERE {where}").to_arrow_table()
     except duckdb.Error as err:
-        raise ValueError(f"--where {where!r} on {clips}: {err}") from err
+        raise UsageError(f"--where {where!r} on {clips}: {str(err).splitlines()[0]}") from err
     finally:
         con.close()
     if not table.num_rows:
-        raise ValueError(f"--where {where!r}: no clip of {clips} satisfies it")
+        raise UsageError(f"--where {where!r}: no clip of {clips} satisfies it")
     write_table(out, table)
     log.info("%d clips of %s satisfy %s", table.num_rows, clips, where)
     return out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..config import ConfigError, load_yaml
+from ..config import ConfigError, error_lines, load_yaml, problems_message
 
 
 class Source(BaseModel):
@@ -31,7 +31,14 @@ class Source(BaseModel):
     @classmethod
     def _role(cls, v: str) -> str:
         if v != "pretrain" and not re.fullmatch(r"benchmark:[a-z0-9_]+", v):
-            raise ValueError("role must be 'pretrain' or 'benchmark:<name>'")
+            raise ValueError(f"role {v!r}: expected 'pretrain' or 'benchmark:<name>'")
+        if v.startswith("benchmark:"):
+            from ..benchmarks import get_benchmark  # the registry: a misspelt name is caught here, not mid-run
+
+            try:
+                get_benchmark(v.split(":", 1)[1])
+            except KeyError as err:
+                raise ValueError(f"role {v!r}: {err}") from None
         return v
 
     @field_validator("glob")
@@ -51,6 +58,14 @@ class Registry(BaseModel):
     sources: list[Source]
 
 
+def registry_path(given: str | None, configured: str) -> str:
+    """The registry a curation run reads: the one given on the command line, else ``curate.sources``
+    of the parameters, which must then exist (the error says how to name one)."""
+    if given is None and not Path(configured).is_file():
+        raise ConfigError(f"no source registry {configured} (curate.sources): pass --sources FILE (README 'Curation')")
+    return given or configured
+
+
 def load_sources(path: str | Path, check_roots: bool = True) -> list[Source]:
     """Parse ``sources.yaml``; roots are relative to the file's folder. Errors name the entry and key."""
     path = Path(path)
@@ -58,15 +73,15 @@ def load_sources(path: str | Path, check_roots: bool = True) -> list[Source]:
     try:
         reg = Registry.model_validate(data)
     except ValidationError as err:
-        msgs = []
-        for e in err.errors():
-            loc = list(e["loc"])
+
+        def where(loc: list) -> str:  # sources.3.root -> sources[hospital_a].root
             if len(loc) >= 2 and loc[0] == "sources" and isinstance(loc[1], int):
                 entry = data["sources"][loc[1]]
                 name = entry.get("name", f"#{loc[1]}") if isinstance(entry, dict) else f"#{loc[1]}"
-                loc = [f"sources[{name}]"] + [str(x) for x in loc[2:]]
-            msgs.append(f"  {'.'.join(str(x) for x in loc)}: {e['msg']}")
-        raise ConfigError(f"invalid source registry {path}:\n" + "\n".join(msgs)) from None
+                loc = [f"sources[{name}]"] + loc[2:]
+            return ".".join(str(x) for x in loc)
+
+        raise ConfigError(problems_message(f"invalid source registry {path}", error_lines(err, where))) from None
     names = [s.name for s in reg.sources]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from ..io import sha256_file
-from ..models import create_model
+from ..models import create_model, list_models
 from ..models.checkpoint import load_encoder, load_vjepa_checkpoint
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def _timm_encoder(name: str, path: str | None, size: int) -> nn.Module:
     import timm
 
     if name not in timm.list_models():
-        raise ValueError(f"timm has no model {name!r}")
+        raise UsageError(f"timm has no model {name!r} (timm.list_models() names them, e.g. resnet50)")
     kwargs: dict = {"num_classes": 0}
     if path is not None:
         # timm loads a local file through the pretrained config (head removed for num_classes=0);
@@ -120,6 +121,8 @@ def load_encoder_spec(
     weights a ``vjepa:`` checkpoint is read from when the spec names none (the protocol's).
     """
     kind, _, rest = spec.partition(":")
+    if kind in ("random", "timm", "vjepa") and not rest:
+        raise UsageError(f"encoder spec {spec!r}: nothing after '{kind}:' ({SPEC_FORMS})")
     if kind == "random" and rest:
         torch.manual_seed(seed)
         model, wid = create_model(rest), f"{spec}@seed{seed}"
@@ -133,8 +136,11 @@ def load_encoder_spec(
             model, wid = _timm_encoder(name, None, size), f"timm:{name}@random-seed{seed}@{size}"
     elif kind == "vjepa" and rest:
         parts = rest.split(":")
-        if len(parts) not in (2, 3):
-            raise ValueError(f"encoder spec {spec!r}: expected vjepa:<arch>:<path>[:<key>]")
+        if len(parts) not in (2, 3) or parts[0] not in list_models():
+            raise UsageError(
+                f"encoder spec {spec!r}: expected vjepa:<arch>:<path>[:<key>] with <arch> one of "
+                f"{', '.join(list_models())} (e.g. vjepa:vit_large:/ckpt/vitl.pt)"
+            )
         arch, path = parts[0], parts[1]
         key = parts[2] if len(parts) == 3 else vjepa_key
         _require_file(path, spec)
@@ -145,6 +151,9 @@ def load_encoder_spec(
     return model.eval(), wid
 
 
+SPEC_FORMS = "a checkpoint path, random:<arch>, vjepa:<arch>:<path>[:<key>] or timm:<name>[:<path>]"
+
+
 def _require_file(path: str, spec: str) -> None:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"encoder {spec!r}: no file {path}")
+        raise FileNotFoundError(f"encoder {spec!r}: no file {path} (an encoder spec is {SPEC_FORMS})")

@@ -23,6 +23,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..errors import UsageError
+
 SelectOn = Literal["val", "test"]
 
 
@@ -160,7 +162,7 @@ def resolve(
     try:
         base = PROTOCOLS[name]
     except KeyError:
-        raise ValueError(f"unknown evaluation protocol {name!r}; known: {', '.join(PROTOCOLS)}") from None
+        raise UsageError(f"unknown evaluation protocol {name!r}; known: {', '.join(PROTOCOLS)}") from None
     sampling, probe = dict(sampling or {}), dict(probe or {})
     changed = [f"clip.{k}" for k, v in sampling.items() if getattr(base.sampling, k) != v]
     changed += [f"probe.{k}" for k, v in probe.items() if getattr(base.probe, k) != _tuple(v)]

@@ -9,14 +9,16 @@ possibly prefixed ``module.`` / ``backbone.``): the caller names the architectur
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from ..io import atomic_path
-from .vit import VisionTransformer, create_model
+from .vit import VisionTransformer, create_model, list_models
 
 FORMAT = "unisurg/v1"
 
@@ -28,7 +30,32 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> No
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Read a ``torch.save`` file safely (``weights_only``: a file never runs code here).
+
+    A file that is no checkpoint (a text file, a truncated download) is a :class:`UsageError`
+    naming it, instead of torch's messages (a ``KeyError: '101'`` for a text file, or advice
+    about ``weights_only`` and arbitrary code execution)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    # torch.save writes a zip archive (PK..); files of torch < 1.6 are a pickle stream (0x80 ..)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise UsageError(f"{path}: not a PyTorch checkpoint (it starts with {head!r}, not a torch.save header)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UsageError(
+            f"{path}: holds Python objects besides tensors and plain containers; unisurg reads checkpoints "
+            "with weights_only=True (a file never runs code): save a state dict instead"
+        ) from None
+    except (RuntimeError, EOFError, KeyError, ValueError) as err:
+        reason = str(err).split(". ")[0]
+        raise UsageError(f"{path}: cannot be read as a checkpoint (truncated or corrupt? torch: {reason})") from None
+    if not isinstance(ckpt, dict):
+        raise UsageError(f"{path}: a checkpoint holds a dict of weights, this one holds a {type(ckpt).__name__}")
+    return ckpt
 
 
 def encoder_payload(
@@ -59,9 +86,9 @@ def load_vjepa_checkpoint(
     prefixes ``module.`` / ``backbone.`` are stripped. With ``strict`` any missing or unexpected
     parameter is an error naming it (a wrong ``arch`` fails loudly instead of loading half a model).
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path)
     if key not in ckpt:
-        raise KeyError(f"{path}: no key {key!r} in checkpoint (has {sorted(ckpt)[:8]})")
+        raise UsageError(f"{path}: no key {key!r} in the checkpoint (it has {', '.join(sorted(map(str, ckpt))[:8])})")
     model = create_model(arch)
     state = strip_prefixes(ckpt[key])
     own = model.state_dict()
@@ -69,7 +96,7 @@ def load_vjepa_checkpoint(
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if wrong or (strict and (missing or unexpected)):
-        raise ValueError(
+        raise UsageError(
             f"{path}: weights do not match {arch}: wrong shapes {wrong[:3]}, missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}"
         )
@@ -79,13 +106,16 @@ def load_vjepa_checkpoint(
 
 def load_encoder(path: str | os.PathLike[str], arch: str | None = None, key: str | None = None) -> VisionTransformer:
     """Load any encoder: our self-describing checkpoints, or a public V-JEPA 2 file with ``arch`` given."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path)
     if ckpt.get("format") == FORMAT:
         model = VisionTransformer(**ckpt["config"])
         model.load_state_dict(ckpt[key or "encoder"])
         return model
     if arch is None:
-        raise ValueError(f"{Path(path).name} is not a unisurg checkpoint: pass the architecture (e.g. vit_large)")
+        raise UsageError(
+            f"{path} is not a unisurg checkpoint: name its architecture, e.g. vjepa:vit_large:{path} "
+            f"(architectures: {', '.join(list_models())})"
+        )
     return load_vjepa_checkpoint(path, arch, key or "target_encoder")
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..errors import UnknownName
 from .rope import apply_rope_3d, token_positions
 
 # --------------------------------------------------------------------------- registry
@@ -39,7 +40,7 @@ def list_models() -> list[str]:
 def create_model(name: str, **kwargs) -> VisionTransformer:
     """Build a registered encoder by name; unknown names and unknown kwargs raise."""
     if name not in _MODELS:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+        raise UnknownName(f"unknown architecture {name!r}; registered: {', '.join(list_models())}")
     return _MODELS[name](**kwargs)
 
 

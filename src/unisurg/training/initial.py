@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from ..io import sha256_file
-from ..models.checkpoint import FORMAT, strip_prefixes
+from ..models.checkpoint import FORMAT, load_checkpoint, strip_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,9 @@ def load_initial(spec: str, arch: str) -> InitialWeights | None:
     if kind == "vjepa":
         parts = rest.split(":")
         if len(parts) not in (2, 3) or not parts[1]:
-            raise ValueError(f"pretrain.init {spec!r}: expected vjepa:<arch>:<path>[:<key>]")
+            raise UsageError(f"pretrain.init {spec!r}: expected vjepa:<arch>:<path>[:<key>]")
         if parts[0] != arch:
-            raise ValueError(f"pretrain.init {spec!r} names {parts[0]}, pretrain.arch is {arch}: they must agree")
+            raise UsageError(f"pretrain.init {spec!r} names {parts[0]}, pretrain.arch is {arch}: they must agree")
         path, key = Path(parts[1]), parts[2] if len(parts) == 3 else None
         ck = _read(path, spec)
         if key is not None:
@@ -72,11 +73,11 @@ def load_initial(spec: str, arch: str) -> InitialWeights | None:
         path = Path(spec)
         ck = _read(path, spec)
         if ck.get("format") != FORMAT:
-            raise ValueError(
+            raise UsageError(
                 f"pretrain.init {spec!r}: not a unisurg checkpoint; a released file is vjepa:<arch>:<path>"
             )
         if ck.get("arch") != arch:
-            raise ValueError(f"pretrain.init {spec!r} holds {ck.get('arch')}, pretrain.arch is {arch}: they must agree")
+            raise UsageError(f"pretrain.init {spec!r} holds {ck.get('arch')}, pretrain.arch is {arch}: they must agree")
         enc = ck["encoder"]
         tgt = ck.get("target_encoder") or enc
         pred = ck.get("predictor")
@@ -87,12 +88,12 @@ def load_initial(spec: str, arch: str) -> InitialWeights | None:
 def _read(path: Path, spec: str) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"pretrain.init {spec!r}: no file {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_checkpoint(path)
 
 
 def _entry(ck: dict, key: str, path: Path) -> dict[str, torch.Tensor]:
     if key not in ck:
-        raise KeyError(f"{path}: no {key!r} in the checkpoint (it has {sorted(ck)[:8]})")
+        raise UsageError(f"{path}: no {key!r} in the checkpoint (it has {sorted(ck)[:8]})")
     return ck[key]
 
 
@@ -118,7 +119,7 @@ def apply_initial(
             continue
         problems = mismatch(module, state)
         if problems:
-            raise ValueError(
+            raise UsageError(
                 f"pretrain.init {init.spec!r}: its {name} is not a {arch}: {len(problems)} differences, e.g. "
                 + "; ".join(problems[:6])
             )
