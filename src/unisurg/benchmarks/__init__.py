@@ -4,6 +4,8 @@
 - :mod:`.families`: task families and their facts (``Phase``, ``Triplets``, ``Depth``, ...);
 - :mod:`.records`: what loaders return (records, pixel sources, split rules);
 - :mod:`.problems`, :mod:`.parsing`: problem reporting and the shared parsers;
+- :mod:`.ondisk`: the expected on-disk layout each benchmark declares;
+- :mod:`.deep`: ``validate(deep=True)``, which opens every video, image and dense target;
 - :mod:`.phase`, :mod:`.clips`, :mod:`.triplets`, :mod:`.dense`: the loaders and declarations;
 - :mod:`.registry`: benchmarks by name.
 """

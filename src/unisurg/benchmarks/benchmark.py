@@ -3,7 +3,8 @@
 Everything the harness, the metrics, the synthetic writers and the report need to know about
 a benchmark lives on its :class:`Benchmark`: its place in the paper's suite, its task family
 (with the family's facts: ignored classes, depth cap, relaxed-boundary jumps, ...), classes,
-metric and direction, split rule, folds, loader and target decoder.
+metric and direction, split rule, folds, loader, target decoder and the on-disk layout the
+loader expects.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .deep import check_pixels
 from .families import Family
+from .ondisk import DiskLayout
 from .problems import AnnotationError, Problems
 from .records import SPLITS, IdSplit, Record
 
@@ -36,6 +39,7 @@ class Benchmark:
     split: IdSplit | None = None  # the split as id tables, where the dataset publishes it so
     folds: int = 0  # >0: k-fold cross-validation over Record.fold instead of fixed splits
     read_target: Callable[[str], np.ndarray] | None = None  # dense: target file -> mask / depth (H, W)
+    disk_layout: DiskLayout | None = None  # the real download's files, shown when a root does not validate
 
     @property
     def task(self) -> str:
@@ -46,6 +50,11 @@ class Benchmark:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def layout(self) -> str:
+        """The expected on-disk layout as a short tree ("" where the declaration gives none)."""
+        return self.disk_layout.text() if self.disk_layout is not None else ""
+
     def load(self, root: str | os.PathLike[str]) -> list[Record]:
         """Read the dataset under ``root``; raise AnnotationError listing every problem."""
         problems = Problems()
@@ -53,8 +62,13 @@ class Benchmark:
         problems.raise_if_any(self.title)
         return records
 
-    def validate(self, root: str | os.PathLike[str]) -> ValidationReport:
-        """Read the dataset under ``root`` without stopping at problems; summarise it."""
+    def validate(self, root: str | os.PathLike[str], deep: bool = False) -> ValidationReport:
+        """Read the dataset under ``root`` without stopping at problems; summarise it.
+
+        ``deep``: also open every video, image and dense target the records name, and check that
+        each temporal record's annotations end within its video (:mod:`.deep`); slow on a full
+        download, since every file is read.
+        """
         problems = Problems()
         root = Path(root)
         if not root.is_dir():
@@ -66,7 +80,8 @@ class Benchmark:
             except AnnotationError as err:  # a loader gave up on a structural problem
                 problems.add(root, None, str(err))
                 records = []
-        return ValidationReport.build(self, records, problems)
+        checked = check_pixels(records, problems, self.read_target) if deep else {}
+        return ValidationReport.build(self, records, problems, checked)
 
 
 @dataclass
@@ -76,13 +91,16 @@ class ValidationReport:
     groups: dict[str, int]  # videos per split
     class_counts: dict[str, int]  # labelled instants per class name (classification tasks)
     problems: list[str] = field(default_factory=list)
+    checked: dict[str, int] = field(default_factory=dict)  # deep only: files opened per kind ("videos", ...)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     @classmethod
-    def build(cls, bench: Benchmark, records: list[Record], problems: Problems) -> ValidationReport:
+    def build(
+        cls, bench: Benchmark, records: list[Record], problems: Problems, checked: dict[str, int] | None = None
+    ) -> ValidationReport:
         # Cross-validated benchmarks are summarised per fold, the others per split.
         keys = [f"fold{k}" for k in range(bench.folds)] if bench.folds else list(SPLITS)
         counts = {s: 0 for s in keys}
@@ -101,5 +119,10 @@ class ValidationReport:
             if counts[s] == 0:
                 problems.add("-", None, f"{s} is empty")
         return cls(
-            bench.title, counts, {s: len(g) for s, g in groups.items()}, class_counts, [str(p) for p in problems.items]
+            bench.title,
+            counts,
+            {s: len(g) for s, g in groups.items()},
+            class_counts,
+            [str(p) for p in problems.items],
+            dict(checked or {}),
         )

@@ -9,6 +9,7 @@ import numpy as np
 
 from .benchmark import Benchmark
 from .families import ClipClassification, Skill
+from .ondisk import DiskLayout
 from .parsing import find_files, read_lines
 from .problems import Problems
 from .records import Record, VideoSource, carve_val
@@ -74,6 +75,10 @@ SURGICALACTIONS160 = Benchmark(
     metric="accuracy",
     higher_is_better=True,
     loader=load_surgical_actions,
+    disk_layout=DiskLayout(
+        folder="SurgicalActions160",
+        files=(("<CC>_<action>/<CC>_<VV>.mp4", "class CC = 01..16 (01_abdominal_access, ...), clip VV = 01..10"),),
+    ),
     description="gynaecologic laparoscopy actions, 16 classes x 10 clips; 4-fold CV",
     folds=SURGICAL_ACTIONS_FOLDS,
 )
@@ -126,6 +131,13 @@ POLYPDIAG = Benchmark(
     metric="f1",
     higher_is_better=True,
     loader=load_polypdiag,
+    disk_layout=DiskLayout(
+        folder="PolypDiag",
+        files=(
+            ("videos/<name>.mp4", ""),
+            ("splits/{train,val}.txt", "'<name>.mp4,<label>' per line, label 0 or 1; val.txt is the test set"),
+        ),
+    ),
     description="colonoscopy video diagnosis (normal/abnormal); Endo-FM splits; test = val.txt",
 )
 
@@ -232,6 +244,13 @@ JIGSAWS = Benchmark(
     metric="spearman",
     higher_is_better=True,
     loader=load_jigsaws,
+    disk_layout=DiskLayout(
+        folder="JIGSAWS",
+        files=(
+            ("<Task>/meta_file_<Task>.txt", "Task = Suturing, Knot_Tying or Needle_Passing; GRS per trial"),
+            ("<Task>/video/<Task>_<User><NNN>_capture1.avi", "user B..I, trial 001..005; 30 fps"),
+        ),
+    ),
     description="bench-top robotic skill (GRS regression); leave-one-supertrial-out (5 folds), "
     "Spearman rho within each fold, Fisher-z mean over folds",
     folds=JIGSAWS_SUPERTRIALS,

@@ -16,6 +16,7 @@ import numpy as np
 
 from .benchmark import Benchmark
 from .families import Depth, Segmentation
+from .ondisk import DiskLayout
 from .parsing import find_files, read_lines
 from .problems import Problems
 from .records import IdSplit, ImageSource, Record, carve_val
@@ -84,6 +85,14 @@ CVC12K = Benchmark(
     metric="dice",
     higher_is_better=True,
     loader=load_cvc12k,
+    disk_layout=DiskLayout(
+        folder="CVC-12K",
+        files=(
+            ("videolist.txt", "'<name> <start> <count> <unused>' per sequence, images numbered from 1"),
+            ("CVC-ClinicDB/Original/<N>.tif", "frames"),
+            ("CVC-ClinicDB/Ground Truth/<N>.tif", "polyp masks"),
+        ),
+    ),
     description="CVC-ClinicDB frames grouped into 29 sequences (Endo-FM); Dice/IoU per image",
     read_target=read_mask,
 )
@@ -130,6 +139,14 @@ KVASIRSEG = Benchmark(
     metric="dice",
     higher_is_better=True,
     loader=load_kvasir,
+    disk_layout=DiskLayout(
+        folder="Kvasir-SEG",
+        files=(
+            ("images/<id>.jpg", ""),
+            ("masks/<id>.jpg", "JPEG masks, thresholded at 128"),
+            ("kavsir_bboxes.json", "(sic) optional; checked to be JSON when present"),
+        ),
+    ),
     description="colonoscopy polyp masks (JPEG, threshold 128); Dice/IoU per image",
     read_target=read_mask,
 )
@@ -202,6 +219,13 @@ C3VD = Benchmark(
     metric="abs_rel",
     higher_is_better=False,
     loader=load_c3vd,
+    disk_layout=DiskLayout(
+        folder="C3VD",
+        files=(
+            ("<segment>_t<k>_<v>/<N>_color.png", "e.g. cecum_t1_a/0_color.png (padding varies)"),
+            ("<segment>_t<k>_<v>/<NNNN>_depth.tiff", "uint16, 0..65535 = 0..100 mm"),
+        ),
+    ),
     description="colonoscopy phantom depth (16-bit TIFF, 0-100 mm); median-scaled AbsRel/RMSE/delta",
     split=C3VD_SPLIT,
     read_target=read_c3vd_depth,
@@ -274,6 +298,16 @@ SCARED = Benchmark(
     metric="abs_rel",
     higher_is_better=False,
     loader=load_scared,
+    disk_layout=DiskLayout(
+        folder="SCARED",
+        files=(
+            ("dataset<N>/keyframe<M>/image_02/data/<NNNNNNNNNN>.png", "frames numbered from 1"),
+            (
+                "dataset<N>/keyframe<M>/image_02/data/groundtruth/scene_points<NNNNNN>.tiff",
+                "frame - 1; Z of the top half (left view) in mm",
+            ),
+        ),
+    ),
     description="da Vinci stereo keyframes with structured-light depth; median-scaled depth metrics",
     split=SCARED_SPLIT,
     read_target=read_scared_depth,

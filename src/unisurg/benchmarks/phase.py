@@ -18,6 +18,7 @@ import numpy as np
 
 from .benchmark import Benchmark
 from .families import Phase
+from .ondisk import DiskLayout
 from .parsing import (
     ClassIds,
     ClassNames,
@@ -91,6 +92,13 @@ CHOLEC80 = Benchmark(
     metric="accuracy",
     higher_is_better=True,
     loader=load_cholec80,
+    disk_layout=DiskLayout(
+        folder="cholec80",
+        files=(
+            ("videos/video<NN>.mp4", "25 fps; NN = 01..80 (split 1-40 / 41-48 / 49-80)"),
+            ("phase_annotations/video<NN>-phase.txt", "header Frame<TAB>Phase, a row per frame from 0, phase names"),
+        ),
+    ),
     description="laparoscopic cholecystectomy phases; 25 fps per-frame labels; split 40/8/32",
     split=CHOLEC80_SPLIT,
 )
@@ -132,6 +140,15 @@ M2CAI16 = Benchmark(
     metric="accuracy",
     higher_is_better=True,
     loader=load_m2cai16,
+    disk_layout=DiskLayout(
+        folder="m2cai16-workflow",
+        files=(
+            ("train_dataset/workflow_video_<NN>.mp4", "25 fps; 27 training videos"),
+            ("train_dataset/workflow_video_<NN>.txt", "a header line, then 'frame phase_name' per frame"),
+            ("test_dataset/test_workflow_video_<NN>.mp4", "14 test videos"),
+            ("test_dataset/test_workflow_video_<NN>.txt", "as the training label files"),
+        ),
+    ),
     description="cholecystectomy workflow challenge; 27 train / 14 test videos; val = last 20% of train",
 )
 
@@ -184,6 +201,13 @@ AUTOLAPARO = Benchmark(
     metric="accuracy",
     higher_is_better=True,
     loader=load_autolaparo,
+    disk_layout=DiskLayout(
+        folder="autolaparo",
+        files=(
+            ("videos/<NN>.mp4", "25 fps; NN = 01..21 (split 1-10 / 11-14 / 15-21)"),
+            ("labels/label_<NN>.txt", "header Frame<TAB>Phase, a row per second; frames and phase ids 1-based"),
+        ),
+    ),
     description="laparoscopic hysterectomy, task 1; 1 fps labels, 1-based frames, ids 1..7; split 10/4/7",
     split=AUTOLAPARO_SPLIT,
 )
@@ -246,6 +270,13 @@ HEICHOLE = Benchmark(
     metric="f1",
     higher_is_better=True,
     loader=load_heichole,
+    disk_layout=DiskLayout(
+        folder="HeiChole",
+        files=(
+            ("Videos/Full/Hei-Chole<N>.mp4", "25 or 50 fps; found anywhere under the root, any case; HD/ skipped"),
+            ("Annotations/Phase/Hei-Chole<N>_Annotation_Phase.csv", "'frame,phase_id' per frame, no header; anywhere"),
+        ),
+    ),
     description="cholecystectomy (EndoVis 2019); per-frame labels at 25 or 50 fps; split 12/4/8 (ours)",
     split=HEICHOLE_SPLIT,
 )
@@ -375,6 +406,15 @@ MULTIBYPASS140 = Benchmark(
     metric="accuracy",
     higher_is_better=True,
     loader=load_multibypass,
+    disk_layout=DiskLayout(
+        folder="MultiBypass140",
+        files=(
+            ("{BernBypass70,StrasBypass70}/videos/{BBP,SBP}<NN>.mp4", "one folder per centre"),
+            ("labels/{bern,strasbourg}/labels_by70/{BBP,SBP}<NN>.mp4.json", "phases: start/end in ms, label_id"),
+            ("labels/{bern,strasbourg}/labels_by70_splits/labels/train/1fps_100_0.pickle", "fold-0 split"),
+            ("labels/{bern,strasbourg}/labels_by70_splits/labels/{val,test}/1fps_0.pickle", "fold-0 split"),
+        ),
+    ),
     description="gastric bypass (Bern + Strasbourg); ms phase segments; official fold-0 split pickles",
 )
 
@@ -439,6 +479,13 @@ PITVIS = Benchmark(
     metric="pitvis_score",
     higher_is_better=True,
     loader=load_pitvis,
+    disk_layout=DiskLayout(
+        folder="PitVis",
+        files=(
+            ("video_<NN>.mp4", "24 fps; found anywhere under the root"),
+            ("annotations_<NN>.csv", "header int_video,int_time,int_step,...; a row per second; anywhere"),
+        ),
+    ),
     description="endoscopic pituitary surgery steps; 1 fps CSV; score = (macro F1 + edit)/2 without -1, 11, 13",
     split=PITVIS_SPLIT,
 )
@@ -509,6 +556,13 @@ EGOSURGERY = Benchmark(
     metric="f1",
     higher_is_better=True,
     loader=load_egosurgery,
+    disk_layout=DiskLayout(
+        folder="EgoSurgery",
+        files=(
+            ("images/<VV>/<VV>_<S>_<FFFF>.jpg", "the frames of video VV, session S"),
+            ("annotations/phase/<VV>_<S>.csv", "header Frame,Phase; Frame = image stem; lower-case phase names"),
+        ),
+    ),
     description="egocentric open surgery; per-image phase CSVs; split by video",
     split=EGOSURGERY_SPLIT,
 )
@@ -566,6 +620,13 @@ PMLR50 = Benchmark(
     metric="accuracy",
     higher_is_better=True,
     loader=load_pmlr50,
+    disk_layout=DiskLayout(
+        folder="PmLR50",
+        files=(
+            ("frames/<NN>/<NNNNNNNN>.jpg", "1 fps, numbered from 0"),
+            ("phase_annotations/<NN>.txt", "a header line, then 'frame phase_id' at 1 fps; ids 0..4"),
+        ),
+    ),
     description="laparoscopic liver resection; 1 fps frames frames/NN/NNNNNNNN.jpg; official PmNet split",
     split=PMLR50_SPLIT,
 )
@@ -643,6 +704,13 @@ OPHNET2024 = Benchmark(
     metric="accuracy",
     higher_is_better=True,
     loader=load_ophnet,
+    disk_layout=DiskLayout(
+        folder="OphNet2024",
+        files=(
+            ("OphNet2024_all/<video_id>.mp4", "the videos the CSV names"),
+            (OPHNET_CSV, "header " + ",".join(OPHNET_COLUMNS) + "; segments in seconds"),
+        ),
+    ),
     description="ophthalmic surgery phase localisation; segments in seconds, split column in the CSV",
 )
 

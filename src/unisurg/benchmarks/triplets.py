@@ -10,6 +10,7 @@ import numpy as np
 
 from .benchmark import Benchmark
 from .families import Triplets
+from .ondisk import DiskLayout
 from .parsing import find_files
 from .problems import Problems
 from .records import FramesSource, IdSplit, Record
@@ -145,6 +146,13 @@ CHOLECT50 = Benchmark(
     metric="map_ivt",
     higher_is_better=True,
     loader=load_cholect50,
+    disk_layout=DiskLayout(
+        folder="CholecT50",
+        files=(
+            ("videos/VID<NN>/<NNNNNN>.png", "1 fps, numbered from 0"),
+            ("labels/VID<NN>.json", "categories.triplet and annotations {frame: [[15 numbers], ...]}"),
+        ),
+    ),
     description="action triplets at 1 fps; video-wise AP with absent classes excluded; Rendezvous split",
     split=CHOLECT50_SPLIT,
 )

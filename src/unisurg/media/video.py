@@ -104,27 +104,52 @@ class VideoReader:
             self._hw = frames.shape[1:3]
         return frames
 
+    def decode_last(self) -> np.ndarray:
+        """Decode the last frame the index lists -> (1, H, W, 3); raise VideoError if no decoder reaches it.
+
+        A damaged file often opens (its index is intact) and fails only where its data breaks, so
+        checking a download decodes the end. Unlike :meth:`get_frames`, a PyAV stream that ends early
+        is an error here, not a reason to repeat the last frame it decoded.
+        """
+        if not self._n:
+            raise VideoError(f"{self.path}: the index lists no frames")
+        last = self._n - 1
+        try:
+            return self._vr.get_batch([last]).asnumpy()
+        except Exception as err:  # decord raises DECORDError with C++ messages; PyAV gets the last word
+            log.debug("%s: decord cannot decode frame %d (%s); trying PyAV", self.path, last, decoder_message(err))
+        return pyav_frames(self.path, np.array([last]), strict=True)
+
     def release(self) -> None:
         """Reset decoder state (decord's buffers grow in long-lived readers; call between long uses)."""
         self._vr.seek(0)
 
 
-def pyav_frames(path: str | os.PathLike[str], indices: np.ndarray) -> np.ndarray:
-    """Decode the frames at ``indices`` (sorted or not) sequentially with PyAV -> (T, H, W, 3) RGB."""
+def pyav_frames(path: str | os.PathLike[str], indices: np.ndarray, strict: bool = False) -> np.ndarray:
+    """Decode the frames at ``indices`` (sorted or not) sequentially with PyAV -> (T, H, W, 3) RGB.
+
+    ``strict``: a wanted frame past the end of the decodable stream raises VideoError instead of
+    repeating the last frame decoded.
+    """
     import av
 
     wanted = {int(i) for i in indices}
     last = max(wanted)
     got: dict[int, np.ndarray] = {}
+    decoded = 0
     try:
         with av.open(str(path)) as container:
             for k, frame in enumerate(container.decode(video=0)):
+                decoded = k + 1
                 if k in wanted:
                     got[k] = frame.to_ndarray(format="rgb24")
                 if k >= last:
                     break
     except (OSError, ValueError) as err:  # av.error.FFmpegError derives from OSError/ValueError
         raise VideoError(f"{path}: PyAV decode failed: {err}") from None
+    if strict and len(got) < len(wanted):
+        missing = min(wanted - got.keys())
+        raise VideoError(f"{path}: the stream ends before frame {missing} (PyAV decoded {decoded} frames)")
     if not got:
         raise VideoError(f"{path}: PyAV decoded no frames")
     fallback = got[max(got)]  # frames past a truncated end repeat the last decodable one
