@@ -135,7 +135,7 @@ def test_params_paths_are_relative_to_the_params_file(tmp_path, monkeypatch):
         "b": "random:vit_pico",
         "c": "timm:resnet18:conf/w/r.pth",
         "d": "timm:resnet18",
-        "e": "conf/x.pt",  # a --set value counts as written in the file
+        "e": "x.pt",  # a --set value is written on the command line: relative to the working directory
     }
     assert p.evaluate.cache_dir == "conf/cache"
     # from the file's own folder nothing moves (the DVC stages' case: their recorded params stay as written)

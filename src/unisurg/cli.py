@@ -263,7 +263,9 @@ def cmd_features(args: argparse.Namespace) -> int:
         bf16 = not args.fp32
         rows = extract(model.to(d.device), videos, Path(args.out), windows, args.batch_size, args.pool, meta, d, bf16)
         if d.is_main:
-            log.info("features: %d windows of %d videos -> %s (%s)", rows, len(videos), args.out, _compute(d, bf16))
+            log.info(
+                "features: %d windows of the %d videos given -> %s (%s)", rows, len(videos), args.out, _compute(d, bf16)
+            )
     return 0
 
 
@@ -314,6 +316,9 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     return 0
 
 
+LAYOUT_LEGEND = "\n(<NN>: one name part, e.g. a zero-padded number; {a,b}: either; text after a path: its content)"
+
+
 def cmd_benchmarks(args: argparse.Namespace) -> int:
     from .benchmarks import get_benchmark, list_benchmarks
 
@@ -346,20 +351,25 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     if args.action == "layout":
         print(f"{bench.title}: the on-disk layout its loader reads (the root is the folder shown first)\n")
         print(bench.layout)
+        print(LAYOUT_LEGEND)
         return 0
     if not args.root:
         raise UsageError(f"benchmarks validate {args.name} needs --root DIR, the dataset's folder")
     rep = bench.validate(args.root, deep=args.deep)
     if args.json:
-        print(json.dumps(dataclasses.asdict(rep) | {"ok": rep.ok}, indent=2))
+        fields = {"counts": rep.counts, "videos": rep.groups, "classes": rep.class_counts, "problems": rep.problems}
+        print(json.dumps({"benchmark": rep.benchmark, "ok": rep.ok, **fields, "checked": rep.checked}, indent=2))
         return 0 if rep.ok else 1
     print(f"{rep.benchmark}: {'OK' if rep.ok else f'{len(rep.problems)} problem(s)'}{' (deep)' if args.deep else ''}")
     print("  records: " + ", ".join(f"{k} {v}" for k, v in rep.counts.items()))
     print("  videos:  " + ", ".join(f"{k} {v}" for k, v in rep.groups.items()))
+    if rep.checked:
+        print("  opened:  " + ", ".join(f"{k} {v}" for k, v in rep.checked.items()))
     for prob in rep.problems:
         print(f"  - {prob}")
     if not rep.ok and not any(rep.counts.values()):  # nothing found: the root does not follow the layout
         print(f"\nExpected layout of {bench.title} (unisurg benchmarks layout {bench.name}):\n{bench.layout}")
+        print(LAYOUT_LEGEND)
     return 0 if rep.ok else 1
 
 
@@ -396,8 +406,17 @@ SET_EXAMPLES = {
 }
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown in every help line; descriptions and epilogs keep their line breaks."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default at the end of its help (unless the help already says it, or there is
+    none to show); descriptions and epilogs keep their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        empty = d is None or d is False or d is argparse.SUPPRESS or d == []  # `0 in (False,)` is True: no `in`
+        if "default" in text or empty or action.required or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _common() -> argparse.ArgumentParser:
@@ -563,6 +582,9 @@ def _version() -> str:
 # --------------------------------------------------------------------------- entry point
 
 
+_HANDLER = "unisurg-cli"
+
+
 class _OursOrWarnings(logging.Filter):
     """Our records at the chosen level; every library's (Great Expectations logs hundreds of INFO
     lines per run, with its own logger levels) only from WARNING up."""
@@ -579,10 +601,15 @@ class _OursOrWarnings(logging.Filter):
 def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     """One stderr handler: unisurg's logs at INFO (DEBUG with -v, WARNING with --quiet), libraries' at WARNING."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER]:  # a previous call's (tests call main often)
+        root.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_OursOrWarnings(level))
-    logging.basicConfig(level=min(level, logging.INFO), handlers=[handler], force=True)
+    root.addHandler(handler)  # other handlers (an embedding application's, pytest's) stay
+    root.setLevel(min(level, logging.INFO))
     logging.getLogger("unisurg").setLevel(level)
 
 

@@ -390,16 +390,16 @@ def load_params(path: str | Path | None = None, overrides: list[str] | tuple[str
     """Parse the pipeline parameters (then ``overrides``, see :func:`apply_overrides`) into typed ones.
 
     ``path`` None: ``./params.yaml`` when the working directory has one, else the built-in defaults,
-    so that commands needing no pipeline parameters run anywhere. Relative paths in a parameters
-    file are relative to that file's folder (``--set`` values count as written in it), as in
-    ``sources.yaml``: see :func:`rebase_paths`.
+    so that commands needing no pipeline parameters run anywhere. Relative paths are relative to
+    where they are written: in a parameters file to that file's folder (as in ``sources.yaml``, see
+    :func:`rebase_paths`), in a ``--set`` value to the working directory.
     """
     if path is None:
         if not Path(PARAMS_FILE).is_file():
             log.info("no %s in %s: built-in default parameters (--params FILE to use others)", PARAMS_FILE, Path.cwd())
             return parse_params(apply_overrides({}, overrides), source=f"the defaults with {' '.join(overrides)}")
         path = PARAMS_FILE
-    data = rebase_paths(apply_overrides(load_yaml(path), overrides), Path(path).parent)
+    data = apply_overrides(rebase_paths(load_yaml(path), Path(path).parent), overrides)
     source = f"{path} with {' '.join(overrides)}" if overrides else str(path)
     return parse_params(data, source=source)
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .deep import check_pixels
 from .families import Family
 from .ondisk import DiskLayout
 from .problems import AnnotationError, Problems
@@ -80,7 +79,11 @@ class Benchmark:
             except AnnotationError as err:  # a loader gave up on a structural problem
                 problems.add(root, None, str(err))
                 records = []
-        checked = check_pixels(records, problems, self.read_target) if deep else {}
+        checked = {}
+        if deep:
+            from .deep import check_pixels  # deferred: it imports the video stack (decord, PyAV)
+
+            checked = check_pixels(records, problems, self.read_target)
         return ValidationReport.build(self, records, problems, checked)
 
 

@@ -84,7 +84,7 @@ class JEPA(nn.Module):
 
     def forward(
         self, x: torch.Tensor, masks: list[tuple[torch.Tensor, torch.Tensor]], grid: tuple[int, int, int]
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """-> per mask generator: (predictions at target positions (B, K_t, D_out), context tokens
         (B, K_c, D), the same before the encoder's final norm (B, K_c, D))."""
         out = []
