@@ -428,6 +428,20 @@ def protocol_section(rows: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
+def hour_section(r: dict) -> list[str]:
+    lines = [
+        "## An hour of 720p video on one CPU core (`perf/bench_hour.py`)",
+        "",
+        f"One {r['video']} test video (moving pattern), timed once on one core and scaled to an hour of video. "
+        "CPU-side work only: no encoder compute.",
+        "",
+        "| work | seconds per hour of video |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v:,.0f} |" for k, v in r["per_hour_s"].items()]
+    return [*lines, ""]
+
+
 def main() -> int:
     sections = (
         ("decode", decode_section),
@@ -435,6 +449,7 @@ def main() -> int:
         ("train", train_section),
         ("eval", eval_section),
         ("scaling", scaling_section),
+        ("hour", hour_section),
         ("protocol", protocol_section),
     )
     inputs = {name: data for name, _ in sections if (data := load(name)) is not None}
