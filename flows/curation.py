@@ -116,6 +116,8 @@ if __name__ == "__main__":
     configure_logging(a.verbose)
 
     def run() -> int:
+        # the user's mistakes (a missing registry or params file, a bad task runner) before Prefect starts
+        load_sources(registry_path(a.sources, load_params(a.params).curate.sources))
         flow_ = curation.with_options(task_runner=make_task_runner(a.task_runner, a.workers))
         flow_(sources=a.sources, out=a.out, params=a.params)
         return 0

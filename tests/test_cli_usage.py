@@ -99,6 +99,27 @@ def test_a_mistake_is_one_line_and_exit_code_2(case, tmp_path, capsys, monkeypat
     assert "Traceback" not in err
 
 
+def test_the_curation_flow_from_another_folder_names_the_missing_registry(tmp_path):
+    """`python flows/curation.py` run elsewhere: the same one-line error as `unisurg curate`, exit 2."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "flows" / "curation.py"), "--sources", "my.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2, out.stderr
+    assert _errors(out.stderr) == ["my.yaml: file not found"] and "Traceback" not in out.stderr
+
+
+def test_benchmarks_list_reads_right(capsys):
+    assert main(["benchmarks", "list"]) == 0
+    rows = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()[1:]}
+    assert len(rows) == 17
+    assert rows["jigsaws"].split()[3] == "-" and rows["c3vd"].split()[3] == "-"  # regression: no classes, not 0
+    assert "abs_rel ↓" in rows["scared"] and "accuracy ↑" in rows["cholec80"]
+    assert "frames frames" not in "".join(rows.values())
+
+
 def test_verbose_shows_the_traceback(tmp_path, capsys):
     assert main(["-v", "benchmarks", "validate", "cholec81", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err

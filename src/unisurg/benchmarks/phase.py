@@ -627,7 +627,7 @@ PMLR50 = Benchmark(
             ("phase_annotations/<NN>.txt", "a header line, then 'frame phase_id' at 1 fps; ids 0..4"),
         ),
     ),
-    description="laparoscopic liver resection; 1 fps JPEG frames frames/NN/NNNNNNNN.jpg; official PmNet split",
+    description="laparoscopic liver resection; 1 fps JPEG frames in frames/NN/; official PmNet split",
     split=PMLR50_SPLIT,
 )
 
