@@ -133,7 +133,7 @@ def test_a_new_benchmark_runs_end_to_end(tmp_path):
         metrics = tmp_path / "toyclips.json"
         args = ["evaluate", "--params", str(ROOT / "params.yaml"), "--quiet", "--benchmark", "toyclips"]
         args += ["--root", str(root), "--out", str(tmp_path / "out"), "--metrics", str(metrics)]
-        args += ["--set", "evaluate.models={rand: 'random:vit_nano'}", "--set", f"evaluate.cache_dir={tmp_path}/c"]
+        args += ["--encoder", "rand=random:vit_nano", "--set", f"evaluate.cache_dir={tmp_path}/c"]  # not params' models
         args += ["--set", "evaluate.clip={frames: 4, fps: 4.0, size: 32}", "--set", "evaluate.bootstrap=20"]
         args += ["--set", "evaluate.probe={lrs: [0.01], weight_decays: [0.01], epochs: 2, seeds: 1}"]
         assert main(args) == 0
@@ -150,7 +150,7 @@ def test_a_new_benchmark_runs_end_to_end(tmp_path):
     assert res["null"]["heads"][0]["null"] == "training prior" and set(r["paired"]) == {"null"}
     cli = json.loads(metrics.read_text())
     assert cli["name"] == "toyclips" and cli["classes"] == ["clear", "smoke"]
-    assert 0 <= cli["models"]["rand"]["value"] <= 1
+    assert set(cli["models"]) == {"rand"} and 0 <= cli["models"]["rand"]["value"] <= 1  # --encoder replaced the models
     # only the fields that differ from the preset are named (weight_decays [0.01] is mini's own)
     label = "mini+clip.frames+clip.fps+clip.size+probe.lrs+probe.epochs+probe.seeds+bootstrap"
     assert cli["protocol"]["label"] == label
