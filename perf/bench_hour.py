@@ -12,7 +12,7 @@ video (a moving test pattern, so that motion and decoding are not trivial), then
 Every figure is scaled to one hour of video. Encoder compute is not included (it is measured by
 ``make bench-gpu`` on a GPU, and computed from FLOPs in ``perf/protocol_cost.py``).
 
-    OMP_NUM_THREADS=1 python perf/bench_hour.py --seconds 60 --out reports/perf_hour.json
+    OMP_NUM_THREADS=1 python perf/bench_hour.py --seconds 120 --out reports/perf_hour.json
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ def timed(fn) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=int, default=60, help="length of the test video")
+    ap.add_argument(
+        "--seconds", type=int, default=120, help="length of the test video (>= 2 surgmotion windows of 64 s)"
+    )
     ap.add_argument("--out", default="reports/perf_hour.json")
     args = ap.parse_args()
     per_hour = 3600.0 / args.seconds
