@@ -174,7 +174,7 @@ def test_params_paths_are_relative_to_the_params_file(tmp_path, monkeypatch):
 def test_curate_from_another_folder_logs_only_our_lines(corpus, tmp_path, capsys, monkeypatch):
     """`unisurg curate --sources my.yaml --out x` in a folder without params.yaml: the registry's
     roots are relative to it, the parameters are the defaults, and the log is ours alone (Great
-    Expectations' hundreds of INFO lines stay out); --quiet leaves nothing."""
+    Expectations' hundreds of INFO lines stay out); -qq leaves nothing."""
     videos = tmp_path / "hospital" / "videos"
     videos.mkdir(parents=True)
     for src in sorted((corpus / "pretrain").rglob("*.mp4"))[:3]:
@@ -192,8 +192,8 @@ def test_curate_from_another_folder_logs_only_our_lines(corpus, tmp_path, capsys
     assert all(parsed), [ln for ln, m in zip(lines, parsed) if not m]  # no stray output like "[]"
     assert {m.group(2).split(".")[0] for m in parsed} == {"unisurg"}, lines
     assert any("3 videos kept" in m.group(3) for m in parsed) and len(lines) <= 6, lines
-    assert main(["curate", "--sources", "../hospital/my.yaml", "--out", "idx2", "--quiet"]) == 0
-    assert capsys.readouterr().err == ""
+    assert main(["curate", "--sources", "../hospital/my.yaml", "--out", "idx2", "-qq"]) == 0
+    assert capsys.readouterr().err == ""  # -qq: warnings and errors only (-q hides progress bars only)
 
 
 def _actions(parser: argparse.ArgumentParser, path: str = "unisurg"):

@@ -420,12 +420,16 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _common() -> argparse.ArgumentParser:
-    """-v / --quiet, accepted before or after the command (``unisurg -v curate`` = ``unisurg curate -v``)."""
+    """-v / -q, accepted before or after the command (``unisurg -v curate`` = ``unisurg curate -v``)."""
     p = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a sub-command's own default must not overwrite what was given before the command
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logs; tracebacks")
     p.add_argument(
-        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="warnings and errors only, no progress"
+        "-q",
+        "--quiet",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="no progress bars (the DVC stages' setting); -qq: also only warnings and errors",
     )
     return p
 
@@ -598,9 +602,12 @@ class _OursOrWarnings(logging.Filter):
         return record.levelno >= (self.level if ours else logging.WARNING)
 
 
-def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
-    """One stderr handler: unisurg's logs at INFO (DEBUG with -v, WARNING with --quiet), libraries' at WARNING."""
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+def configure_logging(verbose: bool = False, quiet: int = 0) -> None:
+    """One stderr handler: unisurg's logs at INFO (DEBUG with -v, WARNING with -qq), libraries' at WARNING.
+
+    A single -q only hides progress bars: the stages' INFO lines (what was kept, a resumed step, each
+    benchmark's scores) stay in ``dvc repro``'s output."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet >= 2 else logging.INFO
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER]:  # a previous call's (tests call main often)
         root.removeHandler(old)
@@ -615,7 +622,7 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.verbose, args.quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
+    args.verbose, args.quiet = getattr(args, "verbose", False), getattr(args, "quiet", 0)
     configure_logging(args.verbose, args.quiet)
     return guarded(lambda: args.fn(args), args.verbose)
 
