@@ -130,9 +130,9 @@ def test_a_new_benchmark_runs_end_to_end(tmp_path):
             batch_size=4,
         )
         # and the command line, which finds the benchmark by name
-        metrics = tmp_path / "toyclips.json"
+        metrics = tmp_path / "out" / "results.json"  # without --metrics: beside the predictions
         args = ["evaluate", "--params", str(ROOT / "params.yaml"), "--quiet", "--benchmark", "toyclips"]
-        args += ["--root", str(root), "--out", str(tmp_path / "out"), "--metrics", str(metrics)]
+        args += ["--root", str(root), "--out", str(tmp_path / "out")]
         args += ["--encoder", "rand=random:vit_nano", "--set", f"evaluate.cache_dir={tmp_path}/c"]  # not params' models
         args += ["--set", "evaluate.clip={frames: 4, fps: 4.0, size: 32}", "--set", "evaluate.bootstrap=20"]
         args += ["--set", "evaluate.probe={lrs: [0.01], weight_decays: [0.01], epochs: 2, seeds: 1}"]

@@ -214,7 +214,11 @@ def _write_results(
     # one benchmark: --out is its folder; several: one sub-folder each
     out = Path(args.out) if n_benchmarks == 1 else Path(args.out) / bench.name
     write_table(out / "predictions.parquet", predictions)
-    metrics = args.metrics or Path(args.metrics_dir) / f"{bench.name}.json"
+    # beside the predictions unless named: never into the pipeline's reports/metrics by accident
+    if args.metrics:
+        metrics = Path(args.metrics)
+    else:
+        metrics = Path(args.metrics_dir) / f"{bench.name}.json" if args.metrics_dir else out / "results.json"
     write_json(Path(metrics), {**result, "machine": machine_info(), "compute": compute})
     summary = {m: d["value"] for m, d in result["models"].items()}
     log.info("evaluate %s (%s): %s", bench.title, bench.metric, summary)
@@ -521,9 +525,9 @@ def add_evaluate(sp: argparse.ArgumentParser) -> None:
         help="folder for predictions.parquet (several benchmarks: one sub-folder each)",
     )
     sp.add_argument(
-        "--metrics", default=None, help="results JSON of one benchmark (default: <metrics-dir>/<name>.json)"
+        "--metrics", default=None, help="results JSON of one benchmark (default: results.json beside its predictions)"
     )
-    sp.add_argument("--metrics-dir", default="reports/metrics", help="folder of <benchmark>.json results")
+    sp.add_argument("--metrics-dir", default=None, help="or: a folder of <benchmark>.json results (the pipeline's)")
 
 
 def add_tools(sub, common: argparse.ArgumentParser) -> None:
