@@ -198,3 +198,12 @@ def test_init_follows_vjepa2(depth):
     # vjepa2 initialises only the pooler: `linear` keeps torch's default, uniform(+-1/sqrt(dim))
     assert sd["linear.weight"].abs().max() <= 1 / math.sqrt(dim)
     assert sd["linear.weight"].std().item() == pytest.approx(1 / math.sqrt(3 * dim), rel=0.1)
+
+
+def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path):
+    """The same reader as encoder checkpoints: a text file is named, not torch's unpickling error."""
+    from unisurg.errors import UsageError
+
+    (tmp_path / "probe.pt").write_text("not a checkpoint\n")
+    with pytest.raises(UsageError, match="probe.pt: not a PyTorch checkpoint"):
+        load_vjepa_probe(tmp_path / "probe.pt", head=0)

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import ConfigError, Params, load_params
+from .config import ConfigError, Params, load_params, spec_file
 from .curation.gate import QualityGateError
 from .errors import UsageError
 from .io import write_json
@@ -184,8 +184,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _encoders(items: list[str]) -> dict[str, str]:
     """``--encoder NAME=SPEC`` (repeatable) -> {name: spec}; a bare SPEC is named after its file's stem."""
-    from .config import spec_file
-
     out: dict[str, str] = {}
     for item in items:
         name, sep, spec = item.partition("=")

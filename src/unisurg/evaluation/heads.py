@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.checkpoint import strip_prefixes
+from ..errors import UsageError
+from ..models.checkpoint import load_checkpoint, strip_prefixes
 from ..models.vit import MLP, init_vit_weights
 
 
@@ -205,17 +206,16 @@ def load_vjepa_probe(
     evals) and ``mlp_ratio`` must be given. Missing or unexpected keys and wrong shapes are errors
     that name them.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    heads = ckpt.get("classifiers") if isinstance(ckpt, dict) else None
+    ckpt = load_checkpoint(path)  # a dict, or a UsageError naming what the file is instead
+    heads = ckpt.get("classifiers")
     if not isinstance(heads, (list, tuple)):
-        found = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: not a probe checkpoint, no 'classifiers' list (has {found})")
+        raise UsageError(f"{path}: not a probe checkpoint, no 'classifiers' list (has {sorted(ckpt)[:8]})")
     if not 0 <= head < len(heads):
-        raise ValueError(f"{path}: head {head} out of range, the checkpoint holds {len(heads)} heads")
+        raise UsageError(f"{path}: head {head} out of range, the checkpoint holds {len(heads)} heads")
     state = strip_prefixes(heads[head])
     for key in ("pooler.query_tokens", "linear.weight"):
         if key not in state:
-            raise ValueError(f"{path}: head {head} has no key {key!r}: not an attentive probe")
+            raise UsageError(f"{path}: head {head} has no key {key!r}: not an attentive probe")
     dim, out_dim = state["pooler.query_tokens"].shape[-1], state["linear.weight"].shape[0]
     blocks = {int(m.group(1)) for k in state if (m := _BLOCK.match(k))}
     depth = max(blocks, default=-1) + 2  # blocks 0..n-1, then the cross-attention block
