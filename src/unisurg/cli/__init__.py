@@ -19,10 +19,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import ConfigError, Params, load_params, spec_file
-from .curation.gate import QualityGateError
-from .errors import UsageError
-from .io import write_json
+from ..config import ConfigError, Params, load_params, spec_file
+from ..curation.gate import QualityGateError
+from ..errors import UsageError
+from ..io import write_json
 
 log = logging.getLogger("unisurg")
 
@@ -32,8 +32,8 @@ def _params(args: argparse.Namespace) -> Params:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .synth.corpus import CorpusSpec, build_corpus
-    from .synth.layouts import WRITERS, SynthSpec
+    from ..synth.corpus import CorpusSpec, build_corpus
+    from ..synth.layouts import WRITERS, SynthSpec
 
     p = _params(args)
     s = p.synth
@@ -54,9 +54,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    from .curation.gate import run_gate
-    from .curation.index import curate
-    from .curation.sources import load_sources, registry_path
+    from ..curation.gate import run_gate
+    from ..curation.index import curate
+    from ..curation.sources import load_sources, registry_path
 
     p = _params(args)
     c = p.curate
@@ -85,14 +85,14 @@ def _clips(args: argparse.Namespace, out: Path) -> Path:
     """The clip table a training stage reads: ``--clips``, or its ``--where`` rows saved in ``out``."""
     if not args.where:
         return Path(args.clips)
-    from .curation.index import select_clips
+    from ..curation.index import select_clips
 
     out.mkdir(parents=True, exist_ok=True)
     return select_clips(Path(args.clips), args.where, out / "clips.parquet")
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from .training.pretrain import run_pretrain
+    from ..training.pretrain import run_pretrain
 
     p = _params(args)
     out = Path(args.out)
@@ -103,8 +103,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from .training.distill import run_distill
-    from .training.selfdistill import run_self_distill
+    from ..training.distill import run_distill
+    from ..training.selfdistill import run_self_distill
 
     p = _params(args)
     out = Path(args.out)
@@ -141,11 +141,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .benchmarks import get_benchmark
-    from .evaluation.encoders import MultiLayer, load_encoder_spec
-    from .evaluation.harness import run_benchmark
-    from .evaluation.protocols import from_params
-    from .runtime import distributed
+    from ..benchmarks import get_benchmark
+    from ..evaluation.encoders import MultiLayer, load_encoder_spec
+    from ..evaluation.harness import run_benchmark
+    from ..evaluation.protocols import from_params
+    from ..runtime import distributed
 
     p = _params(args)
     e = p.evaluate
@@ -207,7 +207,7 @@ def _compute(d, bf16: bool) -> dict:
 def _write_results(
     bench, result: dict, predictions, args: argparse.Namespace, n_benchmarks: int, compute: dict
 ) -> None:
-    from .io import write_table
+    from ..io import write_table
 
     # one benchmark: --out is its folder; several: one sub-folder each
     out = Path(args.out) if n_benchmarks == 1 else Path(args.out) / bench.name
@@ -246,9 +246,9 @@ def machine_info() -> dict[str, str | int]:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from .evaluation.encoders import MultiLayer, load_encoder_spec
-    from .evaluation.extract import Windows, extract, find_videos
-    from .runtime import distributed
+    from ..evaluation.encoders import MultiLayer, load_encoder_spec
+    from ..evaluation.extract import Windows, extract, find_videos
+    from ..runtime import distributed
 
     if args.pool == "none" and Path(args.out).suffix == ".parquet":
         raise UsageError(f"--pool none keeps every token: --out must be a folder of .npy files, not {args.out}")
@@ -272,8 +272,8 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .io import read_json
-    from .report import Extras, build_report, load_ablation, load_continued, provenance
+    from ..io import read_json
+    from ..report import Extras, build_report, load_ablation, load_continued, provenance
 
     p = _params(args)
     r = p.report
@@ -300,8 +300,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_ablation(args: argparse.Namespace) -> int:
-    from .config import load_yaml
-    from .report import collect_ablation, collect_continued
+    from ..config import load_yaml
+    from ..report import collect_ablation, collect_continued
 
     if args.action == "collect-continued":
         out = Path(args.out or "reports/continued")
@@ -322,7 +322,7 @@ LAYOUT_LEGEND = "\n(<NN>: one name part, e.g. a zero-padded number; {a,b}: eithe
 
 
 def cmd_benchmarks(args: argparse.Namespace) -> int:
-    from .benchmarks import get_benchmark, list_benchmarks
+    from ..benchmarks import get_benchmark, list_benchmarks
 
     if args.action == "list":
         rows = [
