@@ -1,0 +1,42 @@
+"""``unisurg ablation``: copy the ablation grid's results (variants, seeds, continued pretraining) where
+the report reads them. A tool: ``make ablation``, ``make seeds`` and ``make continued`` run it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import Command, log
+
+
+def add_arguments(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "action",
+        choices=["collect", "collect-seeds", "collect-continued"],
+        help="the variants' results, the seeds', or the continued-pretraining experiment's",
+    )
+    sp.add_argument("--grid", default="ablation/params.yaml", help="the grid (its variants or seeds are collected)")
+    sp.add_argument("--results", default="data/ablation", help="where ablation/dvc.yaml wrote <variant>/results")
+    sp.add_argument("--out", default=None, help="default reports/ablation (variants), reports/seeds, reports/continued")
+
+
+def cmd_ablation(args: argparse.Namespace) -> int:
+    from ..config import load_yaml
+    from ..report import collect_ablation, collect_continued
+
+    if args.action == "collect-continued":
+        out = Path(args.out or "reports/continued")
+        n = collect_continued(Path(args.results) / "continued", load_yaml(args.grid)["continued"], out)
+        log.info("ablation: %d result files of the continued-pretraining experiment -> %s", n, out)
+        return 0
+    seeds = args.action == "collect-seeds"
+    group = "seeds" if seeds else "variants"
+    names = list(load_yaml(args.grid).get(group, {}))
+    results = Path(args.results) / "seeds" if seeds else Path(args.results)
+    out = Path(args.out or ("reports/seeds" if seeds else "reports/ablation"))
+    n = collect_ablation(results, names, out)
+    log.info("ablation: %d result files of %d %s -> %s", n, len(names), group, out)
+    return 0
+
+
+COMMAND = Command("ablation", "version the ablation grid's results for the report", add_arguments, cmd_ablation)
