@@ -1,9 +1,12 @@
-"""Inspecting one video file for curation: its facts, a perceptual signature, a motion profile.
+"""Inspecting one video (a file, or a folder of frames) for curation: its facts, signatures, motion.
 
 Every failure becomes a :class:`VideoInfo` with ``ok=False`` and a specific reason (quarantined by
 :mod:`unisurg.curation.index`), never an exception: one bad file must not stop a curation run.
-The signature is a 64-bit DCT hash of ``SIGNATURE_FRAMES`` frames at fixed fractions of the
-video; two files are near duplicates when every pair of hashes is within ``NEAR_DUP_BITS``.
+Two signatures: ``signature``, a 64-bit DCT hash of ``SIGNATURE_FRAMES`` frames at fixed fractions
+of the video (two files are near duplicates when every pair of hashes is within ``NEAR_DUP_BITS``:
+the deduplication of whole copies), and ``seconds``, the per-second codes of
+:mod:`.signatures` that the leakage guard (:mod:`.matching`) matches trimmed, cropped and re-timed
+copies with. Both come out of one decoding pass with the motion profile.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 
 from ..io import sha256_file
 from ..media.video import VideoError, open_video
+from .signatures import SecondHashes, second_codes, second_frames
 
 NEAR_DUP_BITS = 10  # of 64; re-encoding/resizing flips a few bits, different content ~32
 SIGNATURE_FRAMES = 4
@@ -38,6 +42,7 @@ class VideoInfo:
     sha256: str = ""
     signature: tuple[int, ...] = ()
     motion: tuple[float, ...] = field(default=(), repr=False)  # per second, mean |frame difference|
+    seconds: SecondHashes = field(default_factory=SecondHashes.empty, repr=False, compare=False)
 
 
 def dct_hash(frame: np.ndarray) -> int:
@@ -49,19 +54,39 @@ def dct_hash(frame: np.ndarray) -> int:
     return int(sum(1 << i for i, b in enumerate(bits) if b))
 
 
-def motion_profile(vr, motion_step: int) -> tuple[float, ...]:
-    """Mean absolute difference (grey, 32x32, 0-255) between frame t and t + motion_step, per second."""
+SCAN_CHUNK = 64  # frames decoded per batch: bounds memory on long high-resolution videos
+
+
+def _grey32(frame: np.ndarray) -> np.ndarray:
+    return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA)
+
+
+def scan(vr, motion_step: int) -> tuple[SecondHashes, tuple[float, ...]]:
+    """One decoding pass over what curation needs per second: the codes of the frame at each whole
+    second (:func:`~unisurg.curation.signatures.second_codes`) and, if ``motion_step`` > 0, the motion
+    profile: mean absolute difference (grey, 32x32, 0-255) between frame t and t + motion_step, t one
+    per ``round(fps)`` frames. Frames are decoded in sorted batches of ``SCAN_CHUNK``."""
     n, fps = len(vr), vr.fps
-    starts = np.arange(0, n - motion_step, max(int(round(fps)), 1))
+    sec = second_frames(n, fps)
+    starts = np.arange(0, n - motion_step, max(int(round(fps)), 1)) if motion_step > 0 else np.zeros(0, np.int64)
+    pairs = np.stack([starts, starts + motion_step], axis=1).reshape(-1)
+    wanted = np.unique(np.concatenate([sec, pairs]).astype(np.int64))
+    codes: dict[int, tuple[int, int, int, bool]] = {}
+    grey: dict[int, np.ndarray] = {}
+    sec_set, pair_set = set(sec.tolist()), set(pairs.tolist())
+    for lo in range(0, len(wanted), SCAN_CHUNK):
+        idx = wanted[lo : lo + SCAN_CHUNK]
+        for i, f in zip(idx.tolist(), vr.get_frames(idx)):
+            if i in sec_set:
+                codes[i] = second_codes(f)
+            if i in pair_set:
+                grey[i] = _grey32(f)
+    seconds = SecondHashes.stack([codes[i] for i in sec.tolist()])
     if not len(starts):
-        return ()
-    idx = np.stack([starts, starts + motion_step], axis=1).reshape(-1)
-    frames = vr.get_frames(idx)
-    small = np.stack(
-        [cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA) for f in frames]
-    )
-    small = small.astype(np.float32).reshape(len(starts), 2, 32, 32)
-    return tuple(float(x) for x in np.abs(small[:, 1] - small[:, 0]).mean(axis=(1, 2)).round(4))
+        return seconds, ()
+    a = np.stack([grey[i] for i in starts.tolist()]).astype(np.float32)
+    b = np.stack([grey[i + motion_step] for i in starts.tolist()]).astype(np.float32)
+    return seconds, tuple(float(x) for x in np.abs(b - a).mean(axis=(1, 2)).round(4))
 
 
 MAX_DURATION_S = 48 * 3600.0  # no surgical recording lasts two days: such metadata is corrupt
@@ -81,18 +106,31 @@ def container_check(path: str) -> tuple[str, str]:
         return "", f"not a readable video container ({getattr(err, 'strerror', None) or err})"
 
 
-def inspect_video(path: str, motion_step: int = 0) -> VideoInfo:
-    """Inspect one file; any failure becomes ``VideoInfo(ok=False, reason=...)``, never an exception."""
+def _folder_bytes(path: str) -> int:
+    from ..media.frames import list_frames
+
+    return sum(p.stat().st_size for p in list_frames(path))
+
+
+def inspect_video(path: str, motion_step: int = 0, fps: float | None = None) -> VideoInfo:
+    """Inspect one file, or one folder of frames when ``fps`` is given (``kind: frames`` sources: the
+    images, sorted by name, are the frames at ``fps``). Any failure becomes
+    ``VideoInfo(ok=False, reason=...)``, never an exception."""
     try:
-        if not os.path.isfile(path):
+        if fps is not None:
+            if not os.path.isdir(path):
+                return VideoInfo(path, False, "not a folder of frames")
+            size, codec = _folder_bytes(path), "frames"
+        elif not os.path.isfile(path):
             return VideoInfo(path, False, "not a regular file (pipe, socket or device)")
-        size = os.path.getsize(path)
-        if size == 0:
-            return VideoInfo(path, False, "empty file (0 bytes)", bytes=0)
-        codec, problem = container_check(path)
-        if problem:
-            return VideoInfo(path, False, problem, bytes=size)
-        vr = open_video(path)
+        else:
+            size = os.path.getsize(path)
+            if size == 0:
+                return VideoInfo(path, False, "empty file (0 bytes)", bytes=0)
+            codec, problem = container_check(path)
+            if problem:
+                return VideoInfo(path, False, problem, bytes=size)
+        vr = open_video(path, fps=fps or 1.0)
         meta = vr.meta
         if meta.num_frames <= 0:
             return VideoInfo(path, False, "no decodable frames", bytes=size)
@@ -106,7 +144,7 @@ def inspect_video(path: str, motion_step: int = 0) -> VideoInfo:
         idx = np.r_[np.linspace(0.1, 0.9, SIGNATURE_FRAMES) * (meta.num_frames - 1), meta.num_frames - 1]
         frames = vr.get_frames(idx.round().astype(np.int64))
         sig = tuple(dct_hash(f) for f in frames[:SIGNATURE_FRAMES])
-        motion = motion_profile(vr, motion_step) if motion_step > 0 else ()
+        seconds, motion = scan(vr, motion_step)
         return VideoInfo(
             path,
             True,
@@ -117,9 +155,10 @@ def inspect_video(path: str, motion_step: int = 0) -> VideoInfo:
             meta.height,
             codec,
             size,
-            sha256_file(path),
+            sha256_file(path) if fps is None else folder_digest(vr.frames),
             sig,
             motion,
+            seconds,
         )
     except VideoError as err:
         return VideoInfo(path, False, f"unreadable video: {err}", bytes=_size(path))
@@ -127,10 +166,21 @@ def inspect_video(path: str, motion_step: int = 0) -> VideoInfo:
         return VideoInfo(path, False, f"cannot read file ({err.strerror or err})", bytes=_size(path))
 
 
+def folder_digest(frames: list) -> str:
+    """sha256 over a frame folder: each image's name and content digest, in frame order (a renamed
+    or re-ordered folder is a different video; identical folders anywhere are exact duplicates)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in frames:
+        h.update(f"{p.name}\0{sha256_file(p)}\n".encode())
+    return h.hexdigest()
+
+
 def _size(path: str) -> int:
     try:
-        return os.path.getsize(path)
-    except OSError:
+        return _folder_bytes(path) if os.path.isdir(path) else os.path.getsize(path)
+    except (OSError, VideoError):
         return 0
 
 

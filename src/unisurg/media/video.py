@@ -156,7 +156,13 @@ def pyav_frames(path: str | os.PathLike[str], indices: np.ndarray, strict: bool 
     return np.stack([got.get(int(i), fallback) for i in indices])
 
 
-def open_video(path: str | os.PathLike[str], num_threads: int = 1) -> VideoReader:
+def open_video(path: str | os.PathLike[str], num_threads: int = 1, fps: float = 1.0) -> VideoReader:
+    """A reader for a video file, or for a folder of images (one per frame, at ``fps``: images carry
+    no rate) through the same interface (:class:`~unisurg.media.frames.FrameFolderReader`)."""
+    if Path(path).is_dir():
+        from .frames import FrameFolderReader
+
+        return FrameFolderReader(path, fps)  # type: ignore[return-value]
     return VideoReader(path, num_threads=num_threads)
 
 
