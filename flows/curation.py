@@ -23,22 +23,22 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from unisurg.cli import configure_logging, guarded
 from unisurg.config import load_params
 from unisurg.curation.gate import run_gate
-from unisurg.curation.index import curate
-from unisurg.curation.inspection import VideoInfo, inspect_video
+from unisurg.curation.index import InspectJob, curate, inspect_job
+from unisurg.curation.inspection import VideoInfo
 from unisurg.curation.sources import load_sources, registry_path
 from unisurg.errors import UsageError
 
 
-@task(name="inspect-video", task_run_name="inspect {path}", retries=2, retry_delay_seconds=5)
-def inspect_task(path: str, motion_step: int) -> VideoInfo:
+@task(name="inspect-video", task_run_name="inspect {job.path}", retries=2, retry_delay_seconds=5)
+def inspect_task(job: InspectJob, motion_step: int) -> VideoInfo:
     """Inspect one video (file-system reads can fail transiently on network storage: retried)."""
-    return inspect_video(path, motion_step=motion_step)
+    return inspect_job(job, motion_step=motion_step)
 
 
-def task_map(fn, paths: list[str]) -> list[VideoInfo]:
+def task_map(fn, jobs: list[InspectJob]) -> list[VideoInfo]:
     """The curation inspection map, as Prefect tasks submitted to the flow's task runner."""
     motion_step = fn.keywords.get("motion_step", 0)
-    futures = inspect_task.map(paths, motion_step=motion_step)
+    futures = inspect_task.map(jobs, motion_step=motion_step)
     return [f.result() for f in futures]
 
 

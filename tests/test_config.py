@@ -201,10 +201,24 @@ def test_sources_registry_is_strict(tmp_path):
     assert src.role == "pretrain" and Path(src.root).is_absolute()
 
     bad_key = _write(
-        tmp_path, "sources:\n  - {name: a, root: videos, region: brain, procedure: x, license: y, fps: 3}\n"
+        tmp_path, "sources:\n  - {name: a, root: videos, region: brain, procedure: x, license: y, fsp: 3}\n"
     )
-    with pytest.raises(ConfigError, match=r"sources\[a\]\.fps"):
+    with pytest.raises(ConfigError, match=r"sources\[a\]\.fsp"):
         load_sources(bad_key)
+    for entry, why in (
+        ("kind: frames", "kind: frames needs fps"),
+        ("fps: 3", "fps is for kind: frames"),
+        ("kind: stills, fps: 1", r"sources\[a\]\.kind"),
+    ):
+        bad = _write(
+            tmp_path, f"sources:\n  - {{name: a, root: videos, region: b, procedure: x, license: y, {entry}}}\n"
+        )
+        with pytest.raises(ConfigError, match=why):
+            load_sources(bad)
+    frames = _write(
+        tmp_path, "sources:\n  - {name: a, root: videos, region: b, procedure: x, license: y, kind: frames, fps: 1}\n"
+    )
+    assert load_sources(frames)[0].glob == "*"  # each sub-folder is one video
 
     missing = _write(tmp_path, "sources:\n  - {name: a, root: nowhere, region: brain, procedure: x, license: y}\n")
     with pytest.raises(ConfigError, match="nowhere"):

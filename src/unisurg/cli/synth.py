@@ -24,6 +24,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         seconds=s.benchmark_seconds,
         videos_per_split=s.videos_per_split,
         images_per_split=s.images_per_split,
+        archive_seed=p.base.seed,
     )
     names = tuple(s.benchmarks) if s.benchmarks is not None else tuple(WRITERS)
     m = build_corpus(

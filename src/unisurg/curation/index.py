@@ -29,6 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +37,7 @@ import pyarrow as pa
 from ..errors import UsageError
 from ..io import atomic_write_text, write_json, write_table
 from .inspection import VideoInfo, inspect_video, near_duplicate
+from .matching import Match, find_matches
 from .sources import Source
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,21 @@ CLIP_SCHEMA = pa.schema(
 )
 QUARANTINE_SCHEMA = pa.schema([("path", pa.string()), ("source", pa.string()), ("reason", pa.string())])
 
-InspectMap = Callable[[Callable[[str], "VideoInfo"], list[str]], list["VideoInfo"]]
+
+class InspectJob(NamedTuple):
+    """One video to inspect: a file, or a folder of frames at ``fps``; ``held_out`` videos are hashed
+    finely (every quarter second, at several crop scales) so that edited copies of them are found."""
+
+    path: str
+    fps: float | None = None
+    held_out: bool = False
+
+
+def inspect_job(job: InspectJob, motion_step: int = 0) -> VideoInfo:
+    return inspect_video(job.path, motion_step=motion_step, fps=job.fps, held_out=job.held_out)
+
+
+InspectMap = Callable[[Callable[[InspectJob], "VideoInfo"], list[InspectJob]], list["VideoInfo"]]
 
 
 def extension_insensitive(pattern: str) -> str:
@@ -101,8 +117,9 @@ def list_files(src: Source) -> list[Path]:
     """Entries matching the source's glob, its extension in any case, that resolve inside its root
     (symlinks out are ignored; symlinked directories are not followed, so a symlink loop cannot hang
     the listing). Pipes and other special files are listed too: inspection quarantines them instead
-    of opening them. A glob that matches nothing is an error naming the source: an empty source is
-    almost always a wrong root or glob, not an empty hospital archive."""
+    of opening them. A ``kind: frames`` source lists the folders its glob matches (each one video). A
+    glob that matches nothing is an error naming the source: an empty source is almost always a wrong
+    root or glob, not an empty hospital archive."""
     root = Path(src.root).resolve()
     out = []
     for p in sorted(root.glob(extension_insensitive(src.glob))):
@@ -110,10 +127,11 @@ def list_files(src: Source) -> list[Path]:
             inside = p.resolve().is_relative_to(root)
         except (OSError, RuntimeError):  # e.g. a symlink loop resolving to nothing
             continue
-        if inside and not p.is_dir():
+        if inside and (p.is_dir() if src.kind == "frames" else not p.is_dir()):
             out.append(p)
     if not out:
-        raise FileNotFoundError(f"source {src.name}: glob {src.glob!r} matched no files under {src.root}")
+        what = "folders" if src.kind == "frames" else "files"
+        raise FileNotFoundError(f"source {src.name}: glob {src.glob!r} matched no {what} under {src.root}")
     return out
 
 
@@ -125,13 +143,19 @@ def printable_path(p: Path | str) -> str:
 def benchmark_splits(src: Source) -> dict[str, str]:
     """For a ``benchmark:<name>`` source: resolved video path -> split, read by the benchmark's loader."""
     from ..benchmarks import VideoSource, get_benchmark
+    from ..benchmarks.records import FramesSource
 
     bench = get_benchmark(src.benchmark or "")
     out = {}
     for r in bench.load(src.root):
         if isinstance(r.source, VideoSource):
-            # cross-validated benchmarks test on every video at some fold: none may pretrain
-            out[str(Path(r.source.path).resolve())] = "test" if bench.folds else r.split
+            path = Path(r.source.path)
+        elif isinstance(r.source, FramesSource) and r.source.paths:
+            path = Path(r.source.paths[0]).parent  # a frame-folder video is its folder
+        else:
+            continue
+        # cross-validated benchmarks test on every video at some fold: none may pretrain
+        out[str(path.resolve())] = "test" if bench.folds else r.split
     return out
 
 
@@ -148,33 +172,62 @@ def process_pool_map(workers: int) -> InspectMap:
 # --------------------------------------------------------------------------- assembling
 
 
+def video_label(src: Source, p: Path, split: str) -> str:
+    """How a route names a video: ``cholect50 test VID06``, ``hospital_a pretrain case_001``."""
+    name = p.name if src.kind == "frames" else p.stem
+    return f"{src.name} {split or 'pretrain'} {printable_path(name)}"
+
+
+def find_leaks(
+    files: list[tuple[Source, Path]], infos: list[VideoInfo], splits: dict[str, dict[str, str]]
+) -> dict[int, tuple[int, Match]]:
+    """Content matches of each readable video that is not held out against the held-out ones (every
+    benchmark's val/test/unlisted videos) -> file index -> (held-out file index, match), the first
+    held-out video by id when several match. Exact copies (same sha256) match even when shorter than a
+    matching run."""
+    held = [i for i, ((s, p), pr) in enumerate(zip(files, infos)) if pr.ok and held_out(s, p, splits)]
+    rest = [i for i, ((s, p), pr) in enumerate(zip(files, infos)) if pr.ok and not held_out(s, p, splits)]
+    by_sha = {infos[i].sha256: i for i in reversed(held)}
+    found: dict[int, tuple[int, Match]] = {}
+    for i in rest:
+        if infos[i].sha256 in by_sha:
+            j = by_sha[infos[i].sha256]
+            found[i] = (j, Match(str(j), str(i), 0.0, 0, len(infos[i].seconds), 1.0, 0.0))
+    matches = find_matches({str(i): infos[i].seconds for i in held}, {str(i): infos[i].seconds for i in rest})
+    for m in matches:  # sorted by (b, a): the first a wins
+        found.setdefault(int(m.b), (int(m.a), m))
+    return found
+
+
+def held_out(src: Source, p: Path, splits: dict[str, dict[str, str]]) -> bool:
+    return bool(src.benchmark) and splits.get(src.name, {}).get(str(p.resolve())) != "train"
+
+
 def assess(
     files: list[tuple[Source, Path]], infos: list[VideoInfo], splits: dict[str, dict[str, str]], min_seconds: float
-) -> tuple[list[dict], list[dict], dict[str, tuple[float, ...]]]:
+) -> tuple[list[dict], list[dict], dict[str, tuple[float, ...]], list[dict]]:
     """Decide each file's status (kept / duplicate / excluded / quarantined) with its reason.
 
-    Returns video rows (sorted by id), quarantine rows and the kept videos' motion profiles.
+    Returns video rows (sorted by id), quarantine rows, the kept videos' motion profiles and the leaks
+    (a video that shows a held-out benchmark video's content: its route, e.g. "cholec80 train video06 =
+    cholect50 test VID06", and where they match).
     """
-    blocked: list[tuple[str, tuple[int, ...], str]] = []  # held-out benchmark videos: (sha, signature, why)
-    for (src, p), pr in zip(files, infos):
-        if src.benchmark and pr.ok and splits[src.name].get(str(p.resolve())) != "train":
-            split = splits[src.name].get(str(p.resolve())) or "unlisted"
-            blocked.append(
-                (pr.sha256, pr.signature, f"benchmark:{src.benchmark} {split} video {printable_path(p.name)}")
-            )
+    leaks_found = find_leaks(files, infos, splits)
     # pretraining sources first, so a benchmark's training video duplicating one is the dropped copy
     order = sorted(
         range(len(files)), key=lambda i: (files[i][0].role != "pretrain", files[i][0].name, str(files[i][1]))
     )
-    rows, quarantine, motion = [], [], {}
+    split_of = [splits.get(s.name, {}).get(str(p.resolve()), "") if s.benchmark else "" for s, p in files]
+    ids = [f"{s.name}/{printable_path(p.relative_to(s.root))}" for s, p in files]
+    rows, quarantine, motion, leaks = [], [], {}, []
     kept: list[tuple[str, tuple[int, ...], str]] = []
     for i in order:
         (src, p), pr = files[i], infos[i]
-        vid = f"{src.name}/{printable_path(p.relative_to(src.root))}"
+        vid = ids[i]
         if printable_path(p) != str(p):
             # Parquet strings are UTF-8: a name that is not cannot be stored, so it could not be opened again
             pr = VideoInfo(pr.path, False, "file name is not valid UTF-8 (rename the file)", bytes=pr.bytes)
-        split = splits.get(src.name, {}).get(str(p.resolve()), "") if src.benchmark else ""
+        split = split_of[i]
         if pr.ok and pr.num_frames / pr.fps < min_seconds:
             short = f"shorter than {min_seconds}s ({pr.num_frames / pr.fps:.2f}s)"
             pr = VideoInfo(pr.path, False, short, bytes=pr.bytes)
@@ -184,12 +237,17 @@ def assess(
             quarantine.append({"path": printable_path(p), "source": src.name, "reason": pr.reason})
         elif src.benchmark and split != "train":
             status, reason = "excluded", f"benchmark:{src.benchmark} {split or 'unlisted'} split"
+        elif i in leaks_found:
+            j, m = leaks_found[i]
+            (hsrc, hp), hsplit = files[j], split_of[j] or "unlisted"
+            held = f"benchmark:{hsrc.benchmark} {hsplit} video {printable_path(hp.name)}"
+            how = "an exact copy" if m.mean_bits == 0.0 and infos[i].sha256 == infos[j].sha256 else m.describe()
+            status, reason = "excluded", f"shows held-out {held}: {how}"
+            route = f"{video_label(src, p, split)} = {video_label(hsrc, hp, hsplit)}"
+            leaks.append({"route": route, "video_id": vid, "held_out": ids[j], "how": how})
         else:
-            leak = next((w for sha, sig, w in blocked if sha == pr.sha256 or near_duplicate(sig, pr.signature)), None)
             dup = next((v for sha, sig, v in kept if sha == pr.sha256 or near_duplicate(sig, pr.signature)), None)
-            if leak:
-                status, reason = "excluded", f"duplicates held-out {leak}"
-            elif dup:
+            if dup:
                 status, reason = "duplicate", f"duplicate of {dup}"
             else:
                 kept.append((pr.sha256, pr.signature, vid))
@@ -219,7 +277,8 @@ def assess(
         )
     rows.sort(key=lambda r: r["video_id"])
     quarantine.sort(key=lambda q: q["path"])
-    return rows, quarantine, motion
+    leaks.sort(key=lambda x: x["route"])
+    return rows, quarantine, motion, leaks
 
 
 def build_clip_table(
@@ -318,10 +377,12 @@ def curate(
     out.mkdir(parents=True, exist_ok=True)
     files: list[tuple[Source, Path]] = [(s, p) for s in sources for p in list_files(s)]
     log.info("curate: %d files from %d sources", len(files), len(sources))
-    run = inspect_map or process_pool_map(workers)
-    infos = run(partial(inspect_video, motion_step=motion_step), [str(p) for _, p in files])
+    # the benchmarks' splits first: a held-out video is hashed finely enough to find edited copies of it
     splits = {s.name: benchmark_splits(s) for s in sources if s.benchmark}
-    rows, quarantine, motion = assess(files, infos, splits, min_seconds)
+    jobs = [InspectJob(str(p), s.fps if s.kind == "frames" else None, held_out(s, p, splits)) for s, p in files]
+    run = inspect_map or process_pool_map(workers)
+    infos = run(partial(inspect_job, motion_step=motion_step), jobs)
+    rows, quarantine, motion, leaks = assess(files, infos, splits, min_seconds)
     videos = pa.Table.from_pylist(rows, schema=VIDEO_SCHEMA)
     clips = build_clip_table(videos, clip_frames, frame_step, clip_stride_s, motion, balance)
     write_table(out / "videos.parquet", videos, VIDEO_SCHEMA)
@@ -330,7 +391,7 @@ def curate(
         out / "quarantine.parquet", pa.Table.from_pylist(quarantine, schema=QUARANTINE_SCHEMA), QUARANTINE_SCHEMA
     )
     build_index_sql(out)
-    metrics = summarize(rows, clips)
+    metrics = summarize(rows, clips, leaks)
     write_json(out / "curation.json", metrics)
     return metrics
 
@@ -382,7 +443,7 @@ def select_clips(clips: Path, where: str, out: Path) -> Path:
     return out
 
 
-def summarize(rows: list[dict], clips: pa.Table) -> dict:
+def summarize(rows: list[dict], clips: pa.Table, leaks: list[dict] | None = None) -> dict:
     def group(key: str) -> dict:
         out: dict[str, dict] = {}
         for r in rows:
@@ -404,6 +465,7 @@ def summarize(rows: list[dict], clips: pa.Table) -> dict:
         "videos_kept": sum(r["status"] == "kept" for r in rows),
         "duplicates_removed": sum(r["status"] == "duplicate" for r in rows),
         "excluded_benchmark_heldout": sum(r["status"] == "excluded" for r in rows),
+        "leaks": leaks or [],
         "quarantined": sum(r["status"] == "quarantined" for r in rows),
         "quarantined_by_reason": dict(sorted(reasons.items())),
         "clips": clips.num_rows,

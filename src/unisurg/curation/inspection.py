@@ -19,7 +19,7 @@ import numpy as np
 
 from ..io import sha256_file
 from ..media.video import VideoError, open_video
-from .signatures import SecondHashes, second_codes, second_frames
+from .signatures import PHASES, SCALES, SecondHashes, assemble, frame_codes, instants
 
 NEAR_DUP_BITS = 10  # of 64; re-encoding/resizing flips a few bits, different content ~32
 SIGNATURE_FRAMES = 4
@@ -61,27 +61,30 @@ def _grey32(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA)
 
 
-def scan(vr, motion_step: int) -> tuple[SecondHashes, tuple[float, ...]]:
+def scan(vr, motion_step: int, held_out: bool = False) -> tuple[SecondHashes, tuple[float, ...]]:
     """One decoding pass over what curation needs per second: the codes of the frame at each whole
-    second (:func:`~unisurg.curation.signatures.second_codes`) and, if ``motion_step`` > 0, the motion
-    profile: mean absolute difference (grey, 32x32, 0-255) between frame t and t + motion_step, t one
-    per ``round(fps)`` frames. Frames are decoded in sorted batches of ``SCAN_CHUNK``."""
+    second (:mod:`.signatures`; a held-out video at ``PHASES`` instants per second and every scale of
+    ``SCALES``) and, if ``motion_step`` > 0, the motion profile: mean absolute difference (grey, 32x32,
+    0-255) between frame t and t + motion_step, t one per ``round(fps)`` frames. Frames are decoded in
+    sorted batches of ``SCAN_CHUNK``."""
     n, fps = len(vr), vr.fps
-    sec = second_frames(n, fps)
+    grid = instants(n, fps, PHASES if held_out else 1)  # (P, T) frame indices, -1 past the end
+    scales = SCALES if held_out else (1.0,)
     starts = np.arange(0, n - motion_step, max(int(round(fps)), 1)) if motion_step > 0 else np.zeros(0, np.int64)
     pairs = np.stack([starts, starts + motion_step], axis=1).reshape(-1)
+    sec = grid[grid >= 0]
     wanted = np.unique(np.concatenate([sec, pairs]).astype(np.int64))
-    codes: dict[int, tuple[int, int, int, bool]] = {}
+    codes: dict[int, tuple[np.ndarray, np.ndarray, bool]] = {}
     grey: dict[int, np.ndarray] = {}
     sec_set, pair_set = set(sec.tolist()), set(pairs.tolist())
     for lo in range(0, len(wanted), SCAN_CHUNK):
         idx = wanted[lo : lo + SCAN_CHUNK]
         for i, f in zip(idx.tolist(), vr.get_frames(idx)):
             if i in sec_set:
-                codes[i] = second_codes(f)
+                codes[i] = frame_codes(f, scales)
             if i in pair_set:
                 grey[i] = _grey32(f)
-    seconds = SecondHashes.stack([codes[i] for i in sec.tolist()])
+    seconds = assemble(grid, codes, len(scales))
     if not len(starts):
         return seconds, ()
     a = np.stack([grey[i] for i in starts.tolist()]).astype(np.float32)
@@ -112,9 +115,10 @@ def _folder_bytes(path: str) -> int:
     return sum(p.stat().st_size for p in list_frames(path))
 
 
-def inspect_video(path: str, motion_step: int = 0, fps: float | None = None) -> VideoInfo:
+def inspect_video(path: str, motion_step: int = 0, fps: float | None = None, held_out: bool = False) -> VideoInfo:
     """Inspect one file, or one folder of frames when ``fps`` is given (``kind: frames`` sources: the
-    images, sorted by name, are the frames at ``fps``). Any failure becomes
+    images, sorted by name, are the frames at ``fps``). ``held_out``: a benchmark's val/test video, hashed
+    finely enough to recognise edited copies of it (:func:`scan`). Any failure becomes
     ``VideoInfo(ok=False, reason=...)``, never an exception."""
     try:
         if fps is not None:
@@ -144,7 +148,7 @@ def inspect_video(path: str, motion_step: int = 0, fps: float | None = None) -> 
         idx = np.r_[np.linspace(0.1, 0.9, SIGNATURE_FRAMES) * (meta.num_frames - 1), meta.num_frames - 1]
         frames = vr.get_frames(idx.round().astype(np.int64))
         sig = tuple(dct_hash(f) for f in frames[:SIGNATURE_FRAMES])
-        seconds, motion = scan(vr, motion_step)
+        seconds, motion = scan(vr, motion_step, held_out)
         return VideoInfo(
             path,
             True,

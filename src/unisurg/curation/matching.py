@@ -1,24 +1,24 @@
 """Matching videos by content: is one a (trimmed, cropped, re-encoded, re-timed) copy of another?
 
-Two videos match when ``RUN_SECONDS`` consecutive seconds of one line up with as many consecutive
-seconds of the other, at any offset, with a mean distance of at most ``MAX_MEAN_BITS`` (of 64). The
-distance of two seconds is the smaller Hamming distance of their two hashes (border-free frame,
-centre crop: :mod:`.signatures`); a uniform second never matches. Seconds are whole seconds of
-content time, so a 25-fps file, its 10-fps re-encode and its 1-fps frame export line up.
+Two videos match when ``RUN_SECONDS`` consecutive seconds of one (a video hashed once per second)
+line up with as many consecutive seconds of a held-out video, at any offset, at one of the held-out
+video's phases (quarter seconds) and crop scales (:mod:`.signatures`), with a mean Hamming distance of
+at most ``MAX_MEAN_BITS`` (of 63). A uniform second never matches. Seconds are seconds of content
+time, so a 25-fps file, its 10-fps re-encode and its 1-fps frame export line up.
 
 The thresholds come from measurements (``perf/bench_leakage.py``, rendered in ``reports/perf.md``):
-the largest mean distance of an edited copy of a built-in corpus video and the smallest between
-any two distinct videos of the corpus, and between 10,000 synthetic unrelated videos.
+the largest mean distance of an edited copy of a built-in corpus video, the smallest between any two
+distinct videos of the corpus, and the false-positive rate among 10,000 synthetic unrelated videos.
 
 Finding the pairs to compare: every held-out second against every other second costs
 ``protected seconds x corpus seconds`` distance computations, fine for a hospital archive checked
 against one benchmark (:func:`brute_force_candidates` below ``BRUTE_FORCE_LIMIT``), not for 50,000
 videos of 30 minutes. Above it, :func:`keyed_candidates` looks up exact keys in DuckDB (a hash join:
 work proportional to the seconds plus the key collisions, not to their product): the key of second
-``t`` is the 15-bit low-frequency codes of seconds ``t`` and ``t + 1``, and each key collision
-proposes one (pair, offset) that is then verified like every other candidate. A copy is found when at
-least one of its 2-second keys survives the edit intact: the benchmark reports that rate by copy
-length and edit.
+``t`` is the 15-bit low-frequency codes of seconds ``t`` and ``t + 1`` (every phase and scale of a
+held-out video: 20 keys per second), and each key collision proposes one (pair, offset) that is then
+verified like every other candidate. A copy is found when at least one of its 2-second keys survives
+the edit intact: the benchmark reports that rate per edit and the candidate volume at scale.
 """
 
 from __future__ import annotations
@@ -28,82 +28,98 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from .signatures import CODE_BITS, SecondHashes
+from .signatures import CODE_BITS, HASH_BITS, SCALES, SecondHashes
 
 RUN_SECONDS = 5  # consecutive seconds that must line up (a copy shorter than this is not recognised)
-MAX_MEAN_BITS = 14.0  # of 64, mean over the run; measured: see reports/perf.md "Leakage signatures"
+MAX_MEAN_BITS = 4.0  # of 63, mean over the run; measured: see reports/perf.md "Leakage signatures"
 BRUTE_FORCE_LIMIT = 400_000_000  # second pairs; above this the keyed candidate search is used
-INVALID = 64  # distance of a pair involving a uniform second: as far as two hashes can be
+INVALID = HASH_BITS  # distance of a pair involving a uniform second: as far as two hashes can be
 
 
 @dataclass(frozen=True)
 class Match:
-    """``b`` seconds ``[b_start, b_start + seconds)`` show ``a`` seconds ``[a_start, ...)``."""
+    """``b``'s seconds ``[b_start, b_start + seconds)`` show ``a``'s seconds from ``a_start`` (a
+    fractional second for a copy trimmed between two), at ``scale`` of ``a``'s border-free frame."""
 
     a: str
     b: str
-    a_start: int
+    a_start: float
     b_start: int
     seconds: int
+    scale: float
     mean_bits: float
 
     def describe(self) -> str:
-        a_end, b_end = self.a_start + self.seconds - 1, self.b_start + self.seconds - 1
+        zoom = "" if self.scale == 1.0 else f", its frame = the central {self.scale:.0%}"
         return (
-            f"its seconds {self.b_start}-{b_end} show seconds {self.a_start}-{a_end} "
-            f"(mean {self.mean_bits:.1f} of 64 bits)"
+            f"its seconds {self.b_start}-{self.b_start + self.seconds} show {self.a_start:g}-"
+            f"{self.a_start + self.seconds:g} s{zoom} (mean {self.mean_bits:.1f} of {HASH_BITS} bits)"
         )
 
 
-def distances(a: SecondHashes, b: SecondHashes) -> np.ndarray:
-    """(len(a), len(b)) uint8: per pair of seconds, the smaller Hamming distance of the two hashes."""
-    d = np.minimum(
-        np.bitwise_count(a.hash[:, None] ^ b.hash[None, :]), np.bitwise_count(a.crop[:, None] ^ b.crop[None, :])
-    )
-    d[~(a.valid[:, None] & b.valid[None, :])] = INVALID
+def _variant_distances(a: SecondHashes, b: SecondHashes, p: int, s: int) -> np.ndarray:
+    """(a.seconds, b.seconds) float: Hamming distance of ``a`` at phase p, scale s to ``b``'s whole seconds."""
+    d = np.bitwise_count(a.hash[p, :, s][:, None] ^ b.hash[0, :, 0][None, :]).astype(np.float64)
+    d[~(a.valid[p][:, None] & b.valid[0][None, :])] = INVALID
     return d
 
 
-def diagonal_run(diag: np.ndarray, run: int = RUN_SECONDS, limit: float = MAX_MEAN_BITS) -> tuple[float, int, int]:
-    """Best window of ``run`` along one diagonal of distances -> (best mean, run start, run length).
+def _sheared(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Diagonals of d (m, n) as columns -> (m, m + n - 1) with INVALID outside d, and their offsets."""
+    m, n = d.shape
+    offsets = np.arange(-m + 1, n)
+    j = np.arange(m)[:, None] + offsets[None, :]
+    ok = (j >= 0) & (j < n)
+    return np.where(ok, d[np.arange(m)[:, None], j.clip(0, n - 1)], INVALID), offsets
 
-    The run is the longest stretch of overlapping windows that all stay within ``limit`` and contain
-    the best window (``length`` 0 when no window does)."""
-    if len(diag) < run:
-        return float("inf"), 0, 0
-    c = np.concatenate([[0.0], np.cumsum(diag, dtype=np.float64)])
-    means = (c[run:] - c[:-run]) / run  # (len - run + 1,) window means
-    best = int(np.argmin(means))
-    if means[best] > limit:
-        return float(means[best]), best, 0
+
+def _extend(means: np.ndarray, best: int, limit: float) -> tuple[int, int]:
+    """The stretch of consecutive windows within ``limit`` around window ``best`` -> (first, count)."""
     ok = means <= limit
-    lo = best
+    lo, hi = best, best
     while lo > 0 and ok[lo - 1]:
         lo -= 1
-    hi = best
     while hi + 1 < len(ok) and ok[hi + 1]:
         hi += 1
-    return float(means[best]), lo, hi - lo + run
+    return lo, hi - lo + 1
 
 
 def best_match(
     a_id: str, a: SecondHashes, b_id: str, b: SecondHashes, offsets: np.ndarray | None = None
 ) -> tuple[float, Match | None]:
-    """Lowest window mean between ``a`` and ``b`` over all offsets (or the given ones, ``b`` second =
-    ``a`` second + offset) -> (that mean, the match if it is within ``MAX_MEAN_BITS``)."""
-    if len(a) < RUN_SECONDS or len(b) < RUN_SECONDS:
+    """Lowest ``RUN_SECONDS``-window mean distance of ``b`` (whole seconds) to ``a`` (every phase and
+    scale it was hashed at) over all offsets, or the given ones (``b`` second = ``a`` second + offset)
+    -> (that mean, the match when it is within ``MAX_MEAN_BITS``, extended over the whole run)."""
+    run = RUN_SECONDS
+    if a.seconds < run or b.seconds < run:
         return float("inf"), None
-    d = distances(a, b)
-    if offsets is None:
-        offsets = np.arange(-(len(a) - RUN_SECONDS), len(b) - RUN_SECONDS + 1)
-    best, found = float("inf"), None
-    for off in offsets.tolist():
-        mean, start, length = diagonal_run(np.diagonal(d, off))
-        if mean < best:
-            best = mean
-            a0, b0 = (start, start + off) if off >= 0 else (start - off, start)
-            found = Match(a_id, b_id, a0, b0, length, round(mean, 2)) if length else None
-    return best, found
+    best: tuple[float, int, int, int, int] | None = None  # (mean, p, s, offset, window)
+    for p in range(a.hash.shape[0]):
+        for s in range(a.hash.shape[2]):
+            d = _variant_distances(a, b, p, s)
+            cols, offs = _sheared(d)
+            if offsets is not None:
+                keep = np.isin(offs, offsets)
+                cols, offs = cols[:, keep], offs[keep]
+            if not len(offs):
+                continue
+            c = np.concatenate([np.zeros((1, cols.shape[1])), np.cumsum(cols, axis=0)])
+            means = (c[run:] - c[:-run]) / run  # (m - run + 1, offsets): window starts x offsets
+            w, k = np.unravel_index(int(np.argmin(means)), means.shape)
+            if best is None or means[w, k] < best[0]:
+                best = (float(means[w, k]), p, s, int(offs[k]), int(w))
+    if best is None:
+        return float("inf"), None
+    mean, p, s, off, w = best
+    if mean > MAX_MEAN_BITS:
+        return mean, None
+    diag = _variant_distances(a, b, p, s)
+    col = np.array([diag[i, i + off] if 0 <= i + off < b.seconds else INVALID for i in range(a.seconds)])
+    c = np.concatenate([[0.0], np.cumsum(col)])
+    first, count = _extend((c[run:] - c[:-run]) / run, w, MAX_MEAN_BITS)
+    phase = p / a.hash.shape[0]
+    m = Match(a_id, b_id, round(first + phase, 2), first + off, count + run - 1, SCALES[s], round(mean, 2))
+    return mean, m
 
 
 # --------------------------------------------------------------------------- candidates
@@ -114,19 +130,22 @@ def brute_force_candidates(protected: dict[str, SecondHashes], others: dict[str,
     return [(p, o, None) for p in protected for o in others if p != o]
 
 
-def second_keys(ids: list[str], sigs: list[SecondHashes]) -> pa.Table:
-    """(vid, t, key) for every second t whose codes at t and t + 1 are valid: key = code_t << 15 | code_t+1."""
+def second_keys(sigs: list[SecondHashes]) -> pa.Table:
+    """(vid, t, key) for every phase, scale and second t whose codes at t and t + 1 are valid:
+    key = code(t) << 15 | code(t + 1). A held-out video gives PHASES x len(SCALES) keys per second
+    (a copy may show any of them), every other video one."""
     vids, ts, keys = [], [], []
     for v, s in enumerate(sigs):
-        if len(s) < 2:
+        if s.seconds < 2:
             continue
-        ok = s.valid[:-1] & s.valid[1:]
-        t = np.flatnonzero(ok)
-        k = (s.code[:-1].astype(np.int64) << CODE_BITS) | s.code[1:].astype(np.int64)
-        vids.append(np.full(len(t), v, np.int32))
-        ts.append(t.astype(np.int32))
-        keys.append(k[t])
-    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))  # noqa: E731
+        for p in range(s.code.shape[0]):
+            ok = np.flatnonzero(s.valid[p, :-1] & s.valid[p, 1:])
+            for k in range(s.code.shape[2]):
+                c = s.code[p, :, k].astype(np.int64)
+                keys.append(((c[:-1] << CODE_BITS) | c[1:])[ok])
+                vids.append(np.full(len(ok), v, np.int32))
+                ts.append(ok.astype(np.int32))
+    cat = lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt)  # noqa: E731
     return pa.table({"vid": cat(vids, np.int32), "t": cat(ts, np.int32), "key": cat(keys, np.int64)})
 
 
@@ -137,19 +156,17 @@ def keyed_candidates(protected: dict[str, SecondHashes], others: dict[str, Secon
     import duckdb
 
     pids, oids = list(protected), list(others)
-    q = second_keys(pids, [protected[i] for i in pids])  # noqa: F841 (read by DuckDB by name)
-    c = second_keys(oids, [others[i] for i in oids])  # noqa: F841
+    q = second_keys([protected[i] for i in pids])  # noqa: F841 (read by DuckDB by name)
+    c = second_keys([others[i].whole_seconds() for i in oids])  # noqa: F841
     con = con or duckdb.connect()
     rows = con.sql(
-        "SELECT q.vid AS a, c.vid AS b, c.t - q.t AS off FROM q JOIN c USING (key) GROUP BY ALL ORDER BY ALL"
+        "SELECT DISTINCT q.vid AS a, c.vid AS b, c.t - q.t AS off FROM q JOIN c USING (key) ORDER BY ALL"
     ).fetchall()
     by_pair: dict[tuple[int, int], set[int]] = {}
     for a, b, off in rows:
         by_pair.setdefault((a, b), set()).update((off - 1, off, off + 1))
     return [
-        (pids[a], oids[b], np.array(sorted(offs)))
-        for (a, b), offs in sorted(by_pair.items())
-        if pids[a] != oids[b]
+        (pids[a], oids[b], np.array(sorted(offs))) for (a, b), offs in sorted(by_pair.items()) if pids[a] != oids[b]
     ]
 
 
@@ -157,14 +174,15 @@ def find_matches(
     protected: dict[str, SecondHashes], others: dict[str, SecondHashes], keyed: bool | None = None
 ) -> list[Match]:
     """Every (protected, other) pair that matches (``a`` = the protected video, ``b`` = the other),
-    sorted by (b, a). ``keyed`` None: brute force below ``BRUTE_FORCE_LIMIT`` second pairs."""
+    sorted by (b, a). ``keyed`` None: brute force below ``BRUTE_FORCE_LIMIT`` second pairs (counted
+    with every phase and scale of the protected side)."""
     if keyed is None:
-        pairs = sum(len(s) for s in protected.values()) * sum(len(s) for s in others.values())
+        pairs = sum(s.hash.size for s in protected.values()) * sum(len(s) for s in others.values())
         keyed = pairs > BRUTE_FORCE_LIMIT
     cands = keyed_candidates(protected, others) if keyed else brute_force_candidates(protected, others)
     out = []
     for p, o, offsets in cands:
-        _, m = best_match(p, protected[p], o, others[o], offsets)
+        _, m = best_match(p, protected[p], o, others[o].whole_seconds(), offsets)
         if m is not None:
             out.append(m)
     return sorted(out, key=lambda m: (m.b, m.a))

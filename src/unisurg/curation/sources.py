@@ -3,6 +3,8 @@
 Each entry names a collection (a hospital archive, a public dataset) with its anatomical
 region, procedure and licence. ``role`` is ``pretrain`` (unlabelled video) or
 ``benchmark:<name>`` (a benchmark's videos: only its *training* split may enter pretraining).
+``kind`` is ``video`` (the glob matches video files) or ``frames`` (the glob matches folders; each
+folder of images, sorted by name, is one video at ``fps``: CholecT50 and 1-fps frame exports).
 Parsed strictly: unknown keys, missing roots and globs escaping the root are errors.
 """
 
@@ -10,8 +12,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import ConfigError, error_lines, load_yaml, problems_message
 
@@ -21,7 +24,9 @@ class Source(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     root: str
-    glob: str = "**/*.mp4"
+    glob: str | None = None  # default: "**/*.mp4" for videos, "*" (every sub-folder) for frames
+    kind: Literal["video", "frames"] = "video"
+    fps: float | None = Field(None, gt=0, description="frame rate of a `kind: frames` source's images")
     region: str
     procedure: str
     license: str
@@ -43,10 +48,20 @@ class Source(BaseModel):
 
     @field_validator("glob")
     @classmethod
-    def _glob(cls, v: str) -> str:
-        if v.startswith("/") or ".." in Path(v).parts:
+    def _glob(cls, v: str | None) -> str | None:
+        if v is not None and (v.startswith("/") or ".." in Path(v).parts):
             raise ValueError(f"glob {v!r} must stay inside the source root (no absolute paths or '..')")
         return v
+
+    @model_validator(mode="after")
+    def _kind(self) -> Source:
+        if self.kind == "frames" and self.fps is None:
+            raise ValueError("kind: frames needs fps (the images' frame rate, e.g. fps: 1)")
+        if self.kind == "video" and self.fps is not None:
+            raise ValueError("fps is for kind: frames (a video file states its own frame rate)")
+        if self.glob is None:
+            object.__setattr__(self, "glob", "**/*.mp4" if self.kind == "video" else "*")
+        return self
 
     @property
     def benchmark(self) -> str | None:

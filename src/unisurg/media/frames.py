@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .video import VideoError, VideoMeta
+from .base import VideoError, VideoMeta
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 

@@ -11,38 +11,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .base import VideoError, VideoMeta, decoder_message
+
+__all__ = ["VideoError", "VideoMeta", "VideoReader", "VideoWriter", "decoder_message", "open_video", "pyav_frames"]
 
 log = logging.getLogger(__name__)
 
 # Files below this size cannot hold a decodable frame; decord may crash on them (V-JEPA skips <1 KB).
 MIN_VIDEO_BYTES = 1024
-
-
-class VideoError(RuntimeError):
-    """A video could not be opened or decoded; the message names the file and the reason."""
-
-
-def decoder_message(err: Exception) -> str:
-    """decord's C++ message without its time stamp and source location (stable, readable reasons)."""
-    text = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-    return re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", text)[:200]
-
-
-@dataclass(frozen=True)
-class VideoMeta:
-    num_frames: int
-    fps: float
-    width: int
-    height: int
-
-    @property
-    def duration_s(self) -> float:
-        return self.num_frames / self.fps if self.fps > 0 else 0.0
 
 
 class VideoReader:

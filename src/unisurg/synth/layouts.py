@@ -46,6 +46,7 @@ class SynthSpec:
     seconds: float = 28.0
     videos_per_split: tuple[int, int, int] = (3, 1, 2)
     images_per_split: tuple[int, int, int] = (24, 8, 12)
+    archive_seed: int = 0  # seeds the videos two benchmarks share (CHOLEC_ARCHIVE_SHARED)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -160,10 +161,14 @@ def write_cholec80(root: Path, spec: SynthSpec, seed: int) -> None:
     sig = chole_signatures(phase.CHOLEC80_PHASES)
     tool_col = {t.lower().replace("specimenbag", "specimen_bag"): i for i, t in enumerate(phase.CHOLEC80_TOOLS)}
     ids = split_ids(declared_split(phase.CHOLEC80), spec.videos_per_split)
+    ids += [(n, "train") for n in CHOLEC_ARCHIVE_SHARED if n not in dict(ids)]  # in every corpus, however small
     for num, _ in ids:
-        plan, y = workflow_plan(
-            "lap_chole", spec, 25.0, seed + num, list(range(7)), sig, CHOLE_TARGETS, CHOLE_ASSISTANT
-        )
+        if num in CHOLEC_ARCHIVE_SHARED:  # CholecT50 holds this video's frames (as in reality)
+            plan, y = cholect50_plan(spec, stable_seed(spec.archive_seed, "cholec-archive", num))
+        else:
+            plan, y = workflow_plan(
+                "lap_chole", spec, 25.0, seed + num, list(range(7)), sig, CHOLE_TARGETS, CHOLE_ASSISTANT
+            )
         render_to_video(plan, root / "videos" / f"video{num:02d}.mp4")
         rows = "".join(f"{f}\t{phase.CHOLEC80_PHASES[c]}\n" for f, c in enumerate(y))
         write_text(root / "phase_annotations" / f"video{num:02d}-phase.txt", "Frame\tPhase\n" + rows)
@@ -492,11 +497,26 @@ def cholect50_signatures() -> dict[int, list[tuple[int, Action]]]:
     return out
 
 
+# Cholec80 video NN and CholecT50 VIDNN are one recording (CholecT50's 1-fps frames are extracted from
+# Cholec80's videos): the built-in corpus renders these numbers once and writes them into both, a
+# Cholec80 *training* video that is a CholecT50 *test* video, so curation's cross-benchmark leakage
+# route is exercised end to end (docs/overlaps.md).
+CHOLEC_ARCHIVE_SHARED = (6,)
+
+
+def cholect50_plan(spec: SynthSpec, seed: int) -> tuple[ScenePlan, np.ndarray]:
+    """A CholecT50 procedure: 25-fps scene of twice the benchmark length, phases 0-6 in order, every
+    phase's two triplet actions (``cholect50_signatures``)."""
+    actions = {p: [a for _, a in v] for p, v in cholect50_signatures().items()}
+    targets = sorted({a[2] for v in actions.values() for a in v})
+    return workflow_plan(
+        "lap_chole", spec, 25.0, seed, list(range(7)), actions, targets, None, seconds=2 * spec.seconds, skip_prob=0.0
+    )
+
+
 def write_cholect50(root: Path, spec: SynthSpec, seed: int) -> None:
     sigs = cholect50_signatures()
-    actions = {p: [a for _, a in v] for p, v in sigs.items()}
     act_to_id = {a: k for v in sigs.values() for k, a in v}
-    targets = sorted({a[2] for v in actions.values() for a in v})
     ids = split_ids(declared_split(triplets.CHOLECT50), spec.videos_per_split)
     inames = {n: i for i, n in enumerate(triplets.INSTRUMENTS)}
     vnames = {n: i for i, n in enumerate(triplets.VERBS)}
@@ -504,18 +524,8 @@ def write_cholect50(root: Path, spec: SynthSpec, seed: int) -> None:
     every = 25
     for num, _ in ids:
         vid = f"VID{num:02d}"
-        plan, y = workflow_plan(
-            "lap_chole",
-            spec,
-            25.0,
-            seed + num,
-            list(range(7)),
-            actions,
-            targets,
-            None,
-            seconds=2 * spec.seconds,
-            skip_prob=0.0,
-        )
+        shared = num in CHOLEC_ARCHIVE_SHARED
+        plan, y = cholect50_plan(spec, stable_seed(spec.archive_seed, "cholec-archive", num) if shared else seed + num)
         k = plan.num_frames // every
         render_to_images(plan, [root / "videos" / vid / f"{i:06d}.png" for i in range(k)], every)
         ann = {}
