@@ -16,7 +16,7 @@ import pytest
 
 from unisurg.benchmarks.phase import CHOLEC80_PHASES
 from unisurg.curation.index import curate
-from unisurg.curation.matching import best_match
+from unisurg.curation.matching import best_match, find_matches
 from unisurg.curation.signatures import border_box, frame_codes, instants
 from unisurg.curation.sources import Source
 from unisurg.media.frames import FrameFolderReader
@@ -133,6 +133,9 @@ def test_a_trim_mid_second_lines_up_at_a_quarter_second(tmp_path):
     b = scan(open_video(tmp_path / "trim.mp4"), 0)[0]
     mean, m = best_match("orig", a, "trim", b)
     assert m is not None and m.a_start == pytest.approx(2.25) and m.b_start == 0 and mean <= 2.0
+    # the keyed candidate search (DuckDB, what runs above BRUTE_FORCE_LIMIT) finds the same match
+    assert find_matches({"orig": a}, {"trim": b}, keyed=True) == find_matches({"orig": a}, {"trim": b}, keyed=False)
+    assert find_matches({"orig": a}, {"trim": b}, keyed=True) == [m]
 
 
 def test_frame_folders_read_as_videos(tmp_path):

@@ -190,6 +190,7 @@ def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> s
             f"clips: {curation['clips']}; hours kept: {curation['hours_kept']}",
             f"- duplicates removed: {curation['duplicates_removed']}; held-out benchmark videos excluded: "
             f"{curation['excluded_benchmark_heldout']}; quarantined: {curation['quarantined']}",
+            *leak_lines(curation),
             "",
             "| region | videos | clips | hours |",
             "|---|---|---|---|",
@@ -202,6 +203,24 @@ def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> s
     if x.provenance:
         lines += provenance_section(x.provenance, machines(results))
     return "\n".join(lines) + "\n"
+
+
+def leak_lines(curation: dict) -> list[str]:
+    """The curation's leaks by route: videos that show a held-out benchmark video's content (matched on
+    per-second signatures, whatever the format), each excluded from pretraining."""
+    leaks = curation.get("leaks")
+    if leaks is None:  # an index curated before leak routes were recorded
+        return []
+    if not leaks:
+        return ["- leaks: no video shows a held-out benchmark video's content"]
+    lines = [
+        f"- leaks: {len(leaks)} video(s) show a held-out benchmark video's content; each is excluded from "
+        "pretraining (a benchmark's own training video among them also leaks across benchmarks in evaluation):",
+        "",
+        "| route | where |",
+        "|---|---|",
+    ]
+    return lines + [f"| {x['route']} | {x['how']} |" for x in leaks]
 
 
 @dataclass

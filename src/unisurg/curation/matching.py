@@ -15,10 +15,10 @@ Finding the pairs to compare: every held-out second against every other second c
 against one benchmark (:func:`brute_force_candidates` below ``BRUTE_FORCE_LIMIT``), not for 50,000
 videos of 30 minutes. Above it, :func:`keyed_candidates` looks up exact keys in DuckDB (a hash join:
 work proportional to the seconds plus the key collisions, not to their product): the key of second
-``t`` is the 15-bit low-frequency codes of seconds ``t`` and ``t + 1`` (every phase and scale of a
-held-out video: 20 keys per second), and each key collision proposes one (pair, offset) that is then
-verified like every other candidate. A copy is found when at least one of its 2-second keys survives
-the edit intact: the benchmark reports that rate per edit and the candidate volume at scale.
+``t`` is the 15-bit low-frequency codes of seconds ``t`` .. ``t + KEY_SECONDS - 1`` (every phase and
+scale of a held-out video: 20 keys per second), and each key collision proposes one (pair, offset)
+that is then verified like every other candidate. A copy is found when at least one of its keys
+survives the edit intact: the benchmark reports that rate per edit, and the candidates at scale.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .signatures import CODE_BITS, HASH_BITS, SCALES, SecondHashes
 RUN_SECONDS = 5  # consecutive seconds that must line up (a copy shorter than this is not recognised)
 MAX_MEAN_BITS = 4.0  # of 63, mean over the run; measured: see reports/perf.md "Leakage signatures"
 BRUTE_FORCE_LIMIT = 400_000_000  # second pairs; above this the keyed candidate search is used
+KEY_SECONDS = 3  # seconds of codes per exact key of the candidate search (see reports/perf.md)
 INVALID = HASH_BITS  # distance of a pair involving a uniform second: as far as two hashes can be
 
 
@@ -130,43 +131,64 @@ def brute_force_candidates(protected: dict[str, SecondHashes], others: dict[str,
     return [(p, o, None) for p in protected for o in others if p != o]
 
 
-def second_keys(sigs: list[SecondHashes]) -> pa.Table:
-    """(vid, t, key) for every phase, scale and second t whose codes at t and t + 1 are valid:
-    key = code(t) << 15 | code(t + 1). A held-out video gives PHASES x len(SCALES) keys per second
+def second_keys(sigs: list[SecondHashes], span: int = KEY_SECONDS) -> pa.Table:
+    """(vid, t, key) for every phase, scale and second t whose codes at t .. t + span - 1 are valid:
+    the codes concatenated (15 bits each). A held-out video gives PHASES x len(SCALES) keys per second
     (a copy may show any of them), every other video one."""
     vids, ts, keys = [], [], []
     for v, s in enumerate(sigs):
-        if s.seconds < 2:
+        n = s.seconds - span + 1
+        if n <= 0:
             continue
         for p in range(s.code.shape[0]):
-            ok = np.flatnonzero(s.valid[p, :-1] & s.valid[p, 1:])
+            ok = np.ones(n, bool)
+            for j in range(span):
+                ok &= s.valid[p, j : j + n]
+            t = np.flatnonzero(ok)
             for k in range(s.code.shape[2]):
                 c = s.code[p, :, k].astype(np.int64)
-                keys.append(((c[:-1] << CODE_BITS) | c[1:])[ok])
-                vids.append(np.full(len(ok), v, np.int32))
-                ts.append(ok.astype(np.int32))
-    cat = lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt)  # noqa: E731
+                key = np.zeros(n, np.int64)
+                for j in range(span):
+                    key = (key << CODE_BITS) | c[j : j + n]
+                keys.append(key[t])
+                vids.append(np.full(len(t), v, np.int32))
+                ts.append(t.astype(np.int32))
+    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))  # noqa: E731
     return pa.table({"vid": cat(vids, np.int32), "t": cat(ts, np.int32), "key": cat(keys, np.int64)})
 
 
-def keyed_candidates(protected: dict[str, SecondHashes], others: dict[str, SecondHashes], con=None) -> list[tuple]:
-    """(protected id, other id, offsets) proposed by at least one shared 2-second key (DuckDB hash
-    join and group-by). Offsets include the neighbours of each voted one: a copy cut half a second
-    off the original lines up with it one second earlier or later in places."""
+def candidate_offsets(q: pa.Table, c: pa.Table, con=None) -> pa.Table:
+    """(a, b, off): each distinct (held-out vid, other vid, offset) that shares at least one key (a
+    DuckDB hash join of the two key tables of :func:`second_keys`)."""
     import duckdb
 
-    pids, oids = list(protected), list(others)
-    q = second_keys([protected[i] for i in pids])  # noqa: F841 (read by DuckDB by name)
-    c = second_keys([others[i].whole_seconds() for i in oids])  # noqa: F841
     con = con or duckdb.connect()
-    rows = con.sql(
-        "SELECT DISTINCT q.vid AS a, c.vid AS b, c.t - q.t AS off FROM q JOIN c USING (key) ORDER BY ALL"
-    ).fetchall()
+    con.register("q", q)
+    con.register("c", c)
+    try:
+        return con.sql(
+            "SELECT DISTINCT q.vid AS a, c.vid AS b, c.t - q.t AS off FROM q JOIN c USING (key) ORDER BY ALL"
+        ).to_arrow_table()
+    finally:
+        con.unregister("q")
+        con.unregister("c")
+
+
+def keyed_candidates(protected: dict[str, SecondHashes], others: dict[str, SecondHashes], con=None) -> list[tuple]:
+    """(protected id, other id, offsets) proposed by at least one shared key. Offsets include the
+    neighbours of each voted one: a copy cut half a second off the original lines up with it one second
+    earlier or later in places."""
+    pids, oids = list(protected), list(others)
+    q = second_keys([protected[i] for i in pids])
+    c = second_keys([others[i].whole_seconds() for i in oids])
+    rows = candidate_offsets(q, c, con).to_pydict()
     by_pair: dict[tuple[int, int], set[int]] = {}
-    for a, b, off in rows:
+    for a, b, off in zip(rows["a"], rows["b"], rows["off"]):
         by_pair.setdefault((a, b), set()).update((off - 1, off, off + 1))
     return [
-        (pids[a], oids[b], np.array(sorted(offs))) for (a, b), offs in sorted(by_pair.items()) if pids[a] != oids[b]
+        (pids[a], oids[b], np.array(sorted(offs)))
+        for (a, b), offs in sorted(by_pair.items())
+        if pids[a] != oids[b]
     ]
 
 
