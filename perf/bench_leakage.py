@@ -1,6 +1,6 @@
 """Leakage signatures: where the matching threshold comes from, and what the candidate search costs.
 
-1. **Distinct videos** of the built-in corpus (every video file and CholecT50 frame folder under
+1. **Distinct videos** of the built-in corpus (every video file and frame-folder video under
    ``data/synth``, rendered from different scene seeds; the documented overlap ``OVERLAP_PAIRS``
    aside): every ordered pair, the first hashed as a held-out video (quarter seconds, five crop
    scales), the second once per second, at every offset. A false positive is a pair within
@@ -51,9 +51,11 @@ VARIANTS = PHASES * len(SCALES)
 
 
 def corpus_videos(root: Path) -> list[Path]:
-    files = sorted(root.rglob("*.mp4"))
-    folders = sorted(p for p in (root / "benchmarks" / "CholecT50" / "videos").iterdir() if p.is_dir())
-    return files + folders
+    """Every video file (``.mp4``, ``.avi``) and the frame-folder videos (CholecT50, PmLR50) of the corpus."""
+    files = sorted([*root.rglob("*.mp4"), *root.rglob("*.avi")])
+    bench = root / "benchmarks"
+    folders = [p for d in (bench / "CholecT50" / "videos", bench / "PmLR50" / "frames") for p in sorted(d.iterdir())]
+    return files + [p for p in folders if p.is_dir()]
 
 
 def signatures_of(path: Path, held_out: bool, fps: float = 1.0) -> SecondHashes:

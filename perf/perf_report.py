@@ -455,7 +455,8 @@ def leakage_section(r: dict) -> list[str]:
         "| population | pairs | false positives | closest (mean bits) |",
         "|---|---|---|---|",
         f"| built-in corpus, distinct videos ({d['videos']}, every ordered pair) | {d['ordered_pairs']:,} "
-        f"| **{d['false_positives']}** | {d['min_mean_bits']} ({' vs '.join(Path(x).name for x in d['closest_pair'])}) |",
+        f"| **{d['false_positives']}** | {d['min_mean_bits']} ({' vs '.join(Path(x).name for x in d['closest_pair'])}) "
+        "|",
         f"| synthetic unrelated videos ({syn['videos']:,} x {syn['seconds']} s; random ordered pairs) "
         f"| {syn['ordered_pairs_compared']:,} | **{syn['false_positives']}** | {syn['min_mean_bits']} |",
         "",

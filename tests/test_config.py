@@ -209,6 +209,7 @@ def test_sources_registry_is_strict(tmp_path):
         ("kind: frames", "kind: frames needs fps"),
         ("fps: 3", "fps is for kind: frames"),
         ("kind: stills, fps: 1", r"sources\[a\]\.kind"),
+        ("guard_only: true", "guard_only is for benchmark sources"),
     ):
         bad = _write(
             tmp_path, f"sources:\n  - {{name: a, root: videos, region: b, procedure: x, license: y, {entry}}}\n"

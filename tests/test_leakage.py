@@ -170,7 +170,13 @@ def test_the_built_in_corpus_has_one_known_overlap_and_no_other(corpus, tmp_path
                role="benchmark:pitvis"),
         Source(name="autolaparo", root=str(b / "autolaparo"), glob="videos/*.mp4", region="u", procedure="h",
                license="x", role="benchmark:autolaparo"),
+        Source(name="m2cai16", root=str(b / "m2cai16-workflow"), glob="*_dataset/*.mp4", region="g",
+               procedure="c", license="x", role="benchmark:m2cai16", guard_only=True),
     ]  # fmt: skip
     metrics = curate(sources, tmp_path, clip_frames=4, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=2)
     assert [x["route"] for x in metrics["leaks"]] == ["cholec80 train video06 = cholect50 test VID06"]
     assert metrics["duplicates_removed"] == 0
+    videos = pq.read_table(tmp_path / "videos.parquet").to_pylist()
+    m2cai = [v for v in videos if v["source"] == "m2cai16"]
+    assert m2cai and all(v["status"] == "excluded" for v in m2cai)  # guard_only: none of it pretrains
+    assert any("guard_only" in v["reason"] for v in m2cai if v["split"] == "train")

@@ -245,6 +245,8 @@ def assess(
             status, reason = "excluded", f"shows held-out {held}: {how}"
             route = f"{video_label(src, p, split)} = {video_label(hsrc, hp, hsplit)}"
             leaks.append({"route": route, "video_id": vid, "held_out": ids[j], "how": how})
+        elif src.guard_only:
+            status, reason = "excluded", f"benchmark:{src.benchmark} {split} split (guard_only: none of it pretrains)"
         else:
             dup = next((v for sha, sig, v in kept if sha == pr.sha256 or near_duplicate(sig, pr.signature)), None)
             if dup:

@@ -153,7 +153,7 @@ def second_keys(sigs: list[SecondHashes], span: int = KEY_SECONDS) -> pa.Table:
                 keys.append(key[t])
                 vids.append(np.full(len(t), v, np.int32))
                 ts.append(t.astype(np.int32))
-    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))  # noqa: E731
+    cat = lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt)  # noqa: E731
     return pa.table({"vid": cat(vids, np.int32), "t": cat(ts, np.int32), "key": cat(keys, np.int64)})
 
 
@@ -186,9 +186,7 @@ def keyed_candidates(protected: dict[str, SecondHashes], others: dict[str, Secon
     for a, b, off in zip(rows["a"], rows["b"], rows["off"]):
         by_pair.setdefault((a, b), set()).update((off - 1, off, off + 1))
     return [
-        (pids[a], oids[b], np.array(sorted(offs)))
-        for (a, b), offs in sorted(by_pair.items())
-        if pids[a] != oids[b]
+        (pids[a], oids[b], np.array(sorted(offs))) for (a, b), offs in sorted(by_pair.items()) if pids[a] != oids[b]
     ]
 
 

@@ -3,6 +3,8 @@
 Each entry names a collection (a hospital archive, a public dataset) with its anatomical
 region, procedure and licence. ``role`` is ``pretrain`` (unlabelled video) or
 ``benchmark:<name>`` (a benchmark's videos: only its *training* split may enter pretraining).
+``guard_only: true`` registers a benchmark only so that its held-out videos are guarded and its
+shared videos reported: none of its videos pretrains.
 ``kind`` is ``video`` (the glob matches video files) or ``frames`` (the glob matches folders; each
 folder of images, sorted by name, is one video at ``fps``: CholecT50 and 1-fps frame exports).
 Parsed strictly: unknown keys, missing roots and globs escaping the root are errors.
@@ -31,6 +33,7 @@ class Source(BaseModel):
     procedure: str
     license: str
     role: str = "pretrain"
+    guard_only: bool = False  # a benchmark source whose training split does not pretrain either
 
     @field_validator("role")
     @classmethod
@@ -55,6 +58,8 @@ class Source(BaseModel):
 
     @model_validator(mode="after")
     def _kind(self) -> Source:
+        if self.guard_only and self.role == "pretrain":
+            raise ValueError("guard_only is for benchmark sources (role: benchmark:<name>)")
         if self.kind == "frames" and self.fps is None:
             raise ValueError("kind: frames needs fps (the images' frame rate, e.g. fps: 1)")
         if self.kind == "video" and self.fps is not None:
