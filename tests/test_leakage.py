@@ -175,8 +175,13 @@ def test_the_built_in_corpus_has_one_known_overlap_and_no_other(corpus, tmp_path
     ]  # fmt: skip
     metrics = curate(sources, tmp_path, clip_frames=4, frame_step=2, clip_stride_s=1.0, min_seconds=1.0, workers=2)
     assert [x["route"] for x in metrics["leaks"]] == ["cholec80 train video06 = cholect50 test VID06"]
-    assert metrics["duplicates_removed"] == 0
+    assert metrics["duplicates_removed"] == 0 and metrics["excluded_leaks"] == 1
+    assert metrics["excluded_guard_only"] == sum(1 for v in m2cai_rows(tmp_path) if v["split"] == "train")
     videos = pq.read_table(tmp_path / "videos.parquet").to_pylist()
     m2cai = [v for v in videos if v["source"] == "m2cai16"]
     assert m2cai and all(v["status"] == "excluded" for v in m2cai)  # guard_only: none of it pretrains
     assert any("guard_only" in v["reason"] for v in m2cai if v["split"] == "train")
+
+
+def m2cai_rows(out) -> list[dict]:
+    return [v for v in pq.read_table(out / "videos.parquet").to_pylist() if v["source"] == "m2cai16"]

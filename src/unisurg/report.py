@@ -190,6 +190,7 @@ def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> s
             f"clips: {curation['clips']}; hours kept: {curation['hours_kept']}",
             f"- duplicates removed: {curation['duplicates_removed']}; held-out benchmark videos excluded: "
             f"{curation['excluded_benchmark_heldout']}; quarantined: {curation['quarantined']}",
+            *guard_only_lines(curation),
             *leak_lines(curation),
             "",
             "| region | videos | clips | hours |",
@@ -203,6 +204,13 @@ def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> s
     if x.provenance:
         lines += provenance_section(x.provenance, machines(results))
     return "\n".join(lines) + "\n"
+
+
+def guard_only_lines(curation: dict) -> list[str]:
+    n = curation.get("excluded_guard_only")
+    if not n:
+        return []
+    return [f"- training videos of `guard_only` benchmark sources (registered to guard, not to pretrain): {n}"]
 
 
 def leak_lines(curation: dict) -> list[str]:

@@ -466,7 +466,10 @@ def summarize(rows: list[dict], clips: pa.Table, leaks: list[dict] | None = None
         "videos_total": len(rows),
         "videos_kept": sum(r["status"] == "kept" for r in rows),
         "duplicates_removed": sum(r["status"] == "duplicate" for r in rows),
-        "excluded_benchmark_heldout": sum(r["status"] == "excluded" for r in rows),
+        # excluded: held-out splits, videos showing held-out content (leaks), guard_only training videos
+        "excluded_benchmark_heldout": sum(r["status"] == "excluded" and r["reason"].endswith("split") for r in rows),
+        "excluded_leaks": len(leaks or []),
+        "excluded_guard_only": sum(r["status"] == "excluded" and "(guard_only" in r["reason"] for r in rows),
         "leaks": leaks or [],
         "quarantined": sum(r["status"] == "quarantined" for r in rows),
         "quarantined_by_reason": dict(sorted(reasons.items())),
