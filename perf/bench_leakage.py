@@ -178,18 +178,16 @@ def fit_model(sigs: dict[str, SecondHashes], field: str, bits: int) -> dict:
     x = np.concatenate(whole).astype(np.uint64)
     ones = np.array([((x >> np.uint64(i)) & np.uint64(1)).mean() for i in range(bits)])
     adjacent = np.concatenate([np.bitwise_count(w[1:] ^ w[:-1]) for w in whole]).mean()
-    var = np.concatenate(
-        [
-            np.bitwise_count(
-                getattr(s, field)[:, :, :][:, s.valid[0]] ^ getattr(s, field)[0, s.valid[0], 0][None, :, None]
-            ).ravel()
-            for s in sigs.values()
-        ]
-    )
+    dist, count = 0.0, 0
+    for sig in sigs.values():
+        x = getattr(sig, field).astype(np.uint64)  # (P, T, S)
+        both = sig.valid & sig.valid[:1]  # (P, T): the variant and the whole second both exist
+        d = np.bitwise_count(x ^ x[:1, :, :1])[both]  # (n, S) distances of every variant to the whole second
+        dist, count = dist + float(d.sum()), count + d.size - int(both[0].sum())  # the whole second itself: 0
     return {
         "ones": ones.tolist(),
         "redraw": float(adjacent / (2 * ones * (1 - ones)).sum()),
-        "variant_flip": float(var.mean() * VARIANTS / (VARIANTS - 1) / bits),
+        "variant_flip": dist / max(count, 1) / bits,
     }
 
 
@@ -221,11 +219,13 @@ def synthetic_unrelated(model: dict, videos: int, seconds: int, pairs: int, seed
     a_idx = rng.integers(0, videos, pairs)
     b_idx = (a_idx + rng.integers(1, videos, pairs)) % videos  # never the same video
     best = np.full(pairs, np.inf)
-    valid = np.ones((1, seconds), bool)
+    valid = np.ones((1, seconds), bool)  # b: one whole second each
     for lo in range(0, pairs, 200):
         for k in range(lo, min(lo + 200, pairs)):
-            var = flip(rng, np.repeat(base[a_idx[k]][None, :, None], VARIANTS, 2), model["variant_flip"], HASH_BITS)
-            a = SecondHashes(var.reshape(1, seconds, VARIANTS), np.zeros((1, seconds, VARIANTS), np.uint16), valid)
+            var = flip(rng, np.repeat(base[a_idx[k]][None, :, None], VARIANTS, 0), model["variant_flip"], HASH_BITS)
+            var = var.reshape(PHASES, len(SCALES), seconds).transpose(0, 2, 1)  # (P, T, S) like a held-out video
+            var[0, :, 0] = base[a_idx[k]]  # phase 0 at scale 1.0 is the whole second itself
+            a = SecondHashes(var, np.zeros(var.shape, np.uint16), np.ones((PHASES, seconds), bool))
             b = SecondHashes(base[b_idx[k]][None, :, None], np.zeros((1, seconds, 1), np.uint16), valid)
             best[k] = best_match("a", a, "b", b)[0]
     return {
