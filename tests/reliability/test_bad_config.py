@@ -28,8 +28,8 @@ def test_params_rejected_with_the_key_named(case, tmp_path, caplog, record):
 
 SOURCE_CASES = {
     "unknown key in sources.yaml": (
-        {"name": "a", "root": "v", "region": "r", "procedure": "p", "license": "l", "fps": 25},
-        "sources[a].fps",
+        {"name": "a", "root": "v", "region": "r", "procedure": "p", "license": "l", "fsp": 25},
+        "sources[a].fsp",
     ),
     "glob escaping the root": (
         {"name": "a", "root": "v", "glob": "../../**/*.mp4", "region": "r", "procedure": "p", "license": "l"},
