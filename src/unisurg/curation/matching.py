@@ -97,6 +97,7 @@ def best_match(
     if a.seconds < run or b.seconds < run:
         return float("inf"), None
     best: tuple[float, int, int, int, int] | None = None  # (mean, p, s, offset, window)
+    best_diag = np.zeros(0)  # (a.seconds,) the best offset's distances, INVALID outside b
     for p in range(a.hash.shape[0]):
         for s in range(a.hash.shape[2]):
             d = _variant_distances(a, b, p, s)
@@ -111,14 +112,13 @@ def best_match(
             w, k = np.unravel_index(int(np.argmin(means)), means.shape)
             if best is None or means[w, k] < best[0]:
                 best = (float(means[w, k]), p, s, int(offs[k]), int(w))
+                best_diag = cols[:, k].copy()
     if best is None:
         return float("inf"), None
     mean, p, s, off, w = best
     if mean > MAX_MEAN_BITS:
         return mean, None
-    diag = _variant_distances(a, b, p, s)
-    col = np.array([diag[i, i + off] if 0 <= i + off < b.seconds else INVALID for i in range(a.seconds)])
-    c = np.concatenate([[0.0], np.cumsum(col)])
+    c = np.concatenate([[0.0], np.cumsum(best_diag)])
     first, count = _extend((c[run:] - c[:-run]) / run, w, MAX_MEAN_BITS)
     phase = p / a.hash.shape[0]
     m = Match(a_id, b_id, round(first + phase, 2), first + off, count + run - 1, SCALES[s], round(mean, 2))
