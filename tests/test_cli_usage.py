@@ -143,7 +143,7 @@ def test_params_paths_are_relative_to_the_params_file(tmp_path, monkeypatch):
         "pretrain: {init: 'vjepa:vit_pico:w/vjepa.pt:encoder'}\n"
         "evaluate:\n"
         "  benchmarks: {cholec80: ../data/cholec80, kvasirseg: /abs/kvasir}\n"
-        "  models: {a: w/enc.pt, b: 'random:vit_pico', c: 'timm:resnet18:w/r.pth', d: 'timm:resnet18'}\n"
+        "  models: {a: w/enc.pt, b: 'random:vit_pico', c: 'timm:resnet18:w/r.pth', d: 'timm:resnet18', f: 'hf:w/hf'}\n"
         "  cache_dir: cache\n"
     )
     monkeypatch.chdir(tmp_path)
@@ -156,6 +156,7 @@ def test_params_paths_are_relative_to_the_params_file(tmp_path, monkeypatch):
         "b": "random:vit_pico",
         "c": "timm:resnet18:conf/w/r.pth",
         "d": "timm:resnet18",
+        "f": "hf:conf/w/hf",
         "e": "x.pt",  # a --set value is written on the command line: relative to the working directory
     }
     assert p.evaluate.cache_dir == "conf/cache"

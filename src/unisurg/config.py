@@ -152,7 +152,8 @@ class PretrainParams(Strict):
     device: str = DEVICE
     bf16: bool = BF16
     init: str = Field(
-        "none", description="start from: none (random), vjepa:<arch>:<path>[:<key>] or one of our checkpoints"
+        "none",
+        description="start from: none (random), vjepa:<arch>:<path>[:<key>], hf:<folder> or one of our checkpoints",
     )
     objective: Literal["latent", "pixel"] = "latent"
     motion: MotionParams = MotionParams()
@@ -450,6 +451,8 @@ def spec_file(spec: str) -> tuple[str, str, str] | None:
         arch, _, tail = rest.partition(":")
         path, sep, key = tail.partition(":")
         return (f"vjepa:{arch}:", path, f"{sep}{key}") if path else None
+    if kind == "hf":  # hf:<folder>
+        return ("hf:", rest, "") if rest else None
     if kind == "timm":  # timm:<name>[:<path>]
         name, _, path = rest.partition(":")
         return (f"timm:{name}:", path, "") if path else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import ablation, benchmarks, curate, distill, evaluate, features, pretrain, report, synth
+from . import ablation, benchmarks, curate, distill, evaluate, export, features, pretrain, report, synth
 from .common import build_parser as _build_parser
 from .common import run
 
@@ -18,7 +18,8 @@ unisurg: the pipeline of the UniSurg surgical video foundation model.
 
 Pipeline stages (what `dvc repro` runs, in order): synth, curate, pretrain, distill, evaluate,
 report. Tools: benchmarks (list, layout, validate a download), features (embed whole videos),
-ablation (version the ablation grid's results). `unisurg COMMAND -h` explains a command.
+export (to transformers, safetensors, vjepa2), ablation (version the ablation grid's results).
+`unisurg COMMAND -h` explains a command.
 """
 
 EPILOG = """\
@@ -28,6 +29,7 @@ first steps:
   unisurg curate --sources my_sources.yaml --out data/curate
   unisurg features extract /data/videos --encoder data/pretrain/encoder.pt --out feats.parquet
   unisurg evaluate --benchmark cholec80 --root /data/cholec80 --encoder mine=vjepa:vit_large:/ckpt/vitl.pt
+  unisurg export data/pretrain/encoder.pt --format transformers --out export/unisurg-hf
 
 exit codes: 0 done, 1 a validation found problems, 2 a wrong value or file (the message says
 which), 3 the curated index failed its quality gate.
@@ -44,6 +46,7 @@ COMMANDS = [
     benchmarks.COMMAND,
     ablation.COMMAND,
     features.COMMAND,
+    export.COMMAND,
 ]
 
 

@@ -27,7 +27,7 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=SPEC",
         help="evaluate this encoder instead of evaluate.models (repeatable); SPEC is a checkpoint path, "
-        "random:<arch>, vjepa:<arch>:<path>[:<key>] or timm:<name>[:<path>]",
+        "random:<arch>, vjepa:<arch>:<path>[:<key>], hf:<folder> or timm:<name>[:<path>]",
     )
     sp.add_argument(
         "--out",

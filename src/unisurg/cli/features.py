@@ -18,7 +18,9 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "videos", nargs="+", help="video files, folders (searched recursively) or curation's videos.parquet"
     )
-    sp.add_argument("--encoder", required=True, help="checkpoint path, random:<arch>, vjepa:<arch>:<path>, timm:<name>")
+    sp.add_argument(
+        "--encoder", required=True, help="checkpoint path, random:<arch>, vjepa:<arch>:<path>, hf:<folder>, timm:<name>"
+    )
     sp.add_argument("--out", required=True, help="a .parquet file (pooled embeddings) or a folder of .npy files")
     sp.add_argument("--frames", type=int, default=16, help="frames per window")
     sp.add_argument("--fps", type=float, default=8.0, help="frames per second sampled in a window")

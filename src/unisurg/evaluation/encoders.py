@@ -6,7 +6,12 @@ Every encoder maps a normalised clip batch (B, 3, T, H, W) to tokens (B, N, D) a
 values of ``evaluate.models`` in ``params.yaml`` and of ``--encoder`` on the command line:
 
 ``path/to/encoder.pt``
-    our self-describing checkpoint (architecture stored inside).
+    our self-describing checkpoint (architecture stored inside); also ``encoder.safetensors`` from
+    ``unisurg export --format safetensors``.
+``hf:<folder>``
+    a local folder in the Hugging Face transformers V-JEPA 2 layout (``config.json`` +
+    ``model.safetensors``: ``unisurg export --format transformers``, or Meta's published weights),
+    converted by :mod:`unisurg.models.hf`; nothing is downloaded.
 ``vjepa:<arch>:<path>[:<key>]``
     public V-JEPA 2 / SurgMotion weights (e.g. ``vjepa:vit_large:/ckpt/vitl.pt``); ``key`` is
     ``target_encoder`` (what V-JEPA evaluates) or ``encoder`` (what SurgMotion evaluates); without
@@ -121,7 +126,7 @@ def load_encoder_spec(
     weights a ``vjepa:`` checkpoint is read from when the spec names none (the protocol's).
     """
     kind, _, rest = spec.partition(":")
-    if kind in ("random", "timm", "vjepa") and not rest:
+    if kind in ("random", "timm", "vjepa", "hf") and not rest:
         raise UsageError(f"encoder spec {spec!r}: nothing after '{kind}:' ({SPEC_FORMS})")
     if kind == "random" and rest:
         torch.manual_seed(seed)
@@ -145,13 +150,18 @@ def load_encoder_spec(
         key = parts[2] if len(parts) == 3 else vjepa_key
         _require_file(path, spec)
         model, wid = load_vjepa_checkpoint(path, arch, key), f"{sha256_file(path)}:{key}"
+    elif kind == "hf" and rest:
+        from ..models.hf import load_hf
+
+        hf = load_hf(rest)
+        model, wid = hf.encoder, f"hf:{hf.digest}"
     else:
         _require_file(spec, spec)
         model, wid = load_encoder(spec), sha256_file(spec)
     return model.eval(), wid
 
 
-SPEC_FORMS = "a checkpoint path, random:<arch>, vjepa:<arch>:<path>[:<key>] or timm:<name>[:<path>]"
+SPEC_FORMS = "a checkpoint path, random:<arch>, vjepa:<arch>:<path>[:<key>], hf:<folder> or timm:<name>[:<path>]"
 
 
 def _require_file(path: str, spec: str) -> None:

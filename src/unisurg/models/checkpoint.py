@@ -1,13 +1,17 @@
 """Self-describing checkpoints, and loading of public V-JEPA 2 / SurgMotion weights.
 
 Our checkpoints carry the architecture (registered name + constructor arguments), so
-``load_encoder(path)`` rebuilds the model without any other file. Public V-JEPA 2 / SurgMotion
+``load_encoder(path)`` rebuilds the model without any other file: a ``torch.save`` file, or a
+``.safetensors`` file whose metadata holds the same (``unisurg export --format safetensors``, for
+tools that read safetensors and never unpickle). Public V-JEPA 2 / SurgMotion
 ``.pt`` files carry only state dicts (keys ``encoder``, ``target_encoder``, ``predictor``,
 possibly prefixed ``module.`` / ``backbone.``): the caller names the architecture.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 from pathlib import Path
@@ -21,6 +25,7 @@ from ..io import atomic_path
 from .vit import VisionTransformer, create_model, list_models
 
 FORMAT = "unisurg/v1"
+SAFETENSORS_FORMAT = "unisurg-safetensors/v1"
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
@@ -104,8 +109,67 @@ def load_vjepa_checkpoint(
     return model
 
 
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of the weights themselves (names, dtypes, shapes, bytes in name order): equal for equal
+    weights whatever file holds them."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_safetensors(path: str | os.PathLike[str], model: VisionTransformer, arch: str, meta: dict[str, Any]) -> None:
+    """The encoder's weights as safetensors; its metadata (strings only, by the format) rebuilds it:
+    ``format``, ``arch``, ``config`` (JSON), ``weights_sha256``, and ``meta``'s entries (JSON unless str)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    header = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in meta.items()}
+    header.update(
+        format=SAFETENSORS_FORMAT, arch=arch, config=json.dumps(model.config), weights_sha256=state_digest(state)
+    )
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=header)
+
+
+def read_safetensors_meta(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The metadata of a safetensors file (without reading its tensors)."""
+    from safetensors import SafetensorError, safe_open
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no safetensors file {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except SafetensorError as err:  # a bad header: truncated, or not safetensors at all
+        raise UsageError(f"{path}: cannot be read as safetensors ({err})") from None
+
+
+def load_safetensors(path: str | os.PathLike[str]) -> VisionTransformer:
+    """An encoder written by :func:`save_safetensors`; its weights are checked against ``weights_sha256``."""
+    from safetensors.torch import load_file
+
+    meta = read_safetensors_meta(path)
+    if meta.get("format") != SAFETENSORS_FORMAT:
+        raise UsageError(
+            f"{path}: a safetensors file without unisurg metadata (format {meta.get('format')!r}): its "
+            "architecture is unknown; a transformers folder is hf:<folder>"
+        )
+    model = VisionTransformer(**json.loads(meta["config"]))
+    state = load_file(str(path))
+    if state_digest(state) != meta.get("weights_sha256"):
+        raise UsageError(f"{path}: its weights do not match the weights_sha256 of its metadata (modified or corrupt)")
+    model.load_state_dict(state)
+    return model
+
+
 def load_encoder(path: str | os.PathLike[str], arch: str | None = None, key: str | None = None) -> VisionTransformer:
-    """Load any encoder: our self-describing checkpoints, or a public V-JEPA 2 file with ``arch`` given."""
+    """Load any encoder: our self-describing checkpoints (``torch.save`` or ``.safetensors``), or a public
+    V-JEPA 2 file with ``arch`` given."""
+    if Path(path).suffix == ".safetensors":
+        return load_safetensors(path)
     ckpt = load_checkpoint(path)
     if ckpt.get("format") == FORMAT:
         model = VisionTransformer(**ckpt["config"])

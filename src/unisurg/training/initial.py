@@ -10,6 +10,10 @@
     file has one whose names and shapes match ``pretrain.predictor`` (otherwise a fresh predictor,
     said once in the log). With ``:<key>`` both encoders start from that key. ``<arch>`` must be
     ``pretrain.arch``.
+``hf:<folder>``
+    a local transformers V-JEPA 2 folder (``unisurg export --format transformers``, Meta's published
+    weights): its encoder -> encoder and teacher, its predictor when it has one (an export without one
+    holds a placeholder, never loaded). Converted by :mod:`unisurg.models.hf`.
 ``path/to/checkpoint.pt``
     one of ours: an exported ``encoder.pt`` (encoder and teacher from it) or a pretraining
     ``checkpoint.pt`` (encoder, teacher and predictor).
@@ -69,6 +73,15 @@ def load_initial(spec: str, arch: str) -> InitialWeights | None:
             enc = _entry(ck, "encoder" if "encoder" in ck else "target_encoder", path)
             tgt = _entry(ck, "target_encoder", path) if "target_encoder" in ck else enc
         pred = ck.get("predictor")
+    elif kind == "hf":
+        from ..models.hf import load_hf
+
+        if not rest:
+            raise UsageError(f"pretrain.init {spec!r}: expected hf:<folder>")
+        hf = load_hf(rest)
+        enc = tgt = hf.encoder.state_dict()
+        pred = hf.predictor.state_dict() if hf.predictor is not None else None
+        return InitialWeights(spec, hf.digest, enc, tgt, pred)
     else:
         path = Path(spec)
         ck = _read(path, spec)
