@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(RUN) python perf/bench_scaling.py --out reports/perf_scaling.json
 	$(RUN) OMP_NUM_THREADS=1 python perf/bench_hour.py --out reports/perf_hour.json
 	$(RUN) python perf/bench_leakage.py --out reports/perf_leakage.json
+	$(RUN) python perf/bench_ray.py --out reports/perf_ray.json
 	$(RUN) python perf/protocol_cost.py --out reports/perf_protocol.json
 	$(RUN) python perf/perf_report.py
 

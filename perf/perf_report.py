@@ -491,6 +491,42 @@ def leakage_section(r: dict) -> list[str]:
     return lines
 
 
+def ray_section(r: dict) -> list[str]:
+    c, o, e = r["curation"], r["overhead"], r["extraction"]
+    lines = [
+        "## Ray against the local engines (`perf/bench_ray.py`)",
+        "",
+        f"Curation's inspection (probe, hashes, per-second signatures, motion) of {c['videos']} videos ({r['corpus']}, "
+        f"hard links), Ray batches of {r['batch']} videos on a local cluster of separate processes "
+        "(`unisurg.cluster.local`; its start left out: "
+        f"{c['ray_1_cluster_start_s']} s / {c['ray_2_cluster_start_s']} s).",
+        "",
+        "| worker processes | local process pool (videos/s) | Ray (videos/s) | Ray / local | target |",
+        "|---|---|---|---|---|",
+    ]
+    for w in (1, 2):
+        ratio = c[f"ray_{w}_vs_local_{w}"]
+        target = f">= 0.8 ({verdict(ratio, 0.8, True)})" if w == 1 else "-"
+        lines.append(f"| {w} | {c[f'local_{w}_videos_per_s']} | {c[f'ray_{w}_videos_per_s']} | {ratio} | {target} |")
+    b = r["batch"]
+    per, ray_s = o[f"overhead_ms_per_video_batch{b}"], o[f"ray_inspect_s_batch{b}"]
+    lines += [
+        "",
+        f"**Overhead per video** at {o['videos']:,} tiny videos (1 s, 32 px, one worker): inspected here one after "
+        f"another in {o['local_inspect_s']} s, on Ray in {ray_s} s (batches of "
+        f"{b}) and {o['ray_inspect_s_batch64']} s (batches of 64): **{per} ms per video** (target <= 10: "
+        f"{verdict(per, 10.0, False)}); {o['overhead_ms_per_video_batch64']} ms with batches of 64. An inspection "
+        f"that does nothing takes {o['noop_ms_per_video']} ms per video on Ray: scheduling, shipping and the "
+        "persisted batch files alone.",
+        "",
+        f"**Extraction** of {e['videos']} videos ({e['windows']} windows of 16 frames at 64 px, random vit_micro): "
+        f"{e['local_windows_per_s']} windows/s locally, {e['ray_1_windows_per_s']} on one Ray actor "
+        f"({e['ray_1_vs_local']}x), {e['ray_2_windows_per_s']} on two ({e['ray_2_vs_local']}x).",
+        "",
+    ]
+    return lines
+
+
 def main() -> int:
     sections = (
         ("decode", decode_section),
@@ -500,6 +536,7 @@ def main() -> int:
         ("scaling", scaling_section),
         ("hour", hour_section),
         ("leakage", leakage_section),
+        ("ray", ray_section),
         ("protocol", protocol_section),
     )
     inputs = {name: data for name, _ in sections if (data := load(name)) is not None}

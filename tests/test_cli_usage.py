@@ -69,6 +69,17 @@ def _mistakes(tmp: Path) -> dict[str, tuple[list[str], str]]:
             ["benchmarks", "validate", "cholec80"],
             "benchmarks validate cholec80 needs --root DIR, the dataset's folder",
         ),
+        "an unreachable Ray cluster": (
+            [*feats, "random:vit_pico", "--engine", "ray", "--address", "127.0.0.1:1"],
+            "cannot reach a Ray cluster at '127.0.0.1:1' (Connection refused); start one (`ray start --head`) or "
+            "give its head's HOST:PORT with --address",
+        ),
+        "an export of a frame-wise timm backbone": (
+            ["export", "timm:resnet18", "--format", "transformers", "--out", str(tmp / "e")],
+            "timm:resnet18: a timm image backbone applied frame by frame (ResNet) is not a V-JEPA video ViT (tubelet "
+            "patch embedding, 3D-RoPE blocks, final norm): the transformers, safetensors and vjepa layouts hold "
+            "unisurg's VisionTransformer only; save a timm model with timm itself",
+        ),
         "a missing video": (
             ["features", "extract", str(tmp / "nope.mp4"), "--encoder", "random:vit_pico", "--out", "x.parquet"],
             f"no video or directory {tmp / 'nope.mp4'}",

@@ -250,6 +250,8 @@ def test_vjepa_export_loads_with_strict_true_in_vjepa2s_own_modules_and_ours(pro
     assert torch.equal(strip_prefixes(ck["predictor"])["mask_tokens.1"], predictor.mask_tokens[1])
     card = (out / "README.md").read_text()
     assert "vjepa2's code registers no `vit_pico`" in card and "embed_dim=48" in card
+    assert _export(ckpt, "vjepa", tmp_path / "again") == 0  # the same weights: the same bytes
+    assert (tmp_path / "again" / "vit_pico.pt").read_bytes() == path.read_bytes()
 
 
 @torch.no_grad()

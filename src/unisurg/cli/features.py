@@ -32,6 +32,15 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
     sp.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA (float32 throughout)")
     sp.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local (this process, or torchrun ranks) or a Ray cluster (--address): actors each holding the encoder",
+    )
+    sp.add_argument("--address", default="auto", help="--engine ray: the cluster (HOST:PORT of its head, or auto)")
+    sp.add_argument("--actors", type=int, default=None, help="--engine ray: encoder actors (default: GPUs, else CPUs)")
+    sp.add_argument("--shard-size", type=int, default=8, help="--engine ray: videos per shard (one Parquet part)")
+    sp.add_argument(
         "--layers",
         type=int,
         nargs="+",
@@ -51,6 +60,8 @@ def cmd_features(args: argparse.Namespace) -> int:
     videos = find_videos(args.videos)
     if not videos:
         raise UsageError(f"no video files in {' '.join(args.videos)}")
+    if args.engine == "ray":
+        return _features_on_ray(args, windows, videos)
     with distributed(args.device) as d:
         model, wid = load_encoder_spec(args.encoder, args.seed, args.size)
         meta = {"encoder": args.encoder, "weights": wid, "windows": json.dumps(dataclasses.asdict(windows))}
@@ -67,6 +78,26 @@ def cmd_features(args: argparse.Namespace) -> int:
                 args.out,
                 compute_info(d, bf16),
             )
+    return 0
+
+
+def _features_on_ray(args: argparse.Namespace, windows, videos: list[Path]) -> int:
+    from ..cluster.features import EncoderSpec, extract_on_ray
+    from ..evaluation.encoders import load_encoder_spec
+
+    if args.pool != "mean":
+        raise UsageError("--engine ray writes mean-pooled embeddings (--pool mean) into a .parquet file")
+    _, wid = load_encoder_spec(args.encoder, args.seed, args.size)  # a wrong spec fails here, before the cluster
+    meta = {"encoder": args.encoder, "weights": wid, "windows": json.dumps(dataclasses.asdict(windows))}
+    if args.layers:
+        meta["layers"] = json.dumps(args.layers)
+    enc = EncoderSpec(args.encoder, args.seed, tuple(args.layers) if args.layers else None, not args.fp32)
+    rows = extract_on_ray(
+        args.address, enc, videos, Path(args.out), windows, args.batch_size, meta, args.actors, args.shard_size
+    )
+    log.info(
+        "features: %d windows of the %d videos given -> %s (on Ray at %s)", rows, len(videos), args.out, args.address
+    )
     return 0
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +39,9 @@ from ..io import atomic_write_text, write_json, write_table
 from .inspection import VideoInfo, inspect_video, near_duplicate
 from .matching import Match, find_matches
 from .sources import Source
+
+if TYPE_CHECKING:  # for the annotation only
+    from ..config import CurateParams
 
 log = logging.getLogger(__name__)
 
@@ -396,6 +399,24 @@ def curate(
     metrics = summarize(rows, clips, leaks)
     write_json(out / "curation.json", metrics)
     return metrics
+
+
+def curate_with(params: CurateParams, sources: list[Source], out: Path, inspect_map: InspectMap | None = None) -> dict:
+    """:func:`curate` with the ``curate`` section of the parameters (a :class:`unisurg.config.CurateParams`):
+    what ``unisurg curate`` and the curation flow run."""
+    c = params
+    return curate(
+        sources,
+        out,
+        c.clip_frames,
+        c.frame_step,
+        c.clip_stride_s,
+        c.min_seconds,
+        c.workers,
+        c.motion_step,
+        c.balance,
+        inspect_map=inspect_map,
+    )
 
 
 INDEX_SQL = """-- DuckDB views over the curated index. Paths are relative to this folder:

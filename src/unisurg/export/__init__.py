@@ -9,12 +9,12 @@ from pathlib import Path
 from ..io import atomic_write_text
 from .card import Evidence, model_card, model_name, training_data
 from .formats import FORMATS, Inputs, export
-from .source import Source, provenance, resolve
+from .source import Exportable, provenance, resolve
 
-__all__ = ["FORMATS", "Evidence", "Inputs", "Source", "export", "export_encoder", "provenance", "resolve"]
+__all__ = ["FORMATS", "Evidence", "Inputs", "Exportable", "export", "export_encoder", "provenance", "resolve"]
 
 
-def evidence(src: Source, prov: dict, params, metrics_dir: Path, root: Path) -> Evidence:
+def evidence(src: Exportable, prov: dict, params, metrics_dir: Path, root: Path) -> Evidence:
     """What the card says beyond the weights: the report's results under the weights' name in
     ``evaluate.models`` and its baseline, and the training clips of the stage that produced them."""
     from ..report import load_results

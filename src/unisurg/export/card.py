@@ -11,7 +11,7 @@ from typing import Any
 
 from ..report import baseline_section, beats_null, protocol_lines, results_table
 from .formats import VJEPA2_ARCHS, Inputs
-from .source import Source
+from .source import Exportable
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Evidence:
     index: str | None = None  # the clip table those rows come from
 
 
-def model_name(src: Source, models: dict[str, str], root: Path) -> str | None:
+def model_name(src: Exportable, models: dict[str, str], root: Path) -> str | None:
     """The name under which ``evaluate.models`` evaluates these weights (the same spec, or the same file)."""
     for name, spec in models.items():
         if spec == src.spec:
@@ -56,7 +56,7 @@ def training_data(clips: Path) -> list[dict]:
     return [dict(zip(keys, r)) for r in rows]
 
 
-def _training_lines(src: Source, prov: dict[str, Any], ev: Evidence) -> list[str]:
+def _training_lines(src: Exportable, prov: dict[str, Any], ev: Evidence) -> list[str]:
     dvc = prov.get("dvc")
     if dvc is None:
         if src.spec.startswith("random:"):
@@ -72,6 +72,7 @@ def _training_lines(src: Source, prov: dict[str, Any], ev: Evidence) -> list[str
         "Its inputs: " + ", ".join(f"`{d}`" for d in dvc["deps"] if not d.startswith(("src/", "stages/"))) + ".",
     ]
     if ev.training:
+        licences = sorted({str(r["license"]) for r in ev.training})
         hours = sum(r["hours"] or 0 for r in ev.training)
         clips = sum(r["clips"] for r in ev.training)
         lines += [
@@ -86,6 +87,7 @@ def _training_lines(src: Source, prov: dict[str, Any], ev: Evidence) -> list[str
             f"| {r['source']} | {r['region']} | {r['license']} | {r['videos']} | {r['clips']} | {r['hours']:.2f} |"
             for r in ev.training
         ]
+        lines += ["", f"Licences of the training data: {'; '.join(licences)}. The weights may carry their terms."]
     return lines
 
 
@@ -105,7 +107,7 @@ def _results_lines(ev: Evidence) -> list[str]:
     return lines
 
 
-def _limitations(src: Source, fmt: str, inputs: Inputs, prov: dict[str, Any], ev: Evidence) -> list[str]:
+def _limitations(src: Exportable, fmt: str, inputs: Inputs, prov: dict[str, Any], ev: Evidence) -> list[str]:
     out = []
     if "data/synth" in (prov.get("dvc") or {}).get("upstream", []):
         out.append(
@@ -135,10 +137,9 @@ def _limitations(src: Source, fmt: str, inputs: Inputs, prov: dict[str, Any], ev
 USAGE = {
     "transformers": [
         "```python",
-        "import torch",
         "from transformers import AutoModel, AutoVideoProcessor",
-        "model = AutoModel.from_pretrained(FOLDER).eval()",
-        "processor = AutoVideoProcessor.from_pretrained(FOLDER)",
+        "model = AutoModel.from_pretrained('FOLDER').eval()",
+        "processor = AutoVideoProcessor.from_pretrained('FOLDER')",
         "inputs = processor(video, return_tensors='pt')  # video: (T, H, W, 3) uint8 frames",
         "features = model.get_vision_features(inputs['pixel_values_videos'])  # (1, N, D)",
         "```",
@@ -162,7 +163,7 @@ USAGE = {
 
 
 def model_card(
-    src: Source, fmt: str, inputs: Inputs, prov: dict[str, Any], ev: Evidence, files: list[str], out: Path
+    src: Exportable, fmt: str, inputs: Inputs, prov: dict[str, Any], ev: Evidence, files: list[str], out: Path
 ) -> str:
     enc = src.encoder
     c = enc.config
@@ -174,6 +175,11 @@ def model_card(
         f"exported by `unisurg export` from `{src.spec}`"
         + (f" with its predictor ({src.predictor.config['depth']} blocks)" if src.predictor is not None else "")
         + "."
+        + (
+            " Its file records: " + ", ".join(f"{k} {v}" for k, v in sorted(src.extra.items())) + "."
+            if src.extra
+            else ""
+        )
     )
     vjepa_note = []
     if fmt == "vjepa" and src.arch not in VJEPA2_ARCHS:

@@ -31,7 +31,7 @@ from ..io import atomic_path
 from ..media.clips import IMAGENET_MEAN, IMAGENET_STD
 from ..models.checkpoint import save_safetensors
 from ..models.hf import encoder_to_hf, hf_config, placeholder_predictor, predictor_to_hf
-from .source import Source
+from .source import Exportable
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Inputs:
         }
 
 
-def _check_inputs(src: Source, inputs: Inputs) -> None:
+def _check_inputs(src: Exportable, inputs: Inputs) -> None:
     enc = src.encoder
     bad = []
     if inputs.size % enc.patch_size:
@@ -84,7 +84,7 @@ def _check_inputs(src: Source, inputs: Inputs) -> None:
 # --------------------------------------------------------------------------- transformers
 
 
-def transformers_model(src: Source, inputs: Inputs):
+def transformers_model(src: Exportable, inputs: Inputs):
     """The ``VJEPA2Model`` holding ``src``, checked against it (see the module docstring)."""
     from transformers import VJEPA2Config, VJEPA2Model
 
@@ -113,7 +113,7 @@ def transformers_model(src: Source, inputs: Inputs):
 
 
 @torch.no_grad()
-def check_equal(src: Source, model, inputs: Inputs, predictor) -> float:
+def check_equal(src: Exportable, model, inputs: Inputs, predictor) -> float:
     """Run ours and transformers' model on one probe clip; refuse a difference above :data:`TOLERANCE`.
 
     Two tubelets of frames at the export size: every spatial RoPE position and two temporal ones
@@ -143,7 +143,7 @@ def check_equal(src: Source, model, inputs: Inputs, predictor) -> float:
     return diff
 
 
-def write_transformers(src: Source, out: Path, inputs: Inputs) -> list[str]:
+def write_transformers(src: Exportable, out: Path, inputs: Inputs) -> list[str]:
     from transformers import LlavaNextVideoVideoProcessor
     from transformers.image_utils import PILImageResampling
 
@@ -171,7 +171,7 @@ def write_transformers(src: Source, out: Path, inputs: Inputs) -> list[str]:
 # --------------------------------------------------------------------------- safetensors / vjepa
 
 
-def write_safetensors(src: Source, out: Path, inputs: Inputs, prov: dict[str, Any]) -> list[str]:
+def write_safetensors(src: Exportable, out: Path, inputs: Inputs, prov: dict[str, Any]) -> list[str]:
     meta = {
         "input": {"size": inputs.size, "frames": inputs.frames, "fps": inputs.fps},
         "patch_size": str(src.encoder.patch_size),
@@ -187,7 +187,7 @@ def write_safetensors(src: Source, out: Path, inputs: Inputs, prov: dict[str, An
     return ["encoder.safetensors"]
 
 
-def write_vjepa(src: Source, out: Path, prov: dict[str, Any]) -> list[str]:
+def write_vjepa(src: Exportable, out: Path, prov: dict[str, Any]) -> list[str]:
     def prefixed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {VJEPA_PREFIX + k: v.detach().cpu() for k, v in state.items()}
 
@@ -206,12 +206,12 @@ def write_vjepa(src: Source, out: Path, prov: dict[str, Any]) -> list[str]:
     if src.predictor is not None:
         payload["predictor"] = prefixed(src.predictor.state_dict())
     name = f"{src.arch or 'encoder'}.pt"
-    with atomic_path(out / name) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(out / name) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)  # through a file object: the archive's inner folder is "archive", not the temp name
     return [name]
 
 
-def export(src: Source, fmt: str, out: Path, inputs: Inputs, prov: dict[str, Any]) -> list[str]:
+def export(src: Exportable, fmt: str, out: Path, inputs: Inputs, prov: dict[str, Any]) -> list[str]:
     """Write ``src`` in ``fmt`` into ``out`` (created; files of an earlier export are replaced)."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")

@@ -20,7 +20,7 @@ from ..models.checkpoint import FORMAT, load_checkpoint, state_digest, strip_pre
 
 
 @dataclass
-class Source:
+class Exportable:
     """An encoder to export."""
 
     spec: str
@@ -58,15 +58,15 @@ def not_exportable(model: nn.Module, spec: str) -> UsageError:
     )
 
 
-def resolve(spec: str, seed: int = 0) -> Source:
-    """The :class:`Source` an encoder spec names (every form ``evaluate.models`` takes)."""
+def resolve(spec: str, seed: int = 0) -> Exportable:
+    """The :class:`Exportable` an encoder spec names (every form ``evaluate.models`` takes)."""
     kind, _, rest = spec.partition(":")
     if kind == "hf" and rest:
         from ..models.hf import load_hf
 
         hf = load_hf(rest)
         arch = (hf.config.get("unisurg") or {}).get("arch") or registered_arch(hf.encoder.config)
-        return Source(spec, arch, hf.encoder, hf.predictor, None, Path(rest), hf.digest)
+        return Exportable(spec, arch, hf.encoder, hf.predictor, None, Path(rest), hf.digest)
     if kind == "vjepa" and rest:
         return _vjepa(spec, rest)
     if kind in ("random", "timm"):
@@ -75,7 +75,7 @@ def resolve(spec: str, seed: int = 0) -> Source:
         model, _ = load_encoder_spec(spec, seed)
         if not isinstance(model, VisionTransformer):
             raise not_exportable(model, spec)
-        return Source(spec, rest, model, extra={"weights": f"random, seed {seed}"})
+        return Exportable(spec, rest, model, extra={"weights": f"random, seed {seed}"})
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"encoder {spec!r}: no file {path}")
@@ -83,7 +83,7 @@ def resolve(spec: str, seed: int = 0) -> Source:
         from ..models.checkpoint import load_safetensors, read_safetensors_meta
 
         model = load_safetensors(path)
-        return Source(
+        return Exportable(
             spec, read_safetensors_meta(path).get("arch", ""), model, path=path, file_sha256=sha256_file(path)
         )
     ck = load_checkpoint(path)
@@ -102,12 +102,12 @@ def resolve(spec: str, seed: int = 0) -> Source:
     if "step" in ck:
         extra["steps"] = int(ck["step"])
     extra["kind"] = ck.get("kind", "encoder")
-    return Source(
+    return Exportable(
         spec, ck.get("arch") or registered_arch(model.config), model, predictor, context, path, sha256_file(path), extra
     )
 
 
-def _vjepa(spec: str, rest: str) -> Source:
+def _vjepa(spec: str, rest: str) -> Exportable:
     """``vjepa:<arch>:<path>[:<key>]``: the evaluated key (default ``target_encoder``) and the online
     ``encoder``; the predictor stays behind (a V-JEPA file does not record its heads)."""
     parts = rest.split(":")
@@ -123,7 +123,7 @@ def _vjepa(spec: str, rest: str) -> Source:
     model = create_model(arch)
     model.load_state_dict(strip_prefixes(ck[key]))
     context = strip_prefixes(ck["encoder"]) if key != "encoder" and "encoder" in ck else None
-    return Source(spec, arch, model, None, context, path, sha256_file(path), {"key": key})
+    return Exportable(spec, arch, model, None, context, path, sha256_file(path), {"key": key})
 
 
 # --------------------------------------------------------------------------- provenance
@@ -155,7 +155,7 @@ def _stages(root: Path) -> list[tuple[str, dict]]:
     return out
 
 
-def provenance(src: Source, root: Path) -> dict[str, Any]:
+def provenance(src: Exportable, root: Path) -> dict[str, Any]:
     """Where the weights came from: the git commit of ``root``; the locked DVC stage whose output is the
     file read (its md5 there, whether the file still has it, its deps and params) and every path
     upstream of it (deps of deps)."""
