@@ -508,6 +508,12 @@ def ray_section(r: dict) -> list[str]:
         ratio = c[f"ray_{w}_vs_local_{w}"]
         target = f">= 0.8 ({verdict(ratio, 0.8, True)})" if w == 1 else "-"
         lines.append(f"| {w} | {c[f'local_{w}_videos_per_s']} | {c[f'ray_{w}_videos_per_s']} | {ratio} | {target} |")
+    if c["local_2_videos_per_s"] <= c["local_1_videos_per_s"]:
+        lines += [
+            "",
+            f"On this machine ({os.cpu_count()} cores) a second worker process does not speed the local pool up: "
+            "one inspection's decoder threads already keep the cores busy.",
+        ]
     b = r["batch"]
     per, ray_s = o[f"overhead_ms_per_video_batch{b}"], o[f"ray_inspect_s_batch{b}"]
     lines += [
@@ -520,8 +526,9 @@ def ray_section(r: dict) -> list[str]:
         "persisted batch files alone.",
         "",
         f"**Extraction** of {e['videos']} videos ({e['windows']} windows of 16 frames at 64 px, random vit_micro): "
-        f"{e['local_windows_per_s']} windows/s locally, {e['ray_1_windows_per_s']} on one Ray actor "
-        f"({e['ray_1_vs_local']}x), {e['ray_2_windows_per_s']} on two ({e['ray_2_vs_local']}x).",
+        f"{e['local_windows_per_s']} windows/s locally (one process, torch's {os.cpu_count()} threads), "
+        f"{e['ray_1_windows_per_s']} on one Ray actor ({e['ray_1_vs_local']}x; one thread per actor), "
+        f"{e['ray_2_windows_per_s']} on two ({e['ray_2_vs_local']}x); the actors' start is included.",
         "",
     ]
     return lines
