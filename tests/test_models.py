@@ -172,6 +172,16 @@ def test_checkpoints_rebuild_themselves_and_vjepa_layout_loads(tmp_path):
         load_encoder(tmp_path / "vjepa.pt")
 
 
+
+def test_the_same_weights_give_the_same_checkpoint_bytes(tmp_path):
+    """DVC hashes outputs: a rerun that reproduces the weights must reproduce the file, whatever the
+    temporary name it was written under (torch names the archive after a path it is given)."""
+    torch.manual_seed(0)
+    payload = encoder_payload(create_model("vit_pico"), "vit_pico")
+    save_checkpoint(tmp_path / "a.pt", payload)
+    save_checkpoint(tmp_path / "b" / "encoder.pt", payload)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b" / "encoder.pt").read_bytes()
+
 # vit_micro: head_dim 64 -> three chunks of 20 and 4 unrotated dims; vit_pico: head_dim 24, all rotated
 @pytest.mark.parametrize("arch, dims", [("vit_pico", (48, 2, 2)), ("vit_micro", (192, 6, 3))])
 @torch.no_grad()

@@ -29,9 +29,14 @@ SAFETENSORS_FORMAT = "unisurg-safetensors/v1"
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
-    """torch.save atomically (temporary file + rename): a kill never leaves a truncated checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **payload}, tmp)
+    """torch.save atomically (temporary file + rename): a kill never leaves a truncated checkpoint.
+
+    Through an open file, not a path: given a path, torch names the archive's root folder after the
+    file, here a random temporary name, so the same weights gave different bytes (and DVC reran every
+    stage downstream of a rerun). Given a file object, the root is always ``archive``.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save({"format": FORMAT, **payload}, fh)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
