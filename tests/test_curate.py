@@ -215,10 +215,11 @@ def test_the_training_sampler_draws_every_source_equally_often(curated):
     assert all(abs(v - 1 / len(share)) < 0.01 for v in share.values()), share
 
 
-def test_clip_table_is_vectorised_and_exact():
+def _clip_videos():
+    """Five videos: clips of two lengths and rates, one too short, one excluded, a region over two sources."""
     import pyarrow as pa
 
-    from unisurg.curation.index import VIDEO_SCHEMA, build_clip_table
+    from unisurg.curation.index import VIDEO_SCHEMA
 
     rows = [
         {
@@ -268,7 +269,13 @@ def test_clip_table_is_vectorised_and_exact():
         },  # region "eye" spans sources b and c
     ]
     full = [{f: r.get(f, {"signature": []}.get(f)) for f in VIDEO_SCHEMA.names} for r in rows]
-    videos = pa.Table.from_pylist(full, schema=VIDEO_SCHEMA)
+    return pa.Table.from_pylist(full, schema=VIDEO_SCHEMA)
+
+
+def test_clip_table_is_vectorised_and_exact():
+    from unisurg.curation.index import build_clip_table
+
+    videos = _clip_videos()
     clips = build_clip_table(
         videos, clip_frames=8, frame_step=2, clip_stride_s=1.0, motion={"a/1": (1.0, 3.0, 5.0, 7.0)}
     ).to_pylist()
@@ -296,6 +303,33 @@ def test_clip_table_is_vectorised_and_exact():
     # balance=none: every clip weighs the same
     flat = build_clip_table(videos, 8, 2, 1.0, balance="none").to_pylist()
     assert len(flat) == len(clips) and {c["weight"] for c in flat} == {1.0}
+
+
+def test_the_clip_table_built_and_written_in_row_groups_is_the_whole_table(tmp_path):
+    """A large index is built and written a row group at a time (never whole in memory): batches of
+    any size give the rows of one batch, video and motion runs cut between batches included; one
+    batch writes the bytes of a whole-table write, and the per-group counts match the rows."""
+    import pyarrow as pa
+
+    from unisurg.curation.index import build_clip_table, clip_batches, write_clips
+    from unisurg.io import write_table
+
+    videos = _clip_videos()
+    motion = {"a/1": (1.0, 3.0, 5.0, 7.0), "c/2": (2.0, 4.0)}
+    whole = build_clip_table(videos, 8, 2, 1.0, motion)
+    batches = list(clip_batches(videos, 8, 2, 1.0, motion, rows=3))  # a/1's 4 clips span two batches
+    assert [b.num_rows for b in batches] == [3, 3, 2]
+    rows = lambda t: [{k: None if v != v else v for k, v in r.items()} for r in t.to_pylist()]  # noqa: E731 (NaN: None)
+    assert rows(pa.Table.from_batches(batches)) == rows(whole)
+    counts = write_clips(tmp_path / "parts.parquet", batches)
+    assert pq.ParquetFile(tmp_path / "parts.parquet").num_row_groups == 3
+    assert rows(pq.read_table(tmp_path / "parts.parquet")) == rows(whole)
+    assert counts == {"source": {"a": 4, "b": 2, "c": 2}, "region": {"brain": 4, "eye": 4}}
+    write_clips(tmp_path / "one.parquet", clip_batches(videos, 8, 2, 1.0, motion))
+    write_table(tmp_path / "table.parquet", whole)
+    assert (tmp_path / "one.parquet").read_bytes() == (tmp_path / "table.parquet").read_bytes()
+    empty = list(clip_batches(videos.slice(0, 0), 8, 2, 1.0))
+    assert len(empty) == 1 and empty[0].num_rows == 0 and empty[0].schema.names == whole.schema.names
 
 
 def test_extensions_match_in_any_case_and_an_empty_glob_names_its_source(corpus, tmp_path):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..errors import UsageError
-from ..io import atomic_write_text, write_json, write_table
+from ..io import atomic_path, atomic_write_text, write_json, write_table
 from .inspection import VideoInfo, inspect_video, near_duplicate
 from .matching import Match, find_matches
 from .sources import Source
@@ -286,15 +287,22 @@ def assess(
     return rows, quarantine, motion, leaks
 
 
-def build_clip_table(
+# Rows per Parquet row group of clips.parquet, and per batch the clip table is built in: pyarrow's
+# default row group; a 15 M-row index is then built and written a group at a time, never whole.
+CLIP_ROWS_PER_GROUP = 1 << 20
+
+
+def clip_batches(
     videos: pa.Table,
     clip_frames: int,
     frame_step: int,
     clip_stride_s: float,
     motion: dict[str, tuple[float, ...]] | None = None,
     balance: str = "source",
-) -> pa.Table:
-    """Fixed-length clips of every *kept* video, vectorised -> a table with the CLIP_SCHEMA columns.
+    rows: int = CLIP_ROWS_PER_GROUP,
+) -> Iterator[pa.RecordBatch]:
+    """Fixed-length clips of every *kept* video, vectorised, ``rows`` clips per batch (CLIP_SCHEMA columns;
+    at least one batch, empty when no video gives a clip).
 
     A clip spans ``(clip_frames - 1) * frame_step + 1`` native frames; clip starts are
     ``clip_stride_s`` seconds apart. ``weight`` = 1 / (clips of the clip's source or region,
@@ -309,61 +317,97 @@ def build_clip_table(
     fps = kept["fps"].to_numpy()
     span = (clip_frames - 1) * frame_step + 1
     stride = np.maximum(np.round(clip_stride_s * fps).astype(np.int64), 1)
-    count = np.where(n_frames >= span, (n_frames - span) // stride + 1, 0)  # clips per video
+    count = np.where(n_frames >= span, (n_frames - span) // stride + 1, 0)  # (V,) clips per video
     total = int(count.sum())
-    vidx = np.repeat(np.arange(len(count)), count)  # (total,) video index of each clip
-    first = np.cumsum(count) - count
-    k = np.arange(total) - first[vidx]  # clip number within its video
-    start = k * stride[vidx]
-    start_s = start / fps[vidx]
-    end_s = (start + span) / fps[vidx]
-
+    first = np.cumsum(count) - count  # (V,) row of each video's first clip
     # Per-video strings repeat over thousands of clips: dictionary-encode them (indices into the
-    # video table) instead of materialising one string per clip.
-    def per_clip(col: str) -> pa.DictionaryArray:
-        # unique dictionary first: Parquet output with a duplicated dictionary was not reproducible
-        enc = pc.dictionary_encode(kept[col].combine_chunks())
-        codes = enc.indices.to_numpy(zero_copy_only=False)[vidx]
-        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), enc.dictionary)
-
+    # video table) instead of materialising one string per clip; the unique dictionary first (Parquet
+    # output with a duplicated dictionary was not reproducible)
+    encoded = {c: pc.dictionary_encode(kept[c].combine_chunks()) for c in ("video_id", "path", "source", "region")}
+    codes = {c: e.indices.to_numpy(zero_copy_only=False) for c, e in encoded.items()}  # (V,) each
     if balance == "none" or not total:
-        weight = np.ones(total)
+        video_weight = np.ones(len(count))
     else:  # group sizes are counted per video, then broadcast to its clips
         _, gidx = np.unique(kept[balance].to_numpy(zero_copy_only=False), return_inverse=True)
-        per_group = np.bincount(gidx, weights=count)
-        weight = 1.0 / per_group[gidx][vidx]
-    clip_motion = np.full(total, np.nan)
-    if motion:
-        ids = kept["video_id"].to_pylist()
-        for v, vid in enumerate(ids):
-            prof = np.asarray(motion.get(vid, ()), np.float64)
-            if not len(prof) or not count[v]:
+        video_weight = 1.0 / np.bincount(gidx, weights=count)[gidx]  # (V,)
+    profiles = [np.asarray((motion or {}).get(v, ()), np.float64) for v in kept["video_id"].to_pylist()]
+    for r0 in range(0, max(total, 1), rows):
+        r1 = min(r0 + rows, total)
+        vidx = np.searchsorted(first + count, np.arange(r0, r1), side="right")  # (R,) video of each clip
+        k = np.arange(r0, r1) - first[vidx]  # clip number within its video
+        start = k * stride[vidx]
+        start_s = start / fps[vidx]
+        end_s = (start + span) / fps[vidx]
+        clip_motion = np.full(r1 - r0, np.nan)
+        for v in np.unique(vidx) if motion else ():
+            prof = profiles[v]
+            if not len(prof):
                 continue
+            sel = slice(max(first[v], r0) - r0, min(first[v] + count[v], r1) - r0)  # its clips: contiguous rows
             cs = np.concatenate([[0.0], np.cumsum(prof)])
-            sel = slice(first[v], first[v] + count[v])
             a = np.clip(np.floor(start_s[sel]).astype(np.int64), 0, len(prof) - 1)
             b = np.clip(np.ceil(end_s[sel]).astype(np.int64), a + 1, len(prof))
             clip_motion[sel] = (cs[b] - cs[a]) / (b - a)
-    video_id = per_clip("video_id")
-    clip_id = pc.binary_join_element_wise(
-        pc.cast(video_id, pa.string()), pc.utf8_lpad(pc.cast(pa.array(k), pa.string()), 5, "0"), "#"
-    )
-    return pa.table(
-        {
-            "clip_id": clip_id,
-            "video_id": video_id,
-            "path": per_clip("path"),
-            "source": per_clip("source"),
-            "region": per_clip("region"),
-            "start_frame": pa.array(start, pa.int64()),
-            "frame_step": pa.array(np.full(total, frame_step), pa.int64()),
-            "num_frames": pa.array(np.full(total, clip_frames), pa.int64()),
-            "start_s": pa.array(start_s),
-            "end_s": pa.array(end_s),
-            "motion": pa.array(clip_motion),
-            "weight": pa.array(weight, pa.float64()),
-        }
-    )
+
+        def per_clip(col: str) -> pa.DictionaryArray:
+            return pa.DictionaryArray.from_arrays(pa.array(codes[col][vidx], pa.int32()), encoded[col].dictionary)
+
+        video_id = per_clip("video_id")
+        clip_id = pc.binary_join_element_wise(
+            pc.cast(video_id, pa.string()), pc.utf8_lpad(pc.cast(pa.array(k), pa.string()), 5, "0"), "#"
+        )
+        yield pa.RecordBatch.from_pydict(
+            {
+                "clip_id": clip_id,
+                "video_id": video_id,
+                "path": per_clip("path"),
+                "source": per_clip("source"),
+                "region": per_clip("region"),
+                "start_frame": pa.array(start, pa.int64()),
+                "frame_step": pa.array(np.full(r1 - r0, frame_step), pa.int64()),
+                "num_frames": pa.array(np.full(r1 - r0, clip_frames), pa.int64()),
+                "start_s": pa.array(start_s),
+                "end_s": pa.array(end_s),
+                "motion": pa.array(clip_motion),
+                "weight": pa.array(video_weight[vidx], pa.float64()),
+            }
+        )
+
+
+def build_clip_table(
+    videos: pa.Table,
+    clip_frames: int,
+    frame_step: int,
+    clip_stride_s: float,
+    motion: dict[str, tuple[float, ...]] | None = None,
+    balance: str = "source",
+) -> pa.Table:
+    """The clips of :func:`clip_batches` as one table (the whole index in memory: small corpora, tests)."""
+    return pa.Table.from_batches(list(clip_batches(videos, clip_frames, frame_step, clip_stride_s, motion, balance)))
+
+
+def write_clips(path: Path, batches: Iterable[pa.RecordBatch]) -> dict[str, dict[str, int]]:
+    """Write clip batches to ``path`` one row group each (atomic, zstd; the same bytes as
+    :func:`unisurg.io.write_table` of their table when there is one batch) -> clips per source and
+    per region, for the summary."""
+    counts: dict[str, dict[str, int]] = {"source": {}, "region": {}}
+    with atomic_path(path) as tmp:
+        writer = None
+        try:
+            for batch in batches:
+                if batch.schema.names != CLIP_SCHEMA.names:
+                    raise ValueError(f"{path.name}: columns {batch.schema.names} do not match {CLIP_SCHEMA.names}")
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd", store_schema=False)
+                writer.write_table(pa.Table.from_batches([batch]), row_group_size=max(batch.num_rows, 1))
+                for key in counts:
+                    for item in pa.table({key: batch[key]}).group_by(key).aggregate([(key, "count")]).to_pylist():
+                        g = str(item[key])
+                        counts[key][g] = counts[key].get(g, 0) + item[f"{key}_count"]
+        finally:
+            if writer is not None:
+                writer.close()
+    return counts
 
 
 def curate(
@@ -389,14 +433,15 @@ def curate(
     infos = run(partial(inspect_job, motion_step=motion_step), jobs)
     rows, quarantine, motion, leaks = assess(files, infos, splits, min_seconds)
     videos = pa.Table.from_pylist(rows, schema=VIDEO_SCHEMA)
-    clips = build_clip_table(videos, clip_frames, frame_step, clip_stride_s, motion, balance)
     write_table(out / "videos.parquet", videos, VIDEO_SCHEMA)
-    write_table(out / "clips.parquet", clips, CLIP_SCHEMA)
+    clip_counts = write_clips(
+        out / "clips.parquet", clip_batches(videos, clip_frames, frame_step, clip_stride_s, motion, balance)
+    )
     write_table(
         out / "quarantine.parquet", pa.Table.from_pylist(quarantine, schema=QUARANTINE_SCHEMA), QUARANTINE_SCHEMA
     )
     build_index_sql(out)
-    metrics = summarize(rows, clips, leaks)
+    metrics = summarize(rows, clip_counts, leaks)
     write_json(out / "curation.json", metrics)
     return metrics
 
@@ -466,7 +511,9 @@ def select_clips(clips: Path, where: str, out: Path) -> Path:
     return out
 
 
-def summarize(rows: list[dict], clips: pa.Table, leaks: list[dict] | None = None) -> dict:
+def summarize(rows: list[dict], clip_counts: dict[str, dict[str, int]], leaks: list[dict] | None = None) -> dict:
+    """curation.json: videos by status and reason, hours and clips by region and source (``clip_counts``:
+    clips per group of each key, as :func:`write_clips` counts them)."""
     def group(key: str) -> dict:
         out: dict[str, dict] = {}
         for r in rows:
@@ -474,8 +521,8 @@ def summarize(rows: list[dict], clips: pa.Table, leaks: list[dict] | None = None
                 g = out.setdefault(r[key], {"videos": 0, "hours": 0.0, "clips": 0})
                 g["videos"] += 1
                 g["hours"] += r["duration_s"] / 3600
-        for item in clips.group_by(key).aggregate([(key, "count")]).to_pylist():
-            out[str(item[key])]["clips"] = item[f"{key}_count"]
+        for g, n in clip_counts[key].items():
+            out[g]["clips"] = n
         return {k: {**v, "hours": round(v["hours"], 4)} for k, v in sorted(out.items())}
 
     reasons: dict[str, int] = {}
@@ -494,7 +541,7 @@ def summarize(rows: list[dict], clips: pa.Table, leaks: list[dict] | None = None
         "leaks": leaks or [],
         "quarantined": sum(r["status"] == "quarantined" for r in rows),
         "quarantined_by_reason": dict(sorted(reasons.items())),
-        "clips": clips.num_rows,
+        "clips": sum(clip_counts["source"].values()),
         "hours_kept": round(sum(r["duration_s"] for r in rows if r["status"] == "kept") / 3600, 4),
         "by_region": group("region"),
         "by_source": group("source"),
