@@ -3,7 +3,6 @@
 import csv
 import shutil
 
-import numpy as np
 import pytest
 import torch
 from tiny import distill_params, pretrain_params
@@ -212,15 +211,3 @@ def test_region_probe_is_logged(corpus, tmp_path):
     # two regions with distinct looks (cholecystectomy vs hysterectomy scenes): above chance already
     assert acc > 0.5
 
-
-def test_open_readers_decode_the_frames_a_fresh_reader_decodes(clips):
-    """ClipTable keeps recently used videos open: clips read in any order through a kept reader (forward
-    and backward seeks, revisits, evictions), in this process and in forked DataLoader workers, equal the
-    clips of a reader opened for each one."""
-    fresh, kept = ClipTable(str(clips), 4, 32, open_readers=0), ClipTable(str(clips), 4, 32, open_readers=2)
-    order = np.random.default_rng(0).integers(0, len(fresh), 40).tolist()
-    want = [fresh[i]["clip"] for i in order]
-    assert all(torch.equal(kept[i]["clip"], w) for i, w in zip(order, want))
-    assert 0 < len(kept._readers) <= 2
-    loader = torch.utils.data.DataLoader(kept, batch_size=4, num_workers=2, sampler=order)
-    assert torch.equal(torch.cat([b["clip"] for b in loader]), torch.stack(want))

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .motion import flow_saliency
-from .video import VideoError, VideoReader, open_video
+from .video import VideoError, open_video
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +119,6 @@ class ClipTable(Dataset):
     a bare row number is never augmented (probes, timing batches).
 
     Unreadable clips are replaced by the next readable one (logged), never fatal.
-
-    Each process keeps its ``open_readers`` most recently used videos open: opening parses the
-    container's index, which costs about as much as decoding a small clip, and a training batch
-    draws clips of the same videos again and again.
     """
 
     COLUMNS = ("clip_id", "path", "start_frame", "frame_step", "num_frames", "weight")
@@ -136,7 +130,6 @@ class ClipTable(Dataset):
         size: int,
         flow: tuple[int, int] | None = None,
         augment: Augment | None = None,
-        open_readers: int = 8,
     ) -> None:
         """``flow`` = (tubelet, patch): also return camera-compensated optical-flow saliency per tubelet."""
         table = pq.read_table(parquet_path, columns=list(self.COLUMNS))
@@ -146,9 +139,6 @@ class ClipTable(Dataset):
         self.step = np.asarray(cols["frame_step"], np.int64)
         self.weight = np.asarray(cols["weight"], np.float64)
         self.frames, self.size, self.flow, self.augment = frames, size, flow, augment
-        self.open_readers = open_readers
-        self._readers: OrderedDict[str, VideoReader] = OrderedDict()  # path -> reader, least recent first
-        self._pid = os.getpid()  # the process the readers belong to
         if not len(self.paths):
             raise ValueError(f"{parquet_path}: the clip table is empty")
 
@@ -157,24 +147,7 @@ class ClipTable(Dataset):
 
     def decode(self, i: int) -> np.ndarray:
         idx = self.start[i] + np.arange(self.frames) * self.step[i]
-        return self._reader(self.paths[i]).get_frames(idx)
-
-    def _reader(self, path: str) -> VideoReader:
-        if self._pid != os.getpid():
-            # a forked DataLoader worker: the parent's readers share its file offsets; open our own
-            self._readers, self._pid = OrderedDict(), os.getpid()
-        reader = self._readers.pop(path, None)
-        if reader is None:
-            reader = open_video(path)
-        if self.open_readers > 0:
-            while len(self._readers) >= self.open_readers:
-                self._readers.popitem(last=False)  # the least recently used
-            self._readers[path] = reader  # now the most recent
-        return reader
-
-    def __getstate__(self) -> dict:
-        # DataLoader workers (spawn) and pickles get no open decoders: each process opens its own
-        return {**self.__dict__, "_readers": OrderedDict(), "_pid": None}
+        return open_video(self.paths[i]).get_frames(idx)
 
     def __getitem__(self, item: int | tuple[int, int, int]) -> dict[str, torch.Tensor]:
         i, key = (item[0], item[1:]) if isinstance(item, tuple) else (item, None)
