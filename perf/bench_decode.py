@@ -6,7 +6,12 @@ For each resolution we write H.264 videos (PyAV, libx264), draw the same random 
   the model's input size, normalise) through a torch DataLoader;
 - ``decord``: raw ``decord.VideoReader(path).get_batch(indices)`` on the same clips (our overhead);
 - ``pyav``: PyAV seeking to the keyframe before the clip and decoding frame by frame, converting
-  every frame of the clip's span (what ``torchvision.io.read_video``-style loaders do).
+  every frame of the clip's span (what ``torchvision.io.read_video``-style loaders do);
+- ``torchcodec``: PyTorch's decoder (``VideoDecoder(seek_mode="exact").get_frames_at``), when it loads.
+
+Then the backends side by side (:func:`backends`): whether each loads here and how it is installed,
+seek accuracy on a variable-frame-rate file whose frames show their own index, and each one's peak
+memory decoding the clips.
 
     python perf/bench_decode.py --out reports/perf_decode.json
 """
@@ -98,6 +103,155 @@ def _pyav_clip(item: tuple[str, list[int]]) -> int:
     return sum(1 for i in idx if i in frames)
 
 
+def _torchcodec_clip(item: tuple[str, list[int]]) -> int:
+    from torchcodec.decoders import VideoDecoder
+
+    path, idx = item
+    dec = VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=1)
+    return int(dec.get_frames_at(idx).data.shape[0])
+
+
+def torchcodec_status() -> str | None:
+    """None when torchcodec decodes here, else why not (its import or its FFmpeg libraries)."""
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads the FFmpeg libraries it finds)
+    except ImportError:
+        return "not installed (`pip install torchcodec`)"
+    except (OSError, RuntimeError) as err:  # torchcodec raises these when no FFmpeg 4-8 shared libraries load
+        return f"installed, but its FFmpeg libraries do not load ({str(err).splitlines()[0][:160]})"
+    return None
+
+
+# ---------------------------------------------------------------- backends side by side
+
+VFR_FRAMES = 120
+
+
+def _code_frame(k: int, size: int = 64) -> np.ndarray:
+    """Frame ``k`` shows its index: left half grey 24 + 8 (k % 25), right half 24 + 8 (k // 25)."""
+    f = np.empty((size, size, 3), np.uint8)
+    f[:, : size // 2] = 24 + 8 * (k % 25)
+    f[:, size // 2 :] = 24 + 8 * (k // 25)
+    return f
+
+
+def _read_code(frame: np.ndarray) -> int:
+    """(H, W, 3) RGB -> the index :func:`_code_frame` drew (lossy H.264 moves a flat grey by a few levels)."""
+    w = frame.shape[1]
+    lo = round((float(frame[4:-4, 4 : w // 2 - 4].mean()) - 24) / 8)
+    hi = round((float(frame[4:-4, w // 2 + 4 : -4].mean()) - 24) / 8)
+    return hi * 25 + lo
+
+
+def write_vfr(path: Path) -> np.ndarray:
+    """An H.264 MP4 whose frame durations alternate 40 ms and 80 ms (a variable frame rate, as phone
+    and screen recordings have) -> the frames' presentation times (s)."""
+    import av
+
+    durations = np.where(np.arange(VFR_FRAMES) % 2 == 0, 40, 80)  # ms
+    pts = np.concatenate([[0], np.cumsum(durations)[:-1]])
+    with av.open(str(path), "w") as out:
+        st = out.add_stream("libx264", rate=25)
+        st.width = st.height = 64
+        st.pix_fmt = "yuv420p"
+        st.codec_context.time_base = __import__("fractions").Fraction(1, 1000)
+        st.options = {"crf": "10", "x264-params": "keyint=25:scenecut=0"}
+        for k in range(VFR_FRAMES):
+            fr = av.VideoFrame.from_ndarray(_code_frame(k), format="rgb24")
+            fr.pts, fr.time_base = int(pts[k]), st.codec_context.time_base
+            for pkt in st.encode(fr):
+                out.mux(pkt)
+        for pkt in st.encode():
+            out.mux(pkt)
+    return pts / 1000.0
+
+
+def seek_accuracy(path: Path, times: np.ndarray, backend: str) -> dict:
+    """Frames asked for by index (random order) and by time, as a loader asks: -> share correct.
+
+    By time, decord and our pipeline turn seconds into an index with the reported average rate
+    (``round(t * fps)``); torchcodec is asked by time (``get_frames_played_at``); the right frame is
+    the one on screen at t."""
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(VFR_FRAMES)[:48]
+    t_ask = np.sort(rng.uniform(0, times[-1], 48))
+    want_t = np.searchsorted(times, t_ask, side="right") - 1
+    if backend == "decord":
+        import decord
+
+        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        by_idx = vr.get_batch(idx.tolist()).asnumpy()
+        fps, n = vr.get_avg_fps(), len(vr)
+        by_t = vr.get_batch(np.clip(np.round(t_ask * fps), 0, n - 1).astype(int).tolist()).asnumpy()
+    elif backend == "torchcodec":
+        from torchcodec.decoders import VideoDecoder
+
+        dec = VideoDecoder(str(path), seek_mode="exact", num_ffmpeg_threads=1)
+        by_idx = dec.get_frames_at(idx.tolist()).data.permute(0, 2, 3, 1).numpy()
+        by_t = dec.get_frames_played_at(t_ask.tolist()).data.permute(0, 2, 3, 1).numpy()
+    else:  # pyav: decode the stream, keep frames by position and by presentation time
+        import av
+
+        with av.open(str(path)) as c:
+            frames = [(float(f.pts * f.time_base), f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+        ft = np.array([t for t, _ in frames])
+        by_idx = np.stack([frames[i][1] for i in idx])
+        by_t = np.stack([frames[int(np.searchsorted(ft, t, side="right") - 1)][1] for t in t_ask])
+    return {
+        "by_index": round(float(np.mean([_read_code(f) == i for f, i in zip(by_idx, idx)])), 3),
+        "by_time": round(float(np.mean([_read_code(f) == i for f, i in zip(by_t, want_t)])), 3),
+    }
+
+
+def _peak_rss_mb(backend: str, clips: list[tuple[str, list[int]]]) -> float:
+    """Peak resident memory (MB) of a fresh process that imports ``backend`` and decodes ``clips``
+    (``none``: imports only, the baseline subtracted from the others)."""
+    import resource
+
+    fn = {"decord": _decord_clip, "pyav": _pyav_clip, "torchcodec": _torchcodec_clip}.get(backend)
+    if backend == "torchcodec":
+        import torchcodec.decoders  # noqa: F401
+    elif backend == "decord":
+        import decord  # noqa: F401
+    elif backend == "pyav":
+        import av  # noqa: F401
+    for c in clips if fn else ():
+        fn(c)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def backends(clips: list[tuple[str, list[int]]], tmp: Path) -> dict:
+    """Each backend: does it load here, how it installs, VFR seek accuracy, peak memory (MB above the
+    baseline process) decoding ``clips``."""
+    import decord
+
+    tc = torchcodec_status()
+    out: dict = {
+        "decord": {"version": decord.__version__, "install": "pip wheel (requirements.lock), FFmpeg bundled"},
+        "pyav": {"version": __import__("av").__version__, "install": "pip wheel (requirements.lock), FFmpeg bundled"},
+        "torchcodec": {
+            "install": "pip wheel; needs FFmpeg 4-8 shared libraries from the system (apt install ffmpeg, "
+            "conda install ffmpeg): not installed by `make`",
+            "loads": tc is None,
+            **({"why_not": tc} if tc else {}),
+        },
+    }
+    if tc is None:
+        out["torchcodec"]["version"] = __import__("torchcodec").__version__
+    vfr = tmp / "vfr.mp4"
+    times = write_vfr(vfr)
+    with ProcessPoolExecutor(1) as pool:
+        base = pool.submit(_peak_rss_mb, "none", []).result()
+    for name in ("decord", "pyav", "torchcodec"):
+        if name == "torchcodec" and tc is not None:
+            continue
+        out[name]["vfr_seek_correct"] = seek_accuracy(vfr, times, name)
+        with ProcessPoolExecutor(1) as pool:  # a fresh process each: ru_maxrss only grows
+            out[name]["peak_rss_mb_above_baseline"] = round(pool.submit(_peak_rss_mb, name, clips).result() - base, 1)
+    out["baseline_rss_mb"] = round(base, 1)
+    return out
+
+
 def timed_map(fn, items, workers: int) -> float:
     t0 = time.perf_counter()
     if workers == 1:
@@ -128,17 +282,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     results = []
+    tc = torchcodec_status() is None
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for size, model_size in ((128, 64), (256, 128)):
             paths = make_videos(tmp, size, n=4, seconds=12.0)
             clips = clip_table(paths, args.clips, 12 * 25, tmp / f"clips{size}.parquet")
             for workers in (1, 2):
-                runs = {"loader": [], "decord": [], "pyav": []}
-                for _ in range(args.repeats):  # interleaved, so drifts in machine load hit all three
+                runs = {"loader": [], "decord": [], "pyav": [], **({"torchcodec": []} if tc else {})}
+                for _ in range(args.repeats):  # interleaved, so drifts in machine load hit all of them
                     runs["loader"].append(loader_fps(tmp / f"clips{size}.parquet", workers, model_size))
                     runs["decord"].append(timed_map(_decord_clip, clips, workers))
                     runs["pyav"].append(timed_map(_pyav_clip, clips, workers))
+                    if tc:
+                        runs["torchcodec"].append(timed_map(_torchcodec_clip, clips, workers))
                 r = {"resolution": size, "model_input": model_size, "workers": workers, "repeats": args.repeats}
                 for k, v in runs.items():
                     r[f"{k}_fps"] = round(float(np.median(v)), 1)
@@ -147,8 +304,11 @@ def main(argv: list[str] | None = None) -> int:
                 r["loader_vs_pyav"] = round(r["loader_fps"] / r["pyav_fps"], 2)
                 results.append(r)
                 print(json.dumps(r), flush=True)
+            if size == 256:
+                side = backends(clips, tmp)
+                print(json.dumps(side), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({"rows": results, "backends": side}, indent=2) + "\n")
     return 0
 
 
