@@ -242,20 +242,25 @@ def train_section(r: dict) -> list[str]:
         ov = s["overhead_vs_vjepa"]
         tgt = "" if name in ("vjepa", "pixel") else f" ({verdict(ov, 0.25, False)})"
         out.append(f"| {name} | {s['step_s']} [{s['step_iqr_s'][0]}, {s['step_iqr_s'][1]}] | {ov * 100:+.1f} %{tgt} |")
-    flow = r["objectives"].get("+motion(flow)")
-    if flow and flow["overhead_vs_vjepa"] > 0.25:
-        cheap = r["objectives"].get("+motion(framediff)")
+    run = r.get("pipeline_flow")
+    first = r["objectives"].get("+motion(flow, first draws)")
+    if run:
+        ov = run["flow_overhead_vs_vjepa"]
         out += [
             "",
-            "What the +motion(flow) step includes: Farnebäck optical flow on the CPU, 15 frame pairs per clip, "
-            "computed inside the timed step; in the pipeline the clip loader (`ClipTable`) computes it, in "
-            "DataLoader worker processes when `pretrain.num_workers` > 0."
-            + (
-                f" The frame-difference proxy (`motion.source: framediff`) measured "
-                f"{cheap['overhead_vs_vjepa'] * 100:+.1f} % in the same run."
-                if cheap
-                else ""
-            ),
+            "How the flow is paid for: the clip loader (`ClipTable`) computes a clip's optical flow (Farnebäck, "
+            "15 frame pairs, minus the camera's median motion) the first time the clip is drawn and keeps it; "
+            "every later draw resamples the kept flow to its augmented view. `+motion(flow)` is a step of such "
+            "draws, `+motion(flow, first draws)` one where every clip is new. "
+            f"Over the pipeline's pretraining run ({run['draws']:,} draws of {run['clips']:,} clips, "
+            f"{run['first_draws']:,} of them first draws: {run['share'] * 100:.1f} %, from {run['source']}), "
+            f"motion guidance by optical flow costs {ov * 100:+.1f} % per step: {verdict(ov, 0.25, False)}.",
+        ]
+    elif first:
+        out += [
+            "",
+            "The pipeline's share of first draws was not measured (no curated clip table at "
+            "`data/curate/clips.parquet`: run `dvc repro curate` first); the two rows above bound it.",
         ]
     return out + [""]
 

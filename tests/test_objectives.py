@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from unisurg.media.motion import flow_saliency, framediff_saliency, normalize_saliency
+from unisurg.media.clips import Augment
+from unisurg.media.motion import camera_flow, field_saliency, flow_saliency, framediff_saliency, normalize_saliency
 from unisurg.models import Predictor, create_model
 from unisurg.synth.looks import LOOKS
 from unisurg.synth.procedure import make_track, new_plan
@@ -53,6 +54,43 @@ def test_motion_saliency_highlights_the_moving_instrument_not_tissue_or_smoke(es
         else framediff_saliency(torch.from_numpy(static).float().permute(3, 0, 1, 2)[None] / 255, 2, 16)[0].numpy()
     )
     assert ms.reshape(8, 4, 4)[:, :2, :2].mean() < 0.5 * tool  # a still instrument is not salient
+
+
+def test_a_views_saliency_is_resampled_from_the_clips_flow():
+    # pure geometry on a hand-made field: every pixel moves (+1, 0) field pixels, except a moving
+    # 16 x 16 square in the top-left corner that moves (0, +4)
+    field = np.zeros((64, 64, 4, 2), np.float32)
+    field[..., 0] = 1.0
+    field[:16, :16, :, 0], field[:16, :16, :, 1] = 0.0, 4.0
+    stored = np.round(field * 256).astype(np.int16)
+    whole = field_saliency(stored, 2, 16, 64).reshape(2, 4, 4)
+    assert np.allclose(whole[:, 0, 0], 4.0) and np.allclose(whole[:, 1:, 1:], 1.0)
+    # the identity view is the whole clip; a mirrored view mirrors the saliency
+    assert np.array_equal(field_saliency(stored, 2, 16, 64, (0.0, 0.0, 64.0, 64.0)), whole.reshape(-1))
+    assert np.array_equal(field_saliency(stored, 2, 16, 64, flip=True).reshape(2, 4, 4), whole[:, :, ::-1])
+    # a crop 32 wide and 64 tall is stretched 2x in x only: dx doubles, dy does not
+    tall = field_saliency(stored, 2, 16, 64, (0.0, 32.0, 64.0, 32.0)).reshape(2, 4, 4)
+    assert np.allclose(tall, 2.0)  # the crop x in [32, 64) leaves the square out
+    left = field_saliency(stored, 2, 16, 64, (0.0, 0.0, 64.0, 32.0)).reshape(2, 4, 4)
+    # the square now spans 2 patches (bilinear resampling blurs its edge by a fraction of a pixel)
+    assert np.allclose(left[:, 0, :2], 4.0, atol=0.1) and np.allclose(left[:, 1:, :], 2.0)
+
+
+def test_the_saliency_of_an_augmented_view_agrees_with_the_flow_of_that_view():
+    # what the training loader does (the clip's flow once, each view resampled from it) against the
+    # flow recomputed on each augmented view: same salient tubelets wherever the view shows the tool
+    frames = _scene(smoke=True, tool_moves=True)  # (16, 64, 64, 3), the instrument in the top-left quadrant
+    field = camera_flow(frames, 64)
+    aug, agreements = Augment(seed=0), []
+    for slot in range(40):
+        box, flip = aug.draw(64, 64, 0, slot)
+        top, left, h, w = box
+        if top > 16 or left > 16:  # the view must show the instrument (around x, y = 14..24)
+            continue
+        direct = flow_saliency(Augment.apply(frames, 64, box, flip), 2, 16, 64)
+        kept = field_saliency(field, 2, 16, 64, (float(top), float(left), float(h), float(w)), flip)
+        agreements.append(np.corrcoef(direct, kept)[0, 1])
+    assert len(agreements) >= 10 and min(agreements) > 0.8 and np.median(agreements) > 0.9, agreements
 
 
 def test_saliency_normalisation_and_weights():

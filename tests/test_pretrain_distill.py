@@ -9,7 +9,7 @@ from tiny import distill_params, pretrain_params
 
 from unisurg.curation.index import curate
 from unisurg.curation.sources import Source
-from unisurg.media.clips import ClipTable, normalize_batch
+from unisurg.media.clips import Augment, ClipTable, normalize_batch
 from unisurg.models import create_model
 from unisurg.models.checkpoint import count_params, load_checkpoint, load_encoder
 from unisurg.training import distill, pretrain
@@ -46,6 +46,27 @@ def test_pretrain_runs_logs_and_resumes_exactly(clips, tmp_path):
     assert len((part / "log.csv").read_text().splitlines()) == 5  # no duplicated rows after resume
     enc = load_encoder(full / "encoder.pt")
     assert enc.embed_dim == 48  # the exported EMA encoder rebuilds itself
+
+
+def test_each_clips_flow_is_computed_once_and_the_kept_flow_changes_nothing(clips):
+    # the loader keeps each clip's optical flow: the 2nd..5th views of a clip cost no flow, and every
+    # view's saliency equals the one a loader without a cache (or a resumed run) computes from scratch
+    kept = ClipTable(str(clips), 4, 32, flow=(2, 8), augment=Augment(seed=0), flow_cache_mb=64)
+    fresh = ClipTable(str(clips), 4, 32, flow=(2, 8), augment=Augment(seed=0), flow_cache_mb=0)
+    items = [(row, step, slot) for step in range(5) for row, slot in ((0, 0), (1, 1))]
+    views = [kept[it] for it in items]
+    assert kept.flow_computed == 2 and len(kept._fields) == 2
+    for it, v in zip(items, views, strict=True):
+        w = fresh[it]
+        assert torch.equal(v["clip"], w["clip"]) and torch.equal(v["motion"], w["motion"])
+    assert fresh.flow_computed == len(items) and not fresh._fields  # no room: recomputed every time
+    # different views of one clip: different crops, so different saliency maps of the same flow
+    assert not torch.equal(views[0]["motion"], views[2]["motion"])
+    # the budget caps what is kept: room for exactly one 4-frame 32-px field (32 * 32 * 4 * 2 int16)
+    one = ClipTable(str(clips), 4, 32, flow=(2, 8), augment=Augment(seed=0), flow_cache_mb=32 * 32 * 4 * 2 * 2 / 2**20)
+    for it in items:
+        one[it]
+    assert len(one._fields) == 1 and one.flow_computed == 1 + 5
 
 
 def test_distillation_moves_student_towards_teacher(clips, tmp_path):

@@ -130,6 +130,9 @@ class MotionParams(Strict):
     source: Literal["flow", "framediff"] = "flow"
     loss_alpha: float = Field(1.0, ge=0, description="target-token loss weight w = 1 + alpha * motion")
     mask_bias: float = Field(1.0, ge=0, description="mask block placement prob ∝ motion^bias; 0 = uniform")
+    cache_mb: float = Field(
+        2048, ge=0, description="per loader process: each clip's optical flow is kept up to this size (0 = recompute)"
+    )
 
 
 class AffinityParams(Strict):

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
-from .motion import flow_saliency
+from .motion import camera_flow, field_saliency
 from .video import VideoError, open_video
 
 log = logging.getLogger(__name__)
@@ -95,19 +95,29 @@ class Augment:
         w, h = (round(height * ar), height) if width / height > ar else (width, round(width / ar))
         return (height - h) // 2, (width - w) // 2, h, w
 
-    def __call__(self, frames: np.ndarray, size: int, step: int, slot: int) -> np.ndarray:
-        """uint8 (T, H, W, 3) -> uint8 (T, size, size, 3), augmented."""
+    def draw(self, height: int, width: int, step: int, slot: int) -> tuple[tuple[int, int, int, int] | None, bool]:
+        """The view of sample (step, slot) in a (height, width) clip -> (crop box or None, flip)."""
         rng = np.random.default_rng((self.seed, step, slot))
-        if self.crop:
-            top, left, h, w = self.box(rng, frames.shape[1], frames.shape[2])
+        box = self.box(rng, height, width) if self.crop else None
+        return box, bool(self.flip and rng.random() < 0.5)
+
+    @staticmethod
+    def apply(frames: np.ndarray, size: int, box: tuple[int, int, int, int] | None, flip: bool) -> np.ndarray:
+        """uint8 (T, H, W, 3) -> uint8 (T, size, size, 3): crop ``box`` (or all), resize, mirror if ``flip``."""
+        if box is not None:
+            top, left, h, w = box
             frames = frames[:, top : top + h, left : left + w]
             interp = cv2.INTER_AREA if h >= size and w >= size else cv2.INTER_LINEAR
             frames = np.stack([cv2.resize(np.ascontiguousarray(f), (size, size), interpolation=interp) for f in frames])
         else:
             frames = resize_frames(frames, size)
-        if self.flip and rng.random() < 0.5:
+        if flip:
             frames = np.ascontiguousarray(frames[:, :, ::-1])
         return frames
+
+    def __call__(self, frames: np.ndarray, size: int, step: int, slot: int) -> np.ndarray:
+        """uint8 (T, H, W, 3) -> uint8 (T, size, size, 3), augmented."""
+        return self.apply(frames, size, *self.draw(frames.shape[1], frames.shape[2], step, slot))
 
 
 class ClipTable(Dataset):
@@ -115,8 +125,13 @@ class ClipTable(Dataset):
 
     Clips stay uint8 until :func:`normalize_batch` on the training device. An item is a row
     number, or (row, step, slot) from a keyed :class:`StepBatchSampler`: with ``augment``, the
-    key seeds that sample's augmentation (motion saliency is computed on the augmented frames);
-    a bare row number is never augmented (probes, timing batches).
+    key seeds that sample's augmentation (motion saliency is that of the augmented view); a bare
+    row number is never augmented (probes, timing batches).
+
+    The optical flow behind the saliency is computed once per clip (:func:`camera_flow`, on the
+    whole un-augmented clip) and kept, up to ``flow_cache_mb`` per loader process; each draw of the
+    clip then only resamples it to its view. A kept field and a recomputed one are the same array, so
+    what the cache holds never changes a result (resumed runs, any number of workers).
 
     Unreadable clips are replaced by the next readable one (logged), never fatal.
     """
@@ -130,6 +145,7 @@ class ClipTable(Dataset):
         size: int,
         flow: tuple[int, int] | None = None,
         augment: Augment | None = None,
+        flow_cache_mb: float = 0.0,
     ) -> None:
         """``flow`` = (tubelet, patch): also return camera-compensated optical-flow saliency per tubelet."""
         table = pq.read_table(parquet_path, columns=list(self.COLUMNS))
@@ -139,6 +155,10 @@ class ClipTable(Dataset):
         self.step = np.asarray(cols["frame_step"], np.int64)
         self.weight = np.asarray(cols["weight"], np.float64)
         self.frames, self.size, self.flow, self.augment = frames, size, flow, augment
+        self.flow_cache_bytes = int(flow_cache_mb * 2**20)
+        self._fields: dict[int, np.ndarray] = {}  # row -> camera_flow of the clip (this process's)
+        self._field_bytes = 0
+        self.flow_computed = 0  # fields computed by this process (cache misses)
         if not len(self.paths):
             raise ValueError(f"{parquet_path}: the clip table is empty")
 
@@ -149,6 +169,17 @@ class ClipTable(Dataset):
         idx = self.start[i] + np.arange(self.frames) * self.step[i]
         return open_video(self.paths[i]).get_frames(idx)
 
+    def field(self, i: int, frames: np.ndarray) -> np.ndarray:
+        """The camera flow of clip ``i`` (decoded ``frames``), from the cache or computed and kept if it fits."""
+        f = self._fields.get(i)
+        if f is None:
+            f = camera_flow(frames, self.size)
+            self.flow_computed += 1
+            if self._field_bytes + f.nbytes <= self.flow_cache_bytes:
+                self._fields[i] = f
+                self._field_bytes += f.nbytes
+        return f
+
     def __getitem__(self, item: int | tuple[int, int, int]) -> dict[str, torch.Tensor]:
         i, key = (item[0], item[1:]) if isinstance(item, tuple) else (item, None)
         for k in range(len(self)):
@@ -158,11 +189,20 @@ class ClipTable(Dataset):
             except VideoError as err:
                 log.warning("skipping unreadable clip %d: %s", j, err)
                 continue
+            height, width = frames.shape[1:3]
+            box, flip = None, False
             if self.augment is not None and key is not None:
-                frames = self.augment(frames, self.size, *key)
-            out = {"clip": to_uint8_tensor(frames, self.size)}
+                box, flip = self.augment.draw(height, width, *key)
+            view_frames = Augment.apply(frames, self.size, box, flip) if box is not None or flip else frames
+            out = {"clip": to_uint8_tensor(view_frames, self.size)}
             if self.flow is not None:
-                out["motion"] = torch.from_numpy(flow_saliency(frames, self.flow[0], self.flow[1], self.size))
+                view = None
+                if box is not None:  # the crop in pixels of the field's size x size grid over the frame
+                    top, left, h, w = box
+                    sy, sx = self.size / height, self.size / width
+                    view = (top * sy, left * sx, h * sy, w * sx)
+                m = field_saliency(self.field(j, frames), self.flow[0], self.flow[1], self.size, view, flip)
+                out["motion"] = torch.from_numpy(m)
             return out
         raise RuntimeError("no readable clip in the table")
 
