@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from perf_report import machine  # beside this script
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -308,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                 side = backends(clips, tmp)
                 print(json.dumps(side), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"rows": results, "backends": side}, indent=2) + "\n")
+    out = {"machine": machine(), "rows": results, "backends": side}
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 

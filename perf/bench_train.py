@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from perf_report import machine  # beside this script
 import torch
 
 from unisurg.config import PretrainParams
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         run["flow_overhead_vs_vjepa"] = round(run["flow_step_s"] / base - 1, 3)
         print(json.dumps(run), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    out = {"sizes": sizes, "objectives": objectives, "pipeline_flow": run}
+    out = {"machine": machine(), "sizes": sizes, "objectives": objectives, "pipeline_flow": run}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     return 0
 

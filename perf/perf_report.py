@@ -240,7 +240,8 @@ def train_section(r: dict) -> list[str]:
     ]
     for name, s in r["objectives"].items():
         ov = s["overhead_vs_vjepa"]
-        tgt = "" if name in ("vjepa", "pixel") else f" ({verdict(ov, 0.25, False)})"
+        # the first-draws row is a component of the run figure below, which carries the verdict
+        tgt = "" if name in ("vjepa", "pixel") or "first draws" in name else f" ({verdict(ov, 0.25, False)})"
         out.append(f"| {name} | {s['step_s']} [{s['step_iqr_s'][0]}, {s['step_iqr_s'][1]}] | {ov * 100:+.1f} %{tgt} |")
     run = r.get("pipeline_flow")
     first = r["objectives"].get("+motion(flow, first draws)")
@@ -357,10 +358,18 @@ def _records(data) -> list[dict]:
 
 
 def machine_line(inputs: dict) -> str:
-    """Where the figures were measured, if the inputs say; otherwise where this report was rendered."""
-    recorded = {str(x["machine"]) for d in inputs.values() for x in _records(d) if "machine" in x}
-    if len(recorded) == 1 and all("machine" in d for d in inputs.values() if isinstance(d, dict)):
+    """Where the figures were measured, as far as the inputs say; otherwise where this report was rendered."""
+    by_input = {name: {str(x["machine"]) for x in _records(d) if "machine" in x} for name, d in inputs.items()}
+    recorded = set().union(*by_input.values()) if by_input else set()
+    if len(recorded) == 1 and all(by_input.values()):
         return f"Measured on: {recorded.pop()}."
+    if recorded:  # some benches were rerun on another machine than the rest: say which ran where
+        named = "; ".join(
+            f"{m} ({', '.join(n for n, ms in by_input.items() if m in ms)})" for m in sorted(recorded)
+        )
+        rest = ", ".join(name for name, m in by_input.items() if not m)
+        unrecorded = f"; {rest}: not recorded (an earlier `make bench`, before the benches recorded it)" if rest else ""
+        return f"Rendered on: {machine()}. Measured on: {named}{unrecorded}."
     return (
         f"Rendered on: {machine()}. The inputs do not record the machine that measured them "
         "(`make bench` measures and renders on one machine)."
