@@ -351,9 +351,7 @@ def train_jepa(
         else None
     )
     # the flow is a property of the clip: each one is computed once, then resampled to each view
-    table = ClipTable(
-        str(clips), p.clip.frames, p.clip.size, flow=flow, augment=augment, flow_cache_mb=p.motion.cache_mb
-    )
+    table = ClipTable(str(clips), p.clip.frames, p.clip.size, flow, augment, flow_cache_mb=p.motion.cache_mb)
     sampler = StepBatchSampler(table.weight, p.batch_size, seed, start, p.steps, d.rank, d.world, keyed=True)
     loader = torch.utils.data.DataLoader(
         table, batch_sampler=sampler, num_workers=p.num_workers, pin_memory=d.device.type == "cuda"
