@@ -9,6 +9,9 @@ For each resolution we write H.264 videos (PyAV, libx264), draw the same random 
   every frame of the clip's span (what ``torchvision.io.read_video``-style loaders do);
 - ``torchcodec``: PyTorch's decoder (``VideoDecoder(seek_mode="exact").get_frames_at``), when it loads.
 
+Where the loader's time goes beyond decord's (:func:`loader_costs`): decoding, preparing (resize,
+channels-first) and moving batches out of DataLoader workers, each timed alone.
+
 Then the backends side by side (:func:`backends`): whether each loads here and how it is installed,
 seek accuracy on a variable-frame-rate file whose frames show their own index, and each one's peak
 memory decoding the clips.
@@ -275,6 +278,57 @@ def loader_fps(table: Path, workers: int, size: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+class _Prepared(torch.utils.data.Dataset):
+    """``n`` prepared clips (uint8 (3, T, S, S)) with nothing to decode: what a DataLoader moves."""
+
+    def __init__(self, n: int, size: int) -> None:
+        self.n, self.x = n, torch.zeros(3, FRAMES, size, size, dtype=torch.uint8)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"clip": self.x.clone()}
+
+
+def loader_costs(clips: list[tuple[str, list[int]]], size: int, repeats: int, batch: int = 8) -> dict:
+    """Where the loader's time goes beyond raw decord's, in ms (medians over ``repeats``):
+    ``decode``: a reader opened and one batched read, per clip (what raw decord does);
+    ``prepare``: resize to the model input and channels-first uint8 (``to_uint8_tensor``), per clip;
+    ``move``: a DataLoader's wall time per batch of ``batch`` prepared clips out of 2 workers when there
+    is nothing to decode (worker start-up, collation into shared memory, the queue to the caller)."""
+    import decord
+
+    from unisurg.media.clips import to_uint8_tensor
+
+    dec, prep, move = [], [], []
+    for _ in range(repeats):
+        td = tp = 0.0
+        for path, idx in clips:
+            t0 = time.perf_counter()
+            frames = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1).get_batch(idx).asnumpy()
+            t1 = time.perf_counter()
+            to_uint8_tensor(frames, size)
+            td, tp = td + t1 - t0, tp + time.perf_counter() - t1
+        dec.append(td / len(clips) * 1e3)
+        prep.append(tp / len(clips) * 1e3)
+        dl = torch.utils.data.DataLoader(_Prepared(len(clips), size), batch_size=batch, num_workers=2)
+        t0 = time.perf_counter()
+        n = sum(1 for _ in dl)
+        move.append((time.perf_counter() - t0) / n * 1e3)
+    d, p, m = (round(float(np.median(v)), 3) for v in (dec, prep, move))
+    return {
+        "decode_ms_per_clip": d,
+        "prepare_ms_per_clip": p,
+        "move_ms_per_batch": m,
+        "batch": batch,
+        # the ratios these costs alone allow: one process decodes and prepares in turn; two workers decode
+        # `batch` clips in batch * d / 2 ms of wall time while the caller receives a batch in m
+        "bound_1_worker": round(d / (d + p), 3),
+        "bound_2_workers": round((batch * d / 2) / (batch * (d + p) / 2 + m), 3),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=96)
@@ -282,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="reports/perf_decode.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    results = []
+    results, costs = [], {}
     tc = torchcodec_status() is None
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -305,11 +359,13 @@ def main(argv: list[str] | None = None) -> int:
                 r["loader_vs_pyav"] = round(r["loader_fps"] / r["pyav_fps"], 2)
                 results.append(r)
                 print(json.dumps(r), flush=True)
+            costs[size] = loader_costs(clips, model_size, args.repeats)
+            print(json.dumps({"resolution": size, **costs[size]}), flush=True)
             if size == 256:
                 side = backends(clips, tmp)
                 print(json.dumps(side), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    out = {"machine": machine(), "rows": results, "backends": side}
+    out = {"machine": machine(), "rows": results, "backends": side, "loader_costs": costs}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     return 0
 

@@ -90,6 +90,8 @@ def decode_section(data: dict | list) -> list[str]:
             "worker start-up and inter-process queues. Clips leave the loader as uint8 and are normalised "
             "on the training device.",
         ]
+        if data_costs := (data.get("loader_costs") if isinstance(data, dict) else None):
+            out += ["", *costs_lines(data_costs)]
     missed = [r for r in rows if r["loader_vs_pyav"] < 3.0]
     if missed:
         out += [
@@ -106,6 +108,26 @@ def decode_section(data: dict | list) -> list[str]:
     if side:
         out += backends_lines(side)
     return out + [""]
+
+
+def costs_lines(costs: dict) -> list[str]:
+    """The loader's costs beyond raw decord's, each timed alone, and the ratios they leave room for."""
+    out = [
+        "Those costs, each timed alone (`loader_costs`; ms, medians): a clip's decode is all raw decord does; "
+        "preparing it and moving batches out of worker processes are the loader's work on top. The bound is "
+        "the loader/decord ratio these costs allow with nothing else in the way (decode / (decode + prepare) "
+        "in one process; with 2 workers the batch's move added to its halved decode-and-prepare time).",
+        "",
+        "| video | decode / clip | prepare / clip | move / batch of 8 (2 workers) | bound, 1 worker | bound, 2 workers |",
+        "|---|---|---|---|---|---|",
+    ]
+    for size, c in sorted(costs.items(), key=lambda kv: int(kv[0])):
+        out.append(
+            f"| {size}² | {c['decode_ms_per_clip']:.2f} | {c['prepare_ms_per_clip']:.2f} "
+            f"({c['prepare_ms_per_clip'] / c['decode_ms_per_clip']:.0%}) | {c['move_ms_per_batch']:.2f} "
+            f"| {c['bound_1_worker']} | {c['bound_2_workers']} |"
+        )
+    return out
 
 
 def backends_lines(side: dict) -> list[str]:
