@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from perf_report import machine  # beside this script
 import torch
 
 from unisurg.benchmarks import get_benchmark
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "suite_s": round(suite_s, 1),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from perf_report import machine  # beside this script
 
 from unisurg.curation.inspection import inspect_video
 from unisurg.evaluation.extract import Windows, _window_batches
@@ -79,6 +80,7 @@ def main() -> int:
                 round(dt * per_hour, 1)
             )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    out = {"machine": machine(), **out}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     json.dump(out, sys.stdout, indent=2)
     return 0

@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from perf_report import machine  # beside this script
 import pyarrow as pa
 
 REGIONS = [
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "queries_range_s": {k: spread(v) for k, v in timings.items()},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from perf_report import machine  # beside this script
 import pyarrow as pa
 
 from unisurg.curation.inspection import scan
@@ -331,7 +332,7 @@ def main() -> int:
     result["synthetic"] = synthetic_unrelated(hash_model, args.synthetic, 60, args.pairs)
     result["scale"] = at_scale(code_model, flips, args.videos, args.held_out, args.seconds)
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -31,6 +31,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from perf_report import machine  # beside this script
 
 from unisurg.cluster.curation import BATCH, RayInspect
 from unisurg.cluster.local import LocalCluster
@@ -165,7 +166,7 @@ def main() -> int:
         raise SystemExit(f"no videos under {a.corpus}: run `dvc repro synth` first")
     parts = a.parts.split(",")
     result = json.loads(Path(a.out).read_text()) if Path(a.out).is_file() else {}
-    result.update(corpus=f"{len(files)} videos of {a.corpus} x {a.scale}", batch=BATCH)
+    result.update(machine=machine(), corpus=f"{len(files)} videos of {a.corpus} x {a.scale}", batch=BATCH)
     with tempfile.TemporaryDirectory(dir="/tmp") as d:
         tmp = Path(d)
         if "curation" in parts:

@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from perf_report import machine  # beside this script
 
 from unisurg.curation.index import curate
 from unisurg.curation.sources import Source
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         b, a = np.polyfit(v, t, 1)
         fits[stage] = {"fixed_s": round(float(a), 3), "per_video_s": round(float(b), 4)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"rows": rows, "fits": fits}, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({"machine": machine(), "rows": rows, "fits": fits}, indent=2) + "\n")
     return 0
 
 

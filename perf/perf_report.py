@@ -640,7 +640,8 @@ def main() -> int:
     lines = [
         "# Performance",
         "",
-        machine_line(inputs),
+        # the protocol table is counted FLOPs, not timed: no machine to name
+        machine_line({name: data for name, data in inputs.items() if name != "protocol"}),
         "",
         "Regenerate with `make bench`. Each comparison is a ratio of two figures measured in the same run; "
         "figures are medians over repeats with their range.",

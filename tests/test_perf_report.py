@@ -1,4 +1,5 @@
-"""The decode benchmark's cost breakdown measures what it names, and the report renders it."""
+"""`make bench`'s report: the decode benchmark's cost breakdown measures what it names and renders, and
+perf.md names the machine each section was measured on."""
 
 from __future__ import annotations
 
@@ -37,3 +38,11 @@ def test_a_missed_decode_row_is_explained_by_the_measured_costs():
     fine = row | {"loader_vs_decord": 0.95}
     assert "loader_costs" not in "\n".join(perf_report.decode_section({"rows": [fine], "loader_costs": costs}))
     assert "prepare / clip" not in "\n".join(perf_report.decode_section([row]))
+
+
+def test_the_machine_line_names_one_machine_only_when_every_timed_input_records_it():
+    one = {"decode": {"machine": "cpu A", "rows": []}, "ray": {"machine": "cpu A", "curation": {}}}
+    assert perf_report.machine_line(one) == "Measured on: cpu A."
+    mixed = one | {"train": {"machine": "cpu B"}, "index": {"build_s": 1.0}}
+    line = perf_report.machine_line(mixed)
+    assert "cpu A (decode, ray)" in line and "cpu B (train)" in line and "index: not recorded" in line
