@@ -322,10 +322,11 @@ def loader_costs(clips: list[tuple[str, list[int]]], size: int, repeats: int, ba
         "prepare_ms_per_clip": p,
         "move_ms_per_batch": m,
         "batch": batch,
-        # the ratios these costs alone allow: one process decodes and prepares in turn; two workers decode
-        # `batch` clips in batch * d / 2 ms of wall time while the caller receives a batch in m
-        "bound_1_worker": round(d / (d + p), 3),
-        "bound_2_workers": round((batch * d / 2) / (batch * (d + p) / 2 + m), 3),
+        # one process decodes and prepares in turn: its loader/decord cannot exceed d / (d + p)
+        "ceiling_1_worker": round(d / (d + p), 3),
+        # two workers decode and prepare a batch in batch * (d + p) / 2 ms of wall time; were its move
+        # never overlapped with decoding, loader/decord would be this (the move overlaps in part)
+        "no_overlap_2_workers": round((batch * d / 2) / (batch * (d + p) / 2 + m), 3),
     }
 
 

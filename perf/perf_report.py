@@ -114,18 +114,21 @@ def costs_lines(costs: dict) -> list[str]:
     """The loader's costs beyond raw decord's, each timed alone, and the ratios they leave room for."""
     out = [
         "Those costs, each timed alone (`loader_costs`; ms, medians): a clip's decode is all raw decord does; "
-        "preparing it and moving batches out of worker processes are the loader's work on top. The bound is "
-        "the loader/decord ratio these costs allow with nothing else in the way (decode / (decode + prepare) "
-        "in one process; with 2 workers the batch's move added to its halved decode-and-prepare time).",
+        "preparing it (resize, channels-first) and moving batches out of worker processes are the loader's "
+        "work on top. One process decodes and prepares in turn, so its loader/decord cannot exceed decode / "
+        "(decode + prepare) (the ceiling). With 2 workers, the ratio were moving a batch never overlapped "
+        "decoding is the second figure; the move overlaps in part, so a measured ratio can land above it. "
+        "The raw decord pool returns a count, not the frames: it moves nothing.",
         "",
-        "| video | decode / clip | prepare / clip | move / batch of 8 (2 workers) | bound, 1 worker | bound, 2 workers |",
+        "| video | decode / clip | prepare / clip | move / batch of 8 (2 workers) | ceiling, 1 worker "
+        "| 2 workers, no overlap |",
         "|---|---|---|---|---|---|",
     ]
     for size, c in sorted(costs.items(), key=lambda kv: int(kv[0])):
         out.append(
             f"| {size}² | {c['decode_ms_per_clip']:.2f} | {c['prepare_ms_per_clip']:.2f} "
             f"({c['prepare_ms_per_clip'] / c['decode_ms_per_clip']:.0%}) | {c['move_ms_per_batch']:.2f} "
-            f"| {c['bound_1_worker']} | {c['bound_2_workers']} |"
+            f"| {c['ceiling_1_worker']} | {c['no_overlap_2_workers']} |"
         )
     return out
 
