@@ -164,3 +164,16 @@ def test_depth_loss_is_the_scale_invariant_log_loss_over_valid_pixels_hand_compu
     d = torch.tensor([0.0 - 0.0, 1.0 - 0.0, 5.0 - math.log(2.0), 0.5 - 0.0])  # the 4 valid pixels
     expected = (d**2).mean() - 0.85 * d.mean() ** 2
     torch.testing.assert_close(depth_loss(log_pred, depth), expected)
+
+
+def test_the_readmes_probe_memory_table_is_what_the_code_computes():
+    from pathlib import Path
+
+    from unisurg.evaluation.bank import bank_memory_table, saved_per_token
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- bank-memory:", 1)[1].split("-->", 1)[1].split("<!-- /bank-memory -->", 1)[0]
+    assert block.strip() == bank_memory_table()
+    # the activations scale with the tokens: elements kept per token do not depend on the count
+    assert saved_per_token(4, tokens=32) == pytest.approx(saved_per_token(4, tokens=64), rel=0.02)
+    assert saved_per_token(4) > saved_per_token(1) > 0  # self-attention blocks keep more

@@ -92,8 +92,9 @@ def test_timm_weights_come_from_a_local_file(tmp_path):
     assert wid.startswith("timm:resnet10t@") and len(wid.split("@")[1]) == 64
 
 
-def _score_from_predictions(bench_name: str, preds) -> float:
-    """The benchmark's primary metric recomputed here from the shipped per-sample predictions."""
+def _score_from_predictions(bench_name: str, preds, maps) -> float:
+    """The benchmark's primary metric recomputed here from the shipped per-sample predictions (dense:
+    ``maps``, the rows of dense_outputs.npy, (n, 1, side, side))."""
     import cv2
 
     rows = preds.to_pylist()
@@ -104,11 +105,10 @@ def _score_from_predictions(bench_name: str, preds) -> float:
         return float(np.mean([np.mean(v) for v in per_video.values()]))
     # kvasirseg: Dice per image of (logits upsampled to the mask's size) > 0 against the mask (>= 128)
     dice = []
-    for r in rows:
+    for r, m in zip(rows, maps, strict=True):
         gt = cv2.imread(r["target"], cv2.IMREAD_UNCHANGED).astype(np.float64)
         gt = (gt.mean(axis=2) if gt.ndim == 3 else gt) >= 128
-        side = int(round(len(r["output"]) ** 0.5))
-        logits = np.asarray(r["output"], np.float32).reshape(side, side)
+        logits = np.asarray(m[0], np.float32)
         pred = cv2.resize(logits, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR) > 0
         total = gt.sum() + pred.sum()
         dice.append(2 * (gt & pred).sum() / total if total else 1.0)
@@ -118,13 +118,17 @@ def _score_from_predictions(bench_name: str, preds) -> float:
 @pytest.mark.parametrize("bench_name", ["cholec80", "kvasirseg"])
 def test_the_harness_evaluates_a_timm_baseline(bench_name, bench_root, tmp_path):
     enc = load_encoder_spec("timm:resnet10t", size=PROTO.sampling.size)
-    res, preds = run_benchmark(get_benchmark(bench_name), bench_root(bench_name), {"timm": enc}, PROTO, 0, tmp_path, 8)
+    res, preds, dense = run_benchmark(
+        get_benchmark(bench_name), bench_root(bench_name), {"timm": enc}, PROTO, 0, tmp_path, 8
+    )
     r = res["models"]["timm"]
-    preds = preds.filter(pc.equal(preds.column("model"), "timm"))  # without the null rows
+    mine = np.array(preds.column("model").to_pylist()) == "timm"  # without the null rows
+    maps = np.concatenate(dense)[mine] if dense is not None else None
+    preds = preds.filter(pc.equal(preds.column("model"), "timm"))
     assert preds.num_rows == r["n_test_samples"] > 0
     # the reported value is the metric of the test predictions, recomputed independently here
     assert 0.0 <= r["value"] <= 1.0
-    assert r["value"] == pytest.approx(_score_from_predictions(bench_name, preds), abs=1e-6)
+    assert r["value"] == pytest.approx(_score_from_predictions(bench_name, preds, maps), abs=1e-6)
 
 
 def _expected_windows(path, w: Windows) -> np.ndarray:

@@ -13,8 +13,9 @@ from sklearn.metrics import accuracy_score, average_precision_score, f1_score
 
 from unisurg.benchmarks import get_benchmark
 from unisurg.evaluation.harness import Setup, _prediction_rows, evaluate_encoder, rescore, run_benchmark, train_heads
+from unisurg.evaluation.media import prepare_media
 from unisurg.evaluation.protocols import ProbeGrid, Protocol, Sampling
-from unisurg.evaluation.samples import ClipReader, make_samples
+from unisurg.evaluation.samples import make_samples
 from unisurg.evaluation.tasks import class_loss
 from unisurg.models import create_model
 
@@ -63,12 +64,12 @@ def _triplet_map(preds: dict) -> float:
 
 
 def _dense(preds: dict, decode, image_metric) -> float:
-    """Mean over images of ``image_metric(target, logits upsampled bilinearly to the target)``."""
+    """Mean over images of ``image_metric(target, logits upsampled bilinearly to the target)``
+    (``preds["maps"]``: the rows of dense_outputs.npy, (n, 1, side, side))."""
     vals = []
-    for out, path in zip(preds["output"], preds["target"], strict=True):
-        side = int(round(len(out) ** 0.5))
+    for out, path in zip(preds["maps"], preds["target"], strict=True):
         gt = decode(cv2.imread(path, cv2.IMREAD_UNCHANGED))
-        logits = np.array(out, np.float32).reshape(side, side)
+        logits = np.asarray(out[0], np.float32)
         vals.append(image_metric(gt, cv2.resize(logits, gt.shape[::-1], interpolation=cv2.INTER_LINEAR)))
     return float(np.mean([v for v in vals if v is not None]))
 
@@ -142,7 +143,9 @@ def test_harness_scores_every_task_family(name, bench_root, tmp_path):
     torch.manual_seed(0)
     enc = create_model("vit_pico")
     bench = get_benchmark(name)
-    res, preds = run_benchmark(bench, bench_root(name), {"rand": (enc, "rand")}, PROTO, 0, tmp_path, batch_size=8)
+    res, preds, dense = run_benchmark(
+        bench, bench_root(name), {"rand": (enc, "rand")}, PROTO, 0, tmp_path, batch_size=8
+    )
     r = res["models"]["rand"]
     assert r["value"] is not None and np.isfinite(r["value"])
     assert bench.metric in r["metrics"] and r["heads"] and r["n_test_samples"] > 0
@@ -154,25 +157,35 @@ def test_harness_scores_every_task_family(name, bench_root, tmp_path):
         assert len(r["heads"]) == bench.folds  # one head chosen per fold
     # every reported number can be recomputed from the shipped per-sample predictions
     assert set(preds.column("model").to_pylist()) == {"rand", "null"}
+    rows = np.nonzero(np.array(preds.column("model").to_pylist()) == "rand")[0]
     mine = preds.filter(pc.equal(preds.column("model"), "rand"))
     assert mine.num_rows == r["n_test_samples"] == res["null"]["n_test_samples"]
     table = mine.to_pydict()
+    maps = None
+    if bench.family.dense:  # dense maps are rows of the array beside the table, not Python floats
+        assert (dense is not None and all(o == [] for o in table["output"])) and len(np.concatenate(dense)) == len(
+            preds
+        )
+        maps = np.concatenate(dense)[rows]
+        table["maps"] = maps
+    else:
+        assert dense is None
     for metric, recompute in INDEPENDENT[name].items():
         assert recompute(table) == pytest.approx(r["metrics"][metric], abs=2e-6), metric
     records = bench.load(bench_root(name))
     label_fps = PROTO.sampling.label_fps
-    again = rescore(bench, records, make_samples(bench, records, label_fps), table, label_fps)
+    again = rescore(bench, records, make_samples(bench, records, label_fps), table, label_fps, maps)
     assert {k: round(v, 6) for k, v in again.items()} == r["metrics"]
-    # second run: features come from the cache and the result is identical
-    res2, preds2 = run_benchmark(bench, bench_root(name), {"rand": (enc, "rand")}, PROTO, 0, tmp_path, batch_size=8)
+    # second run: tokens come from the store (one per encoder) and the result is identical
+    res2, preds2, _ = run_benchmark(bench, bench_root(name), {"rand": (enc, "rand")}, PROTO, 0, tmp_path, batch_size=8)
     assert res2 == res and preds2.equals(preds)
-    assert len(list(tmp_path.glob("*.pt"))) == 1
+    assert len(list((tmp_path / "tokens").iterdir())) == 1
 
 
 def test_phase_results_carry_the_labelled_relaxed_boundary_variant(bench_root, tmp_path):
     torch.manual_seed(0)
     bench = get_benchmark("cholec80")
-    res, _ = run_benchmark(
+    res, _, _ = run_benchmark(
         bench, bench_root("cholec80"), {"rand": (create_model("vit_pico"), "rand")}, NO_BOOT, 0, tmp_path, 8
     )
     m = res["models"]["rand"]["metrics"]
@@ -181,14 +194,16 @@ def test_phase_results_carry_the_labelled_relaxed_boundary_variant(bench_root, t
     assert m["relaxed_accuracy"] >= m["accuracy"]  # relaxation only forgives errors
 
 
-def test_clips_end_at_the_labelled_frame(bench_root):
+def test_clips_end_at_the_labelled_frame(bench_root, tmp_path):
     bench = get_benchmark("cholec80")
     recs = bench.load(bench_root("cholec80"))
     samples = make_samples(bench, recs, label_fps=1.0)
     first = [s for s in samples if s.record == 0]
     assert [s.t_end for s in first[:3]] == [0.0, 1.0, 2.0]  # one labelled instant per second
-    reader = ClipReader(frames=4, fps=5.0, size=32)
-    clip = reader.read(recs[0].source, 2.0)
+    media = prepare_media(bench, recs, samples, Sampling(frames=4, fps=5.0, size=32), 0, tmp_path)
+    w = media.plan.window(2)  # the third second of video 0: frames 25*2 - {15, 10, 5, 0} at 25 fps
+    assert w[:, 0].tolist() == [0] * 4 and w[:, 1].tolist() == [35, 40, 45, 50]
+    clip = media.stores[0].read(w[:, 1])
     assert clip.shape == (4, 32, 32, 3) and clip.dtype == np.uint8
 
 
@@ -203,13 +218,16 @@ def test_feature_cache_is_invalidated_when_a_source_file_changes(bench_root, tmp
     bench = get_benchmark("cholec80")
     cache = tmp_path / "cache"
     run_benchmark(bench, root, enc, NO_BOOT, seed=0, cache_dir=cache, batch_size=8)
+    stores = sorted(p.name for p in (cache / "frames").glob("*.json"))
     run_benchmark(bench, root, enc, NO_BOOT, seed=0, cache_dir=cache, batch_size=8)
-    assert len(list(cache.glob("*.pt"))) == 1  # unchanged data: reused
+    assert len(list((cache / "tokens").iterdir())) == 1  # unchanged data: reused
+    assert sorted(p.name for p in (cache / "frames").glob("*.json")) == stores
     video = root / "videos" / "video49.mp4"
     st = video.stat()
     os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file was regenerated
     run_benchmark(bench, root, enc, NO_BOOT, seed=0, cache_dir=cache, batch_size=8)
-    assert len(list(cache.glob("*.pt"))) == 2  # a new entry, the stale features were not used
+    assert len(list((cache / "tokens").iterdir())) == 2  # a new entry, the stale tokens were not used
+    assert len(list((cache / "frames").glob("*.json"))) == len(stores) + 1  # and that video decoded again
 
 
 def test_segmentation_loss_is_bce_plus_soft_dice_hand_computed():
@@ -309,7 +327,7 @@ def test_null_rows_equal_their_closed_forms(bench_root, tmp_path):
     enc = {"rand": (create_model("vit_pico"), "rand")}
     # phase: the training majority class everywhere -> per video, the share of that class
     bench = get_benchmark("cholec80")
-    res, preds = run_benchmark(bench, bench_root("cholec80"), enc, NO_BOOT, 0, tmp_path, 8)
+    res, preds, _ = run_benchmark(bench, bench_root("cholec80"), enc, NO_BOOT, 0, tmp_path, 8)
     records = bench.load(bench_root("cholec80"))
     samples = make_samples(bench, records, 1.0)
     train_y = [int(s.label) for s in samples if records[s.record].split == "train"]
@@ -320,20 +338,20 @@ def test_null_rows_equal_their_closed_forms(bench_root, tmp_path):
     share = np.mean([np.mean(y[v == g] == majority) for g in np.unique(v)])
     assert res["null"]["metrics"]["accuracy"] == pytest.approx(share, abs=1e-6)
     # triplets: constant scores -> per video and class, AP = the class's positive rate in the video
-    res, preds = run_benchmark(get_benchmark("cholect50"), bench_root("cholect50"), enc, NO_BOOT, 0, tmp_path, 8)
+    res, preds, _ = run_benchmark(get_benchmark("cholect50"), bench_root("cholect50"), enc, NO_BOOT, 0, tmp_path, 8)
     t = _null_table(preds)
     y, v = np.array(t["label"]), np.array(t["video"])
     rates = np.stack([np.where(y[v == g].any(0), y[v == g].mean(0), np.nan) for g in np.unique(v)])
     seen = ~np.isnan(rates).all(0)
     assert res["null"]["value"] == pytest.approx(float(np.mean(np.nanmean(rates[:, seen], 0))), abs=1e-6)
     # segmentation: all-foreground Dice = 2|g| / (|g| + HW) per image (the polyps are never empty)
-    res, preds = run_benchmark(get_benchmark("kvasirseg"), bench_root("kvasirseg"), enc, NO_BOOT, 0, tmp_path, 8)
+    res, preds, maps = run_benchmark(get_benchmark("kvasirseg"), bench_root("kvasirseg"), enc, NO_BOOT, 0, tmp_path, 8)
     assert res["null"]["heads"][0]["null"] == "all foreground"
     masks = [_mask(cv2.imread(p, cv2.IMREAD_UNCHANGED)) for p in _null_table(preds)["target"]]
     dice = np.mean([2 * g.sum() / (g.sum() + g.size) for g in masks])
     assert res["null"]["value"] == pytest.approx(dice, abs=1e-6) and res["models"]["rand"]["paired"]["null"]
     # depth: a constant map, median-scaled -> AbsRel = mean |g - median(g)| / g over the valid pixels
-    res, preds = run_benchmark(get_benchmark("scared"), bench_root("scared"), enc, NO_BOOT, 0, tmp_path, 8)
+    res, preds, maps = run_benchmark(get_benchmark("scared"), bench_root("scared"), enc, NO_BOOT, 0, tmp_path, 8)
     zs = [_scared_depth(cv2.imread(p, cv2.IMREAD_UNCHANGED)) for p in _null_table(preds)["target"]]
     rel = [np.mean(np.abs(z[m] - np.median(z[m])) / z[m]) for z in zs if (m := (z > 1e-3) & (z < 150)).any()]
     assert res["null"]["value"] == pytest.approx(float(np.mean(rel)), abs=1e-6)
@@ -344,7 +362,7 @@ def test_paired_differences_resample_the_same_units_for_both_models(bench_root, 
     model = create_model("vit_pico")
     encs = {"a": (model, "w"), "b": (model, "w"), "c": (create_model("vit_pico"), "other")}
     # Kvasir-SEG's images are independent units (each its own group): 3 test units in the test corpus
-    res, _ = run_benchmark(get_benchmark("kvasirseg"), bench_root("kvasirseg"), encs, PROTO, 0, tmp_path, 8)
+    res, _, _ = run_benchmark(get_benchmark("kvasirseg"), bench_root("kvasirseg"), encs, PROTO, 0, tmp_path, 8)
     a, c = res["models"]["a"], res["models"]["c"]
     assert a["n_test_units"] >= 3 and a["unit"] == "sequence" and set(a["paired"]) == {"b", "c", "null"}
     # the same weights: the same outputs, so every resample's difference is exactly 0

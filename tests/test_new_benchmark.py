@@ -120,7 +120,7 @@ def test_a_new_benchmark_runs_end_to_end(tmp_path):
     assert rep.class_counts == {"clear": 6, "smoke": 6}
     with using(with_toy()):
         # the harness, as `unisurg evaluate` calls it on the registered declaration
-        res, preds = run_benchmark(
+        res, preds, _ = run_benchmark(
             get_benchmark("toyclips"),
             root,
             {"rand": load_encoder_spec("random:vit_nano", 0, PROTO.sampling.size)},

@@ -140,7 +140,7 @@ def test_every_stage_computes_on_the_requested_device(device, clips, teacher, be
     torch.manual_seed(0)
     enc = create_model("vit_pico").to(dev)
     with devices_seen() as seen:
-        res, _ = run_benchmark(
+        res, _, _ = run_benchmark(
             get_benchmark("cholec80"),
             bench_root("cholec80"),
             {"rand": (enc, "rand")},

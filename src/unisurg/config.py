@@ -285,7 +285,11 @@ class EvaluateParams(Strict):
         None, description="blocks whose tokens the probes see, concatenated (e.g. [-4, -3, -2, -1]); null: the last"
     )
     batch_size: DeviceBatch = DeviceBatch()
-    cache_dir: str = "data/cache/features"
+    workers: int = Field(2, ge=0, description="processes decoding frame stores and preparing clips (0: in the stage's)")
+    decoder: Literal["decord", "pyav", "torchcodec", "torchcodec-cuda", "auto"] = Field(
+        "decord", description="video decoder (unisurg.media.decoders; docs/performance.md compares them)"
+    )
+    cache_dir: str = "data/cache/evaluate"
 
     @field_validator("batch_size", mode="before")
     @classmethod

@@ -14,12 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from unisurg.benchmarks import VideoSource
+from unisurg.benchmarks import Record, VideoSource
 from unisurg.curation.index import curate
 from unisurg.curation.sources import Source
-from unisurg.evaluation.samples import ClipReader
+from unisurg.evaluation.framestore import Geometry, build_store
 from unisurg.media.clips import ClipTable
-from unisurg.media.video import VideoError
 
 
 def _write(
@@ -203,9 +202,31 @@ def test_training_loader_skips_a_clip_that_breaks_after_curation(zoo, tmp_path, 
     assert torch.equal(got, want)
 
 
-def test_evaluation_reader_fails_clearly(zoo, record):
+def test_evaluation_frame_store_records_why_a_file_does_not_decode(zoo, tmp_path, record):
+    """A benchmark video that is not a video, or stops decoding part-way: its store keeps what
+    decoded and names the reason; nothing raises (the harness skips the affected windows)."""
     root, _ = zoo
-    reader = ClipReader(frames=4, fps=4.0, size=32)
-    with pytest.raises(VideoError, match="text_file.mp4"):
-        reader.read(VideoSource(str(root / "text_file.mp4")), 1.0)
-    record("loaders", "evaluation clip from a non-video file", "VideoError naming the file")
+    frames = np.arange(0, 60, 5)
+    text = build_store(
+        Record("t", "test", VideoSource(str(root / "text_file.mp4")), np.zeros(1)),
+        frames,
+        Geometry(32, 32),
+        tmp_path,
+        "a" * 40,
+        "decord",
+    )
+    assert text.missing == [(0, len(frames))] and "text_file.mp4" in text.error
+    cut = build_store(
+        Record("c", "test", VideoSource(str(root / "truncated_midstream.mp4")), np.zeros(1)),
+        frames,
+        Geometry(32, 32),
+        tmp_path,
+        "b" * 40,
+        "decord",
+    )
+    assert cut.missing and cut.missing[-1][1] == len(frames) and "truncated_midstream.mp4" in cut.error
+    record(
+        "loaders",
+        "evaluation video that is not a video / stops part-way",
+        f"stored as missing frames with the reason ({len(frames) - cut.missing[0][0]} of {len(frames)} missing)",
+    )

@@ -19,7 +19,7 @@ import numpy as np
 from .families import Family
 from .ondisk import DiskLayout
 from .problems import AnnotationError, Problems
-from .records import SPLITS, IdSplit, Record
+from .records import SPLITS, AuthorsRecipe, IdSplit, Record
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +39,7 @@ class Benchmark:
     folds: int = 0  # >0: k-fold cross-validation over Record.fold instead of fixed splits
     read_target: Callable[[str], np.ndarray] | None = None  # dense: target file -> mask / depth (H, W)
     disk_layout: DiskLayout | None = None  # the real download's files, shown when a root does not validate
+    authors: AuthorsRecipe | None = None  # the SurgMotion authors' preparation, where they evaluate it
 
     @property
     def task(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from .families import ClipClassification, Skill
 from .ondisk import DiskLayout
 from .parsing import find_files, read_lines
 from .problems import Problems
-from .records import Record, VideoSource, carve_val
+from .records import AuthorsRecipe, Record, Split, VideoSource, by_test_ids, carve_val
 
 # --------------------------------------------------------------------------- SurgicalActions160
 
@@ -66,6 +67,23 @@ def load_surgical_actions(root: Path, problems: Problems) -> list[Record]:
     return records
 
 
+def authors_surgical_actions_split(records: list[Record], seed: int = 42) -> list[Split]:
+    """The SurgMotion authors' fold 0 (surgicalactions160_prepare.py): one ``random.Random(seed)``
+    shuffles each class's clips in turn (classes in folder order, clips in name order), clip i of a
+    shuffled class goes to fold i mod 4; their configs train on folds 1-3 and test on fold 0."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for i in sorted(range(len(records)), key=lambda i: (int(records[i].labels[0]), records[i].id)):
+        by_class.setdefault(int(records[i].labels[0]), []).append(i)
+    fold = [0] * len(records)
+    for cls in sorted(by_class):
+        members = by_class[cls]
+        rng.shuffle(members)
+        for k, i in enumerate(members):
+            fold[i] = k % SURGICAL_ACTIONS_FOLDS
+    return ["test" if f == 0 else "train" for f in fold]
+
+
 SURGICALACTIONS160 = Benchmark(
     number=10,
     name="surgicalactions160",
@@ -81,6 +99,8 @@ SURGICALACTIONS160 = Benchmark(
     ),
     description="gynaecologic laparoscopy actions, 16 classes x 10 clips; 4-fold CV",
     folds=SURGICAL_ACTIONS_FOLDS,
+    # 64 consecutive frames at the clip's native rate (their frames: ffmpeg at 25 fps)
+    authors=AuthorsRecipe(split=authors_surgical_actions_split),
 )
 
 # --------------------------------------------------------------------------- PolypDiag
@@ -139,6 +159,8 @@ POLYPDIAG = Benchmark(
         ),
     ),
     description="colonoscopy video diagnosis (normal/abnormal); Endo-FM splits; test = val.txt",
+    # polypdiag_prepare.py: all of train.txt trains; frames at 15 fps (their v1 extraction script)
+    authors=AuthorsRecipe(split=by_test_ids(lambda r: r.split == "test"), clip_fps=15.0),
 )
 
 # --------------------------------------------------------------------------- JIGSAWS

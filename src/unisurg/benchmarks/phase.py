@@ -34,7 +34,7 @@ from .parsing import (
     timeline_from_frames,
 )
 from .problems import Problems
-from .records import FramesSource, IdSplit, Record, VideoSource, carve_val
+from .records import AuthorsRecipe, FramesSource, IdSplit, Record, VideoSource, by_test_ids, carve_val
 
 
 def _arrays(parsed: tuple[list, list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -101,6 +101,8 @@ CHOLEC80 = Benchmark(
     ),
     description="laparoscopic cholecystectomy phases; 25 fps per-frame labels; split 40/8/32",
     split=CHOLEC80_SPLIT,
+    # cholect80_prepare.py: videos 1-40 train, 41-80 test
+    authors=AuthorsRecipe(split=by_test_ids(lambda r: int(r.id.removeprefix("video")) > 40)),
 )
 
 # --------------------------------------------------------------------------- M2CAI16-workflow
@@ -150,6 +152,8 @@ M2CAI16 = Benchmark(
         ),
     ),
     description="cholecystectomy workflow challenge; 27 train / 14 test videos; val = last 20% of train",
+    # m2cai2016_prepare.py: every training video trains; a second is labelled by its last annotated frame
+    authors=AuthorsRecipe(split=by_test_ids(lambda r: r.split == "test"), label_at="last"),
 )
 
 # --------------------------------------------------------------------------- AutoLaparo
@@ -210,6 +214,7 @@ AUTOLAPARO = Benchmark(
     ),
     description="laparoscopic hysterectomy, task 1; 1 fps labels, 1-based frames, ids 1..7; split 10/4/7",
     split=AUTOLAPARO_SPLIT,
+    authors=AuthorsRecipe(),  # autolaparo_prepare.py: the official 10/4/7 split, as the loader's
 )
 
 # --------------------------------------------------------------------------- HeiChole
@@ -488,6 +493,8 @@ PITVIS = Benchmark(
     ),
     description="endoscopic pituitary surgery steps; 1 fps CSV; score = (macro F1 + edit)/2 without -1, 11, 13",
     split=PITVIS_SPLIT,
+    # pitvis_prepare.py: every non-test video trains; rows of steps -1, 11 and 13 are dropped
+    authors=AuthorsRecipe(split=by_test_ids(lambda r: r.split == "test"), drop_ignored=True),
 )
 
 # --------------------------------------------------------------------------- EgoSurgery-Phase
@@ -565,6 +572,8 @@ EGOSURGERY = Benchmark(
     ),
     description="egocentric open surgery; per-image phase CSVs; split by video",
     split=EGOSURGERY_SPLIT,
+    # egosurgery_prepare.py + gen_clips.py: the loader's split; a video's sessions form one sequence
+    authors=AuthorsRecipe(sequence="group"),
 )
 
 # --------------------------------------------------------------------------- PmLR50
@@ -629,6 +638,7 @@ PMLR50 = Benchmark(
     ),
     description="laparoscopic liver resection; 1 fps JPEG frames in frames/NN/; official PmNet split",
     split=PMLR50_SPLIT,
+    authors=AuthorsRecipe(),  # pmlr50_prepare.py: PmNet's pickles, the loader's split
 )
 
 # --------------------------------------------------------------------------- OphNet2024
@@ -712,6 +722,7 @@ OPHNET2024 = Benchmark(
         ),
     ),
     description="ophthalmic surgery phase localisation; segments in seconds, split column in the CSV",
+    authors=AuthorsRecipe(),  # ophnet_prepare.py: the CSV's split column, as the loader's
 )
 
 

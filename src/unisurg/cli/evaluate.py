@@ -41,6 +41,8 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
     from ..benchmarks import get_benchmark
     from ..evaluation.encoders import MultiLayer, load_encoder_spec
     from ..evaluation.harness import run_benchmark
@@ -66,6 +68,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         log.warning("evaluate.select_on=test: heads chosen on the TEST split (the paper's configs), not held out")
     size = protocol.sampling.size
     with distributed(e.device) as d:
+        if d.device.type == "cuda":  # TF32 matrix products for the float32 parts (the heads' optimizer, metrics)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         encoders = {}
         for name, spec in models.items():
             model, wid = load_encoder_spec(spec, p.base.seed, size, vjepa_key=protocol.checkpoint_key)
@@ -74,12 +79,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             encoders[name] = (model.to(d.device), wid)
         batch = e.batch_size.on(d.device.type)
         for bench in benches:
+            previous = _previous(bench, args, len(benches))
             ran = run_benchmark(
-                bench, Path(roots[bench.name]), encoders, protocol, p.base.seed, Path(e.cache_dir), batch, d, e.bf16
+                bench,
+                Path(roots[bench.name]),
+                encoders,
+                protocol,
+                p.base.seed,
+                Path(e.cache_dir),
+                batch,
+                d,
+                e.bf16,
+                e.workers,
+                e.decoder,
+                previous,
             )
-            if ran is not None:  # the main rank writes; the others only extracted their share of the features
+            if ran is not None and ran[1] is not None:  # the main rank writes; the others did their share
                 _write_results(bench, *ran, args, len(benches), compute_info(d, e.bf16))
     return 0
+
+
+def _outputs(bench, args: argparse.Namespace, n_benchmarks: int) -> tuple[Path, Path]:
+    """(the predictions folder, the results file) of one benchmark under the command's options."""
+    out = Path(args.out) if n_benchmarks == 1 else Path(args.out) / bench.name
+    if args.metrics:
+        return out, Path(args.metrics)
+    return out, Path(args.metrics_dir) / f"{bench.name}.json" if args.metrics_dir else out / "results.json"
+
+
+def _previous(bench, args: argparse.Namespace, n_benchmarks: int) -> dict | None:
+    """The results an earlier run wrote for this benchmark, if they and their predictions are there
+    (a killed ``--benchmark all`` run resumes at the first benchmark it did not finish)."""
+    from ..io import read_json
+
+    out, metrics = _outputs(bench, args, n_benchmarks)
+    if not metrics.exists() or not (out / "predictions.parquet").exists():
+        return None
+    try:
+        return read_json(metrics)
+    except (OSError, ValueError):
+        return None
 
 
 def _encoders(items: list[str]) -> dict[str, str]:
@@ -105,18 +144,30 @@ def compute_info(d, bf16: bool) -> dict:
 
 
 def _write_results(
-    bench, result: dict, predictions, args: argparse.Namespace, n_benchmarks: int, compute: dict
+    bench, result: dict, predictions, dense, args: argparse.Namespace, n_benchmarks: int, compute: dict
 ) -> None:
-    from ..io import write_table
+    import numpy as np
 
-    # one benchmark: --out is its folder; several: one sub-folder each
-    out = Path(args.out) if n_benchmarks == 1 else Path(args.out) / bench.name
+    from ..io import atomic_path, write_table
+
+    # one benchmark: --out is its folder; several: one sub-folder each; the results beside the
+    # predictions unless named: never into the pipeline's reports/metrics by accident
+    out, metrics = _outputs(bench, args, n_benchmarks)
     write_table(out / "predictions.parquet", predictions)
-    # beside the predictions unless named: never into the pipeline's reports/metrics by accident
-    if args.metrics:
-        metrics = Path(args.metrics)
+    dense_file = out / "dense_outputs.npy"
+    if dense is not None:  # the dense maps, one per prediction row, written model by model
+        n, shape = sum(len(a) for a in dense), dense[0].shape[1:]
+        with atomic_path(dense_file) as tmp:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *shape))
+            row = 0
+            for a in dense:
+                for i in range(0, len(a), 256):
+                    arr[row + i : row + min(i + 256, len(a))] = a[i : i + 256]
+                row += len(a)
+            arr.flush()
+            del arr
     else:
-        metrics = Path(args.metrics_dir) / f"{bench.name}.json" if args.metrics_dir else out / "results.json"
+        dense_file.unlink(missing_ok=True)
     write_json(Path(metrics), {**result, "machine": machine_info(), "compute": compute})
     summary = {m: d["value"] for m, d in result["models"].items()}
     log.info("evaluate %s (%s): %s", bench.title, bench.metric, summary)

@@ -1,9 +1,13 @@
 """The evaluation harness: any encoder x any benchmark under one named protocol.
 
 For each benchmark, under a :class:`~.protocols.Protocol`:
-1. load the benchmark with its real-format loader and build probe samples;
-2. extract every encoder's frozen tokens (cached on disk by encoder weights + sampling);
-3. per encoder, train a grid of heads (lr x weight decay x seed) as one bank on the training split;
+1. load the benchmark with its real-format loader (split as the protocol's recipe says) and build
+   probe samples;
+2. decode every record once into a frame store and plan every sample's window (:mod:`.media`);
+   samples whose clip needs a frame that does not decode are left out, counted in the results;
+3. per encoder, train a grid of heads (lr x weight decay x seed) as one bank on the training split,
+   on tokens extracted once into an on-disk store or computed online from (augmented) clips
+   (:mod:`.tokens`), batch by batch (:mod:`.probing`): memory does not grow with the benchmark;
 4. pick the head with the best validation score (macro-F1 / mAP / rho / Dice / AbsRel); a
    validation split with fewer than 3 items cannot rank heads: the grid's first head is used
    and the result says so (``val_score`` None);
@@ -18,33 +22,43 @@ Cross-validated benchmarks (JIGSAWS, SurgicalActions160) rotate test/val folds a
 test predictions of all folds; the scorer knows each prediction's fold (JIGSAWS's Spearman ρ is
 taken within folds). What differs between task families (head
 size, loss, labels, null, scorer) comes from the benchmark's :class:`~.tasks.Task`; the harness
-never branches on a benchmark's name.
+never branches on a benchmark's name. Under ``torchrun`` every rank decodes, encodes and trains
+its share of the heads (:mod:`.parallel`); the main rank scores.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
-import math
-from collections.abc import Sequence
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pyarrow as pa
 import torch
 
+from .. import __version__
 from ..benchmarks import Benchmark, Record
-from ..runtime import CPU, SINGLE, Dist, batch_shard
+from ..benchmarks.records import AuthorsRecipe
+from ..runtime import CPU, SINGLE, Dist
 from . import stats
-from .bank import HeadBank, StackedAdamW
-from .features import cache_key, extract_features, load_cached, store_cached
+from .bank import HeadBank
+from .clipdata import target_map
 from .heads import AttentiveProbe, DenseHead
-from .protocols import ProbeGrid, Protocol, Sampling
-from .samples import Sample, make_samples
+from .media import prepare_media
+from .parallel import collect_heads, head_share, publish_heads
+from .probing import Trainer, fit, mean_outputs, predict
+from .protocols import ProbeGrid, Protocol
+from .samples import Sample, drop_instants, make_samples
 from .tasks import Loss, Scored, Task, Truth, task_for
+from .tokens import cache_key, token_source
 
 NULL = "null"  # the model name of the null rows (a reserved evaluate.models name)
+PREDICT_BATCH = 256  # samples per prediction batch (halved while it does not fit in GPU memory)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +87,19 @@ def grid_bank(
     return HeadBank(heads, hparams)
 
 
+class TensorTokens:
+    """Tokens already in memory (S, N, D) as a token source (tests, benches, small studies)."""
+
+    online = False
+
+    def __init__(self, feats: torch.Tensor, device: torch.device = CPU) -> None:
+        self.feats, self.device = feats, device
+
+    def batches(self, batches, epoch=None):
+        for idx in batches:
+            yield self.feats[torch.as_tensor(np.asarray(idx), dtype=torch.long)].to(self.device).float()
+
+
 def train_heads(
     loss: Loss,
     feats: torch.Tensor,
@@ -84,47 +111,12 @@ def train_heads(
     epochs: int | None = None,
     device: torch.device = CPU,
 ) -> HeadBank:
-    """Train the grid (:func:`grid_bank`) in lockstep on the same batches, in the order drawn from
-    the first seed (the seeds differ by initialisation), for ``epochs`` (default: the grid's).
-    Cosine LR decay to 0 over all steps. The heads, features and targets live on ``device``
-    (initialised on the CPU first, so a seed gives the same heads on any device)."""
+    """Train the grid (:func:`grid_bank`) on in-memory tokens ``feats`` (n, N, D) and targets y (n, ...)
+    in lockstep on the same batches, in the order drawn from the first seed (:func:`probing.fit`)."""
     bank = grid_bank(feats.size(-1), out_dim, grid, seeds, dense).to(device)
-    n = feats.size(0)
-    steps_per_epoch = max(math.ceil(n / grid.batch_size), 1)
-    # A mini benchmark has ~100 training samples: `epochs` alone would give a few dozen updates,
-    # far from convergence, so whole epochs are repeated until at least `min_steps` updates.
-    epochs = max(grid.epochs if epochs is None else epochs, math.ceil(grid.min_steps / steps_per_epoch))
-    total = epochs * steps_per_epoch
-    for hp in bank.hparams:
-        hp["steps"] = total
-    opt = bank_optimizer(bank)
-    g = torch.Generator().manual_seed(seeds[0])  # batch order drawn on the CPU: the same on any device
-    feats, y = feats.to(device).float(), y.to(device)
-    step = 0
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=g)
-        for b in range(steps_per_epoch):
-            idx = perm[b * grid.batch_size : (b + 1) * grid.batch_size]
-            bank_step(bank, opt, loss, feats[idx], y[idx], 0.5 * (1 + math.cos(math.pi * step / total)))
-            step += 1
+    t = Trainer(grid, grid.epochs if epochs is None else epochs, seeds[0], device)
+    fit(bank, loss, TensorTokens(feats, device), np.arange(len(feats)), lambda p: y[torch.as_tensor(p)], t)
     return bank
-
-
-def bank_optimizer(bank: HeadBank) -> StackedAdamW:
-    """AdamW over the bank's stacked parameters, each head with its own lr and weight decay."""
-    lrs, wds = [hp["lr"] for hp in bank.hparams], [hp["weight_decay"] for hp in bank.hparams]
-    return StackedAdamW(list(bank.params.values()), lrs, wds)
-
-
-def bank_step(
-    bank: HeadBank, opt: StackedAdamW, loss: Loss, x: torch.Tensor, y: torch.Tensor, lr_scale: float = 1.0
-) -> None:
-    """One update of every head on the same batch: x (B, ...) features, y (B, ...) targets."""
-    out = bank(x)  # (K, B, ...)
-    yb = y.expand(len(bank), *y.shape)
-    # the heads' losses are independent: the gradient of their sum is each head's own
-    params = list(bank.params.values())
-    opt.step(torch.autograd.grad(loss(out, yb).sum(), params), lr_scale)
 
 
 def best_index(task: Task, truth: Truth, outputs: Sequence[np.ndarray]) -> tuple[int, float | None]:
@@ -141,22 +133,38 @@ def best_index(task: Task, truth: Truth, outputs: Sequence[np.ndarray]) -> tuple
 
 
 def pick_heads(
-    task: Task, bank: HeadBank, val_feats: torch.Tensor, truth: Truth, grids: int
+    task: Task, hparams: Sequence[dict], val_out: Sequence[np.ndarray], truth: Truth, grids: int
 ) -> tuple[list[int], list[dict]]:
-    """Each of the bank's ``grids`` (one per seed) picks its head with the best validation score
-    -> (the picked heads' indices in the bank, their hyperparameters and validation scores;
-    ``val_score`` None: too few validation items, the grid's first head)."""
-    val_out = bank.predict(val_feats)  # (K, n_val, ...)
-    picked, chosen, per_grid = [], [], len(bank) // grids
+    """Each of the bank's ``grids`` (one per seed) picks its head with the best validation score from
+    every head's validation outputs ``val_out`` -> (the picked heads' indices in the bank, their
+    hyperparameters and validation scores; ``val_score`` None: too few validation items, the grid's
+    first head)."""
+    picked, chosen, per_grid = [], [], len(hparams) // grids
     for g in range(grids):
         first = g * per_grid
         best, score = best_index(task, truth, val_out[first : first + per_grid])
-        chosen.append({**bank.hparams[first + best], "val_score": None if score is None else round(score, 6)})
+        chosen.append({**hparams[first + best], "val_score": None if score is None else round(score, 6)})
         picked.append(first + best)
     return picked, chosen
 
 
 # --------------------------------------------------------------------------- one benchmark
+
+
+class LazyTargets:
+    """Dense targets read from their files when asked (one at a time): never all in memory."""
+
+    def __init__(self, paths: Sequence[str], read: Callable[[list[str]], list[np.ndarray]]) -> None:
+        self.paths, self.read = list(paths), read
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return self.read([self.paths[k]])[0]
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
 
 
 @dataclass(frozen=True)
@@ -166,17 +174,23 @@ class Labelled:
     records: list[Record]
     samples: list[Sample]
     y: np.ndarray  # (S, ...) labels: class id, multi-hot vector or score (zeros for dense tasks)
-    y_train: torch.Tensor  # (S, ...) what the heads learn: the labels, or target maps at probe resolution
-    targets: list[np.ndarray] | None  # dense tasks: every sample's target map at full resolution
+    size: int  # probe resolution (dense targets are learnt at size x size)
+    task: Task
 
     @classmethod
     def build(cls, task: Task, records: list[Record], samples: list[Sample], size: int) -> Labelled:
-        y = task.labels(samples)
-        if not task.dense:
-            return cls(records, samples, y, torch.as_tensor(y), None)
-        targets = task.read_targets([records[s.record].target for s in samples])
-        small = [cv2.resize(t.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST) for t in targets]
-        return cls(records, samples, y, torch.as_tensor(np.stack(small)), targets)
+        return cls(records, samples, task.labels(samples), size, task)
+
+    def train_targets(self, idx: np.ndarray) -> torch.Tensor:
+        """What the heads learn for samples ``idx``: the labels, or (dense) target maps at probe
+        resolution (read from their files, nearest-neighbour, as needed)."""
+        if not self.task.dense:
+            return torch.as_tensor(self.y[idx])
+        read = self.task.bench.read_target
+        return torch.as_tensor(np.stack([target_map(self.target(i), read, self.size) for i in idx]))
+
+    def target(self, i: int) -> str:
+        return self.records[self.samples[i].record].target
 
     def truth(
         self,
@@ -186,7 +200,7 @@ class Labelled:
         rounds: np.ndarray | None = None,
     ) -> Truth:
         """What the outputs of samples ``idx`` (predicted in ``rounds``, if cross-validated) are scored against."""
-        targets = [self.targets[i] for i in idx] if self.targets is not None else None
+        targets = LazyTargets([self.target(i) for i in idx], self.task.read_targets) if self.task.dense else None
         groups = np.array([self.records[self.samples[i].record].video for i in idx])
         return Truth(self.y[idx], groups, targets, label_fps, scale, rounds)
 
@@ -217,10 +231,12 @@ class Setup:
         protocol: Protocol,
         seed: int,
         device: torch.device = CPU,
+        usable: np.ndarray | None = None,
     ) -> Setup:
+        """``usable`` (S,) bool: samples left out of every split (their clip needs undecodable frames)."""
         task = task_for(bench)
         data = Labelled.build(task, records, samples, protocol.sampling.size)
-        splits = _rounds(bench, records, samples)
+        splits = _rounds(records, samples, np.ones(len(samples), bool) if usable is None else usable)
         if protocol.select_on == "test":  # the paper's configs: heads chosen on the test split itself
             splits = [(tr, te, te) for tr, _, te in splits]
         for tr, _, te in splits:
@@ -246,6 +262,7 @@ class Round:
     test: np.ndarray  # test sample indices
     out: np.ndarray  # (n_test, ...) raw outputs, the mean over the heads the seeds' grids picked
     heads: list[dict]  # per seed: the picked head's hyperparameters and validation score
+    trained_by: list[int] = dataclasses.field(default_factory=lambda: [])  # heads each rank trained and predicted
 
 
 @dataclass(frozen=True)
@@ -257,41 +274,95 @@ class Outcome:
     scored: Scored
 
 
-def _rounds(bench: Benchmark, records: list[Record], samples: list[Sample]) -> list[Split]:
-    """(train, val, test) sample index arrays: one round, or one per fold."""
-    if bench.folds:
-        fold = np.array([records[s.record].fold for s in samples])
-        k = bench.folds
+def _rounds(records: list[Record], samples: list[Sample], usable: np.ndarray) -> list[Split]:
+    """(train, val, test) sample index arrays of the usable samples: one round, or one per fold
+    (records carrying folds: cross-validated benchmarks under their own split rule)."""
+    folds = [records[s.record].fold for s in samples]
+    if any(f is not None for f in folds):
+        fold = np.array(folds)
+        k = int(max(f for f in folds if f is not None)) + 1
         return [
             (
-                np.nonzero((fold != f) & (fold != (f + 1) % k))[0],
-                np.nonzero(fold == (f + 1) % k)[0],
-                np.nonzero(fold == f)[0],
+                np.nonzero(usable & (fold != f) & (fold != (f + 1) % k))[0],
+                np.nonzero(usable & (fold == (f + 1) % k))[0],
+                np.nonzero(usable & (fold == f))[0],
             )
             for f in range(k)
         ]
     split = np.array([records[s.record].split for s in samples])
-    return [(np.nonzero(split == "train")[0], np.nonzero(split == "val")[0], np.nonzero(split == "test")[0])]
+    return [tuple(np.nonzero(usable & (split == name))[0] for name in ("train", "val", "test"))]
 
 
-def train_round(
-    setup: Setup, feats: torch.Tensor, dense: tuple[tuple[int, int, int], int] | None, split: Split, seeds: list[int]
-) -> Round:
-    """One round on (train, val, test) sample indices ``split``."""
-    task, data, grid = setup.task, setup.data, setup.protocol.probe
+@dataclass(frozen=True)
+class Probing:
+    """How one encoder's heads are trained and predicted: its token source, where the rounds keep
+    their resume points and exchange outputs, and which process this is."""
+
+    source: object  # a token source (.tokens): CachedTokens, OnlineTokens or TensorTokens
+    dim: int  # token width
+    patch: int
+    tubelet: int
+    resume: Path | None = None  # folder of the rounds' probe saves (None: no resume)
+    exchange: Path | None = None  # folder for outputs kept on disk / published to the other ranks
+    d: Dist = SINGLE
+
+    def folder(self, r: int, name: str, dense: bool) -> Path | None:
+        """Where round r's ``name`` outputs of this rank go: published under torchrun, on disk for
+        dense maps, in memory otherwise (None)."""
+        if self.exchange is None or (self.d.world == 1 and not dense):
+            return None
+        return self.exchange / f"round{r}" / name / f"rank{self.d.rank}"
+
+    def everyone(self, r: int, name: str, outputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+        """Every rank's head outputs of round r's ``name``, in head order, and how many each rank
+        produced (one process: its own)."""
+        if self.d.world == 1:
+            return outputs, [len(outputs)]
+        mine = self.exchange / f"round{r}" / name / f"rank{self.d.rank}"
+        publish_heads(mine, outputs)
+        parts = [collect_heads(mine.parent / f"rank{k}") for k in range(self.d.world)]
+        return [o for part in parts for o in part], [len(part) for part in parts]
+
+
+def _amp(protocol: Protocol) -> torch.dtype:
+    return torch.float16 if protocol.probe.precision == "fp16" else torch.bfloat16
+
+
+def train_round(setup: Setup, p: Probing, dense: tuple | None, split: Split, seeds: list[int], r: int) -> Round | None:
+    """One round on (train, val, test) sample indices ``split``: train every grid on the training
+    split (this rank's share of the heads), pick each grid's head on validation, predict the test
+    split with the picked heads. Returns the round on the main rank (None on the others)."""
+    task, data, grid, d = setup.task, setup.data, setup.protocol.probe, p.d
     tr, va, te = split
-    # 1. train `seeds` grids (initialisations) on the same batches
-    ytr, scale = task.standardise(data.y_train[tr])
-    loss = task.loss_for(data.y_train[tr], grid.class_weighted)
-    epochs = grid.epochs_for(setup.bench.name)
-    bank = train_heads(loss, feats[tr], ytr, task.out_dim(), grid, seeds, dense, epochs, setup.device)
-    # 2. each grid picks its head on validation (none: on the training fit, stated in the results)
+    # 1. train `seeds` grids (initialisations) on the same batches; this rank trains its share of the heads
+    labels = None if task.dense else torch.as_tensor(data.y[tr])
+    ytr, scale = (labels, (0.0, 1.0)) if task.dense else task.standardise(labels)
+    loss = task.loss_for(labels, grid.class_weighted)
+    full = grid_bank(p.dim, task.out_dim(), grid, seeds, dense)
+    mine = head_share(len(full), d)
+    bank = (full.subset(mine) if d.world > 1 else full).to(setup.device)
+    amp = _amp(setup.protocol)
+    resume = None if p.resume is None else p.resume / f"round{r}-rank{d.rank}-of{d.world}.pt"
+    trainer = Trainer(grid, grid.epochs_for(setup.bench.name), seeds[0], setup.device, amp, resume, p.source.online)
+    targets = (lambda q: data.train_targets(tr[q])) if task.dense else (lambda q: ytr[torch.as_tensor(q)])
+    steps = fit(bank, loss, p.source, tr, targets, trainer)
+    hparams = [{**hp, "steps": steps} for hp in full.hparams]
+    # 2. every grid picks its head on validation (none: on the training fit, stated in the results)
     val = va if len(va) else tr
     truth = data.truth(val, setup.protocol.sampling.label_fps, scale)
-    picked, chosen = pick_heads(task, bank, feats[val], truth, grid.seeds)
+    val_out, shares = p.everyone(
+        r, "val", predict(bank, p.source, val, None, PREDICT_BATCH, amp, p.folder(r, "val", task.dense))
+    )
+    picked, chosen = pick_heads(task, hparams, val_out, truth, grid.seeds)
     # 3. the test output is the mean of the picked heads' raw outputs (logits, log-depth, ...)
-    out = np.mean(bank.predict(feats[te], picked), axis=0)
-    return Round(te, task.unstandardise(out, scale), chosen)
+    here = [k - mine.start for k in picked if k in mine]
+    outs, _ = p.everyone(
+        r, "test", predict(bank, p.source, te, here, PREDICT_BATCH, amp, p.folder(r, "test", task.dense))
+    )
+    if not d.is_main:
+        return None
+    mean_dir = None if p.exchange is None or not task.dense else p.exchange / f"round{r}" / "test-mean"
+    return Round(te, task.unstandardise(mean_outputs(outs, mean_dir), scale), chosen, shares)
 
 
 def summarise(setup: Setup, out: np.ndarray, heads: list[dict]) -> Outcome:
@@ -316,16 +387,29 @@ def summarise(setup: Setup, out: np.ndarray, heads: list[dict]) -> Outcome:
     return Outcome(summary, out, scored)
 
 
-def evaluate_encoder(setup: Setup, feats: torch.Tensor, patch: int, tubelet: int) -> Outcome:
-    """One encoder's frozen tokens ``feats`` (S, N, D) on one benchmark: train, select, score."""
+def evaluate_encoder(
+    setup: Setup, probing: Probing | torch.Tensor, patch: int = 16, tubelet: int = 2
+) -> Outcome | None:
+    """One encoder on one benchmark: train, select and score (``probing``: its token source and where
+    it runs; or its tokens (S, N, D) in memory). The Outcome on the main rank, None on the others."""
+    if isinstance(probing, torch.Tensor):
+        probing = Probing(TensorTokens(probing, setup.device), probing.size(-1), patch, tubelet)
     s, frames = setup.protocol.sampling.size, setup.protocol.sampling.frames
-    dense = ((frames // tubelet, s // patch, s // patch), patch) if setup.task.dense else None
+    p = probing
+    dense = ((frames // p.tubelet, s // p.patch, s // p.patch), p.patch) if setup.task.dense else None
     # one round, or one per fold: train, pick heads on validation, predict the test split
     rounds = []
     for r, split in enumerate(setup.splits):
         seeds = [setup.seed + r + 7919 * k for k in range(setup.protocol.probe.seeds)]  # one per grid and round
-        rounds.append(train_round(setup, feats, dense, split, seeds))
-    return summarise(setup, np.concatenate([rd.out for rd in rounds]), [h for rd in rounds for h in rd.heads])
+        rounds.append(train_round(setup, p, dense, split, seeds, r))
+    if not p.d.is_main:
+        return None
+    outs = [rd.out for rd in rounds]
+    out = outs[0] if len(outs) == 1 else np.concatenate([np.asarray(o) for o in outs])
+    outcome = summarise(setup, out, [h for rd in rounds for h in rd.heads])
+    if p.d.world > 1:  # which rank trained how many heads of each round (every rank trains a share)
+        outcome.summary["heads_per_rank"] = [rd.trained_by for rd in rounds]
+    return outcome
 
 
 def evaluate_null(setup: Setup) -> Outcome:
@@ -335,7 +419,8 @@ def evaluate_null(setup: Setup) -> Outcome:
     outs, picks = [], []
     for tr, va, te in setup.splits:
         val = va if len(va) else tr
-        names, consts = zip(*task.null_candidates(data.y_train[tr]), strict=True)
+        y_train = torch.zeros(1, data.size, data.size) if task.dense else torch.as_tensor(data.y[tr])
+        names, consts = zip(*task.null_candidates(y_train), strict=True)
         truth = data.truth(val, label_fps)
         best, score = best_index(task, truth, [np.broadcast_to(c, (len(val), *c.shape)) for c in consts])
         outs.append(np.broadcast_to(consts[best], (len(te), *consts[best].shape)))
@@ -361,9 +446,10 @@ def paired_differences(outcomes: dict[str, Outcome], setup: Setup) -> dict[str, 
 def _prediction_rows(setup: Setup, out: np.ndarray) -> dict[str, list]:
     """Columns of the per-sample test predictions: enough to recompute every reported metric.
 
-    ``output`` is the raw head output (logits; de-standardised score for skill; the log-depth or
-    mask-logit map at probe resolution, row-major, for dense tasks, whose ground truth is the file
-    in ``target``). ``label`` is the ground truth (class id, multi-hot vector or score).
+    ``output`` is the raw head output (logits; de-standardised score for skill); dense tasks leave it
+    empty: their log-depth or mask-logit maps at probe resolution are rows of the array that
+    :func:`run_benchmark` returns beside the table (``dense_outputs.npy``), and their ground truth is
+    the file in ``target``. ``label`` is the ground truth (class id, multi-hot vector or score).
     """
     records, samples, te, dense = setup.data.records, setup.data.samples, setup.test, setup.task.dense
     rnd = np.concatenate([np.full(len(t), r) for r, (_, _, t) in enumerate(setup.splits)])
@@ -375,23 +461,29 @@ def _prediction_rows(setup: Setup, out: np.ndarray) -> dict[str, list]:
         "t": [samples[i].t_end for i in te],
         "label": [[] if dense else np.atleast_1d(setup.data.y[i]).astype(np.float64).tolist() for i in te],
         "target": [records[samples[i].record].target if dense else None for i in te],
-        "output": [o.astype(np.float32).ravel().tolist() for o in out],
+        "output": [[] for _ in te] if dense else [o.astype(np.float32).ravel().tolist() for o in out],
     }
 
 
 def rescore(
-    bench: Benchmark, records: list[Record], samples: list[Sample], predictions: dict[str, list], label_fps: float
+    bench: Benchmark,
+    records: list[Record],
+    samples: list[Sample],
+    predictions: dict[str, list],
+    label_fps: float,
+    dense_outputs: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Recompute the test metrics of one encoder from its shipped predictions (and, for dense
-    tasks, the ground-truth files): the check that every reported number can be reproduced."""
+    """Recompute the test metrics of one encoder from its shipped predictions (and, for dense tasks,
+    its rows of ``dense_outputs.npy`` and the ground-truth files): the check that every reported
+    number can be reproduced."""
     task = task_for(bench)
     te = np.asarray(predictions["sample"], np.int64)
-    out = np.stack([np.asarray(o, np.float32) for o in predictions["output"]])
     targets = None
     if task.dense:
-        side = int(round(math.sqrt(out.shape[1])))
-        out = out.reshape(len(te), 1, side, side)  # (n, 1, H, W) maps at probe resolution
+        out = np.asarray(dense_outputs, np.float32)  # (n, 1, H, W) maps at probe resolution
         targets = task.read_targets([records[samples[i].record].target for i in te])
+    else:
+        out = np.stack([np.asarray(o, np.float32) for o in predictions["output"]])
     groups = np.array([records[samples[i].record].video for i in te])
     rounds = np.asarray(predictions["round"], np.int64)
     truth = Truth(task.labels(samples)[te], groups, targets, label_fps, rounds=rounds)
@@ -402,64 +494,39 @@ def _round(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), 6)
 
 
-def split_manifest(bench: Benchmark, records: list[Record]) -> dict[str, list[str]]:
+def split_manifest(records: list[Record]) -> dict[str, list[str]]:
     """Which videos/images were in which split (or fold): versioned with every result."""
     out: dict[str, list[str]] = {}
     for r in records:
-        key = f"fold{r.fold}" if bench.folds else r.split
+        key = f"fold{r.fold}" if r.fold is not None else r.split
         out.setdefault(key, [])
         if r.video not in out[key]:
             out[key].append(r.video)
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 
-def encoder_features(
-    encoders: dict[str, tuple[torch.nn.Module, str]],
-    bench: Benchmark,
-    records: list[Record],
-    samples: list[Sample],
-    sampling: Sampling,
-    cache_dir: Path,
-    batch_size: int,
-    d: Dist = SINGLE,
-    bf16: bool = True,
-) -> tuple[dict[str, torch.Tensor], set[str]]:
-    """-> (frozen tokens (S, N, D) of every sample per encoder, the encoders whose tokens were not cached).
+def load_samples(
+    bench: Benchmark, root: Path, protocol: Protocol
+) -> tuple[list[Record], list[Sample], AuthorsRecipe | None]:
+    """The benchmark's records (as the protocol's recipe splits them) and its probe samples."""
+    records = bench.load(root)
+    recipe = bench.authors if protocol.recipe == "authors" else None
+    if recipe is not None:
+        records = recipe.apply(records, protocol.select_on, clips=not bench.family.temporal)
+        if recipe.drop_ignored:
+            records = drop_instants(records, getattr(bench.family, "ignore", ()))
+    label_at = recipe.label_at if recipe is not None else "first"
+    return records, make_samples(bench, records, protocol.sampling.label_fps, label_at), recipe
 
-    Encoders run on ``d.device``. Under ``torchrun`` every rank extracts its share of the samples
-    in whole batches (:func:`~unisurg.runtime.batch_shard`) and the main rank merges them in
-    sample order, so the tokens equal one process's; the main rank reads and writes the cache,
-    the other ranks get ``{}``.
-    """
-    # GPU tokens (bf16 autocast, other kernels) differ from the CPU's in the last bits: cached apart
-    compute = {"compute": f"cuda-{'bf16' if bf16 else 'fp32'}"} if d.device.type == "cuda" else {}
-    keys = {
-        name: cache_key(wid, bench.name, records, samples, {**sampling.as_dict(), **compute})
-        for name, (_, wid) in encoders.items()
-    }
-    feats = {name: load_cached(cache_dir, key) for name, key in keys.items()} if d.is_main else {}
-    missing = d.broadcast(sorted(name for name, f in feats.items() if f is None))
-    if missing:
-        s = sampling
-        part = batch_shard(len(samples), batch_size, d.rank, d.world)
-        mine = extract_features(
-            {name: encoders[name][0] for name in missing},
-            records,
-            [samples[i] for i in part],
-            s.frames,
-            s.fps,
-            s.size,
-            batch_size,
-            d.device,
-            bf16,
-        )
-        parts = d.gather(mine)
-        if d.is_main:
-            for name in missing:
-                f = torch.cat([p[name] for p in parts if len(p[name])])  # ranks in order = sample order
-                store_cached(cache_dir, keys[name], f)
-                feats[name] = f
-    return feats, set(missing)
+
+def run_key(
+    bench: Benchmark, records: list[Record], samples: list[Sample], protocol: Protocol, wids: dict, seed: int
+) -> str:
+    """What a benchmark's results depend on: the protocol, the encoders' weights, the seed and the data."""
+    stamp = cache_key(
+        "|".join(f"{k}={v}" for k, v in sorted(wids.items())), bench.name, records, samples, protocol.as_dict()
+    )
+    return hashlib.sha256(f"{stamp}|{seed}|{RESULTS_VERSION}|{__version__}".encode()).hexdigest()[:32]
 
 
 def run_benchmark(
@@ -472,20 +539,55 @@ def run_benchmark(
     batch_size: int,
     d: Dist = SINGLE,
     bf16: bool = True,
-) -> tuple[dict, pa.Table] | None:
+    workers: int = 0,
+    decoder: str = "decord",
+    previous: dict | None = None,
+) -> tuple[dict, pa.Table | None, list[np.ndarray] | None] | None:
     """Evaluate every encoder (name -> (model on ``d.device``, weights id)) and the null on one benchmark.
 
-    -> (results: summary per encoder and the null, their paired differences, the classes, splits
-        and protocol used; predictions: one row per (model, test sample), see :func:`_prediction_rows`).
-    Under ``torchrun`` every rank extracts its share of the features and the main rank trains
-    and scores the probes (a few MB of heads: one device does it); the other ranks return None.
+    -> (results: summary per encoder and the null, their paired differences, the classes, splits,
+        skipped samples and protocol used; predictions: one row per (model, test sample), see
+        :func:`_prediction_rows`; dense tasks: every model's output maps (n, 1, H, W), concatenated in
+        the table's row order, else None).
+    Under ``torchrun`` every rank decodes, encodes and trains its share (:mod:`.parallel`) and the
+    main rank scores and returns; the other ranks return None. ``previous``: the results a killed or
+    earlier run wrote; if they were computed from the same inputs (``key``), they are returned as they
+    are instead of being computed again (with an empty prediction table: the files on disk stand).
     """
     if NULL in encoders:
         raise ValueError(f"{NULL!r} names the null rows: choose another name for that encoder")
     # 1. load the benchmark with its real-format loader; one probe sample per labelled instant/clip/image
-    records = bench.load(root)
-    samples = make_samples(bench, records, protocol.sampling.label_fps)
-    setup = Setup.build(bench, records, samples, protocol, seed, d.device)
+    records, samples, recipe = load_samples(bench, root, protocol)
+    key = run_key(bench, records, samples, protocol, {n: w for n, (_, w) in encoders.items()}, seed)
+    if previous is not None and previous.get("key") == key:
+        log.info("%s: results of these inputs exist (%s): not computed again", bench.title, key)
+        return (previous, None, None) if d.is_main else None
+    # 2. every record decoded once into a frame store; samples whose clip cannot be decoded left out
+    media = prepare_media(bench, records, samples, protocol.sampling, seed, cache_dir, recipe, workers, decoder, d)
+    setup = Setup.build(bench, records, samples, protocol, seed, d.device, media.usable)
+    # 3. per encoder: its tokens (a store extracted once, or the encoder online), then the probe grid
+    exchange = cache_dir / "runs" / d.broadcast(uuid.uuid4().hex)
+    outcomes: dict[str, Outcome] = {}
+    for name, (model, wid) in encoders.items():
+        src, dim = token_source(model, wid, setup, media, cache_dir, batch_size, d, bf16, workers, decoder)
+        resume = cache_dir / "probes" / f"{key}-{name}"
+        p = Probing(src, dim, model.patch_size, model.tubelet_size, resume, exchange / name, d)
+        log.info(
+            "%s / %s: %d samples (%d usable), tokens %s",
+            bench.title,
+            name,
+            len(samples),
+            int(media.usable.sum()),
+            "online" if src.online else "cached",
+        )
+        outcome = evaluate_encoder(setup, p)
+        if d.is_main:
+            outcomes[name] = outcome
+            shutil.rmtree(resume, ignore_errors=True)  # finished: its resume points have served
+    if not d.is_main:
+        return None
+    outcomes[NULL] = evaluate_null(setup)
+    # 4. paired differences on the same resampled test units
     result = {
         "benchmark": bench.title,
         "name": bench.name,
@@ -493,42 +595,33 @@ def run_benchmark(
         "metric": bench.metric,
         "higher_is_better": bench.higher_is_better,
         "classes": list(bench.classes),
-        "splits": split_manifest(bench, records),
+        "splits": split_manifest(records),
         "protocol": protocol.as_dict(),
         "n_records": len(records),
-        "n_samples": len(samples),
+        "n_samples": int(media.usable.sum()),
+        "skipped": media.skipped,
+        "key": key,
         "models": {},
     }
-    # 2. frozen tokens of every encoder (from the cache where the same weights saw the same samples)
-    feats, extracted = encoder_features(
-        encoders, bench, records, samples, protocol.sampling, cache_dir, batch_size, d, bf16
-    )
-    if not d.is_main:
-        return None
-    # 3. per encoder: train, select and score the probe grid; then the null the same way
-    outcomes: dict[str, Outcome] = {}
-    for name, (model, _) in encoders.items():
-        log.info(
-            "%s / %s: %d samples, features %s (%s)",
-            bench.title,
-            name,
-            len(samples),
-            tuple(feats[name].shape),
-            "extracted" if name in extracted else "cached",
-        )
-        outcomes[name] = evaluate_encoder(setup, feats[name], model.patch_size, model.tubelet_size)
-    outcomes[NULL] = evaluate_null(setup)
-    # 4. paired differences on the same resampled test units
     paired = paired_differences(outcomes, setup)
     for name, (_, wid) in encoders.items():
         result["models"][name] = {**outcomes[name].summary, "weights": wid, "paired": paired[name]}
     result["null"] = outcomes[NULL].summary
+    table, dense = _predictions(setup, outcomes)
+    shutil.rmtree(exchange, ignore_errors=True)
+    return result, table, dense
+
+
+def _predictions(setup: Setup, outcomes: dict[str, Outcome]) -> tuple[pa.Table, list[np.ndarray] | None]:
+    """The prediction table, and for dense tasks every model's output maps in the table's row order."""
     tables = []
     for name, o in outcomes.items():
         rows = _prediction_rows(setup, o.out)
         tables.append(pa.table({"model": [name] * len(rows["sample"]), **rows}, schema=PREDICTIONS_SCHEMA))
-    return result, pa.concat_tables(tables)
+    return pa.concat_tables(tables), ([o.out for o in outcomes.values()] if setup.task.dense else None)
 
+
+RESULTS_VERSION = 2  # bumped when what a results file holds changes meaning
 
 # One row per (model, test sample); `output` and `label` are flat lists (see _prediction_rows).
 PREDICTIONS_SCHEMA = pa.schema(

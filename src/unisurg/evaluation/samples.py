@@ -1,20 +1,22 @@
-"""Probe samples and clip decoding under the frozen protocol.
+"""Probe samples: one per labelled instant (thinned to ``label_fps``), clip, trial or image.
 
-A temporal record (a video with a label timeline) yields one sample per labelled instant,
-thinned to ``label_fps``; its clip is ``frames`` frames at ``fps`` ending at that instant.
-A clip/skill record yields one sample whose frames span the whole video; dense records
-yield one image, repeated over the clip's frames.
+A temporal record (a video with a label timeline) yields one sample per labelled instant, the
+first of every 1/``label_fps`` seconds (its time is the clip's end; its label the first or, with
+``label_at="last"``, the last instant of that bin); a clip/skill record yields one sample whose
+frames span the whole source; a dense record yields one image. Which frames a sample's clip holds is
+the protocol's window rule (:mod:`.windows`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Literal
 
-import cv2
 import numpy as np
 
-from ..benchmarks import Benchmark, FramesSource, ImageSource, Record, VideoSource
-from ..media.video import clip_indices, open_video
+from ..benchmarks import Benchmark, Record
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,9 @@ class Sample:
     label: np.ndarray  # () class id, (C,) multi-hot, () score, or empty for dense tasks
 
 
-def make_samples(bench: Benchmark, records: list[Record], label_fps: float = 1.0) -> list[Sample]:
+def make_samples(
+    bench: Benchmark, records: list[Record], label_fps: float = 1.0, label_at: Literal["first", "last"] = "first"
+) -> list[Sample]:
     out = []
     for i, r in enumerate(records):
         if bench.family.temporal:
@@ -32,8 +36,10 @@ def make_samples(bench: Benchmark, records: list[Record], label_fps: float = 1.0
             bins = np.floor(r.times * label_fps + 1e-9)
             first = np.ones(len(bins), bool)
             first[1:] = bins[1:] != bins[:-1]  # the first labelled instant of every 1/label_fps bin
-            for k in np.nonzero(first)[0]:
-                out.append(Sample(i, float(r.times[k]), r.labels[k]))
+            starts = np.nonzero(first)[0]
+            ends = np.r_[starts[1:], len(bins)] - 1  # the last instant of the same bin
+            for k, last in zip(starts, ends):
+                out.append(Sample(i, float(r.times[k]), r.labels[last if label_at == "last" else k]))
         elif not bench.family.dense:
             out.append(Sample(i, None, r.labels[0]))
         else:
@@ -41,50 +47,14 @@ def make_samples(bench: Benchmark, records: list[Record], label_fps: float = 1.0
     return out
 
 
-def _read_image(path: str) -> np.ndarray:
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"{path}: cannot read image")
-    return img[..., ::-1]
-
-
-class ClipReader:
-    """Decodes the clips of samples; keeps the last opened video to decode a video's samples together."""
-
-    def __init__(self, frames: int, fps: float, size: int) -> None:
-        self.frames, self.fps, self.size = frames, fps, size
-        self._path: str | None = None
-        self._reader = None
-
-    def _video(self, path: str):
-        if path != self._path:
-            self._reader, self._path = open_video(path), path
-        return self._reader
-
-    def read(self, source, t_end: float | None) -> np.ndarray:
-        """-> uint8 (frames, size, size, 3) RGB."""
-        if isinstance(source, VideoSource):
-            vr = self._video(source.path)
-            n, native = len(vr), vr.fps
-            if t_end is None:
-                idx = np.linspace(0, n - 1, self.frames).round().astype(np.int64)
-            else:
-                end = min(int(round(t_end * native)), n - 1)
-                idx = clip_indices(end, self.frames, native / self.fps)
-            frames = vr.get_frames(idx)
-        elif isinstance(source, FramesSource):
-            n = len(source.paths)
-            if t_end is None:
-                idx = np.linspace(0, n - 1, self.frames).round().astype(np.int64)
-            else:
-                end = min(int(round(t_end * source.fps)), n - 1)
-                # image sequences are often sparser than the probe rate: then step one image at a time
-                idx = clip_indices(end, self.frames, max(source.fps / self.fps, 1.0))
-            frames = np.stack([_read_image(source.paths[k]) for k in idx])
-        elif isinstance(source, ImageSource):
-            frames = np.repeat(_read_image(source.path)[None], self.frames, axis=0)
-        else:
-            raise TypeError(f"unknown source {source!r}")
-        if frames.shape[1:3] != (self.size, self.size):
-            frames = np.stack([cv2.resize(f, (self.size, self.size), interpolation=cv2.INTER_AREA) for f in frames])
-        return frames
+def drop_instants(records: list[Record], classes: Collection[int]) -> list[Record]:
+    """Temporal records without the labelled instants whose class is in ``classes`` (records left with
+    no instant are dropped): what is neither trained on nor inside any window."""
+    if not classes:
+        return records
+    out = []
+    for r in records:
+        keep = ~np.isin(np.asarray(r.labels), list(classes))
+        if keep.any():
+            out.append(dataclasses.replace(r, labels=r.labels[keep], times=r.times[keep]))
+    return out

@@ -51,6 +51,7 @@ class FrameFolderReader:
             raise VideoError(f"{self.path}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in the frame folder")
         self._fps = float(fps)
         self._hw: tuple[int, int] | None = None
+        self.frames_decoded = 0
 
     @property
     def meta(self) -> VideoMeta:
@@ -78,13 +79,15 @@ class FrameFolderReader:
         self._hw = self._hw or img.shape[:2]
         return img[..., ::-1]
 
-    def get_frames(self, indices: np.ndarray | list[int]) -> np.ndarray:
-        """Images at ``indices`` -> (T, H, W, 3) uint8 RGB (indices clamped to the folder, like videos)."""
+    def get_frames(self, indices: np.ndarray | list[int], strict: bool = False) -> np.ndarray:
+        """Images at ``indices`` -> (T, H, W, 3) uint8 RGB (indices clamped to the folder, like videos;
+        an unreadable image is a VideoError whether ``strict`` or not)."""
         idx = np.clip(np.asarray(indices, dtype=np.int64), 0, len(self.frames) - 1)
         cache: dict[int, np.ndarray] = {}
         for i in idx.tolist():
             if i not in cache:
                 cache[i] = self.read(i)
+        self.frames_decoded += len(cache)
         return np.stack([cache[i] for i in idx.tolist()])
 
     def decode_last(self) -> np.ndarray:

@@ -36,6 +36,8 @@ class VideoReader:
     def __init__(self, path: str | os.PathLike[str], num_threads: int = 1) -> None:
         import decord  # deferred: decord loads native libraries
 
+        self.frames_decoded = 0  # frames handed out by get_frames (what redundancy checks count)
+
         self.path = Path(path)
         try:
             size = self.path.stat().st_size
@@ -65,23 +67,29 @@ class VideoReader:
     def __len__(self) -> int:
         return self._n
 
-    def get_frames(self, indices: np.ndarray | list[int]) -> np.ndarray:
+    def get_frames(self, indices: np.ndarray | list[int], strict: bool = False, fallback: bool = True) -> np.ndarray:
         """Decode frames at ``indices`` in one batched call -> uint8 array (T, H, W, 3), RGB.
 
         If decord fails on a file it opened (it cannot copy frames whose width needs row
-        padding, e.g. 48 or 17 pixels wide), PyAV decodes the same frames instead.
+        padding, e.g. 48 or 17 pixels wide), PyAV decodes the same frames instead. ``strict``: a
+        frame the stream cannot deliver (a file that stops decoding part-way) is a VideoError, not a
+        repeat of the last frame decoded. ``fallback`` False: decord's failure is the VideoError (the
+        caller decodes on with a reader of its own, :class:`~unisurg.media.decoders.PyAVReader`).
         """
         idx = np.clip(np.asarray(indices, dtype=np.int64), 0, max(len(self) - 1, 0))
         if not self._use_pyav:
             try:
                 frames = self._vr.get_batch(idx.tolist()).asnumpy()
             except Exception as err:  # decord raises DECORDError with C++ messages
+                if not fallback:
+                    raise VideoError(f"{self.path}: decord failed ({decoder_message(err)})") from None
                 log.warning("%s: decord failed (%s); decoding with PyAV", self.path, decoder_message(err))
                 self._use_pyav = True
         if self._use_pyav:
-            frames = pyav_frames(self.path, idx)
+            frames = pyav_frames(self.path, idx, strict=strict)
         if self._hw is None and len(frames):
             self._hw = frames.shape[1:3]
+        self.frames_decoded += len(frames)
         return frames
 
     def decode_last(self) -> np.ndarray:
@@ -136,13 +144,21 @@ def pyav_frames(path: str | os.PathLike[str], indices: np.ndarray, strict: bool 
     return np.stack([got.get(int(i), fallback) for i in indices])
 
 
-def open_video(path: str | os.PathLike[str], num_threads: int = 1, fps: float = 1.0) -> VideoReader:
+def open_video(
+    path: str | os.PathLike[str], num_threads: int = 1, fps: float = 1.0, decoder: str = "decord"
+) -> VideoReader:
     """A reader for a video file, or for a folder of images (one per frame, at ``fps``: images carry
-    no rate) through the same interface (:class:`~unisurg.media.frames.FrameFolderReader`)."""
+    no rate) through the same interface (:class:`~unisurg.media.frames.FrameFolderReader`).
+    ``decoder``: ``decord`` (PyAV where decord fails), ``pyav``, or ``torchcodec``/``auto``
+    (:mod:`.decoders`)."""
     if Path(path).is_dir():
         from .frames import FrameFolderReader
 
         return FrameFolderReader(path, fps)  # type: ignore[return-value]
+    if decoder != "decord":
+        from .decoders import reader_for
+
+        return reader_for(path, decoder, num_threads)
     return VideoReader(path, num_threads=num_threads)
 
 
