@@ -67,6 +67,7 @@ bench: $(STAMP)
 	$(RUN) python perf/bench_index.py --clips 15000000 --out reports/perf_index.json
 	$(RUN) python perf/bench_train.py --out reports/perf_train.json
 	$(RUN) python perf/bench_eval.py --out reports/perf_eval.json
+	$(RUN) python perf/bench_stream.py --out reports/perf_stream.json
 	$(RUN) python perf/bench_scaling.py --out reports/perf_scaling.json
 	$(RUN) OMP_NUM_THREADS=1 python perf/bench_hour.py --out reports/perf_hour.json
 	$(RUN) python perf/bench_leakage.py --out reports/perf_leakage.json

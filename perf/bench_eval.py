@@ -2,7 +2,8 @@
 
 Runs the real harness on a mini Cholec80 written by the built-in corpus writer, with a random
 ``vit_micro`` encoder and the default probe grid from params.yaml, three times: features
-extracted (cold), features from the on-disk cache (warm), and extraction alone. Then the probe
+extracted (cold: frame stores built, tokens extracted into the store), features from the on-disk
+cache (warm), and extraction alone (frame stores + tokens). Then the probe
 grid's training step on those features, as one bank (:mod:`unisurg.evaluation.bank`) against
 the same heads trained one after another with ``torch.optim.AdamW``, for the params.yaml grid and
 for one with twice the heads (a second weight decay). Last, one encoder over all
@@ -28,11 +29,13 @@ import torch
 
 from unisurg.benchmarks import get_benchmark
 from unisurg.config import load_params
-from unisurg.evaluation.features import extract_features
-from unisurg.evaluation.harness import bank_optimizer, bank_step, grid_bank, run_benchmark
+from unisurg.evaluation.harness import Setup, grid_bank, run_benchmark
+from unisurg.evaluation.media import prepare_media
+from unisurg.evaluation.probing import bank_optimizer, bank_step
 from unisurg.evaluation.protocols import ProbeGrid, Protocol, from_params
 from unisurg.evaluation.samples import make_samples
 from unisurg.evaluation.tasks import class_loss
+from unisurg.evaluation.tokens import token_source
 from unisurg.models import create_model
 from unisurg.synth.layouts import WRITERS, SynthSpec, write_cholec80
 
@@ -55,10 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         records = bench.load(root)
         samples = make_samples(bench, records, sampling.label_fps)
         extract = []
-        for _ in range(args.repeats):
+        for r in range(args.repeats):
             t0 = time.perf_counter()
-            s = sampling
-            feats = extract_features({"m": enc}, records, samples, s.frames, s.fps, s.size, batch)
+            feats = extract_tokens(bench, records, samples, no_boot, enc, batch, Path(tmp) / f"extract{r}")
             extract.append(time.perf_counter() - t0)
         cold, warm = [], []
         for r in range(args.repeats):
@@ -69,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             run_benchmark(bench, root, {"m": (enc, "bench")}, no_boot, 0, cache, batch)
             warm.append(time.perf_counter() - t0)
-        bank_ms, loop_ms = grid_step(feats["m"], bench.num_classes, grid, args.repeats)
+        bank_ms, loop_ms = grid_step(feats, bench.num_classes, grid, args.repeats)
         wide = replace(grid, weight_decays=(*grid.weight_decays, 10 * grid.weight_decays[-1]))  # twice the heads
-        wide_bank_ms, wide_loop_ms = grid_step(feats["m"], bench.num_classes, wide, args.repeats)
+        wide_bank_ms, wide_loop_ms = grid_step(feats, bench.num_classes, wide, args.repeats)
         suite_s, n_samples = suite(Path(tmp), enc, proto, batch)  # with the bootstrap, nulls, pairs
     med = lambda v: float(np.median(v))  # noqa: E731
     spread = lambda v: [round(float(min(v)), 2), round(float(max(v)), 2)]  # noqa: E731
@@ -107,6 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
+
+
+def extract_tokens(bench, records, samples, proto: Protocol, enc, batch: int, cache: Path) -> torch.Tensor:
+    """The mini protocol's extraction from cold: every video decoded once into a frame store, every
+    sample's tokens into the token store -> the tokens (S, N, D), read back."""
+    media = prepare_media(bench, records, samples, proto.sampling, 0, cache)
+    setup = Setup.build(bench, records, samples, proto, 0, usable=media.usable)
+    src, _ = token_source(enc, "bench", setup, media, cache, batch, workers=0)
+    return src.store.read(np.arange(len(samples)))
 
 
 def grid_step(
@@ -154,7 +165,7 @@ def suite(tmp: Path, enc: torch.nn.Module, proto: Protocol, batch: int) -> tuple
     t0 = time.perf_counter()
     n = 0
     for name, root in roots.items():
-        res, _ = run_benchmark(get_benchmark(name), root, {"m": (enc, "bench")}, proto, 0, tmp / "sc", batch)
+        res, _, _ = run_benchmark(get_benchmark(name), root, {"m": (enc, "bench")}, proto, 0, tmp / "sc", batch)
         n += res["n_samples"]
     return time.perf_counter() - t0, n
 

@@ -175,5 +175,5 @@ def test_the_readmes_probe_memory_table_is_what_the_code_computes():
     block = readme.split("<!-- bank-memory:", 1)[1].split("-->", 1)[1].split("<!-- /bank-memory -->", 1)[0]
     assert block.strip() == bank_memory_table()
     # the activations scale with the tokens: elements kept per token do not depend on the count
-    assert saved_per_token(4, tokens=32) == pytest.approx(saved_per_token(4, tokens=64), rel=0.02)
+    assert saved_per_token(4, tokens=40) == pytest.approx(saved_per_token(4, tokens=80), rel=0.04)
     assert saved_per_token(4) > saved_per_token(1) > 0  # self-attention blocks keep more

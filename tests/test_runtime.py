@@ -201,7 +201,7 @@ def _eval_params(tmp: Path, name: str) -> Path:
             "device": "cpu",
             "models": {"rand": "random:vit_pico"},
             "clip": {"frames": 4, "fps": 4.0, "size": 32},
-            "probe": {"lrs": [1e-3], "epochs": 1, "min_steps": 4, "seeds": 1, "num_heads": 2},
+            "probe": {"lrs": [1e-3, 3e-3, 1e-2], "epochs": 1, "min_steps": 4, "seeds": 1, "num_heads": 2},
             "bootstrap": 20,
             "batch_size": 3,  # several batches per rank, and a short last one
             "cache_dir": str(tmp / name / "cache"),
@@ -213,8 +213,9 @@ def _eval_params(tmp: Path, name: str) -> Path:
 
 
 def test_two_processes_extract_and_evaluate_exactly_like_one(bench_root, tmp_path):
-    """`unisurg evaluate` and `unisurg features extract` under torchrun (2 gloo ranks): the merged
-    features, the results and the predictions equal a single process's, byte for byte."""
+    """`unisurg evaluate` and `unisurg features extract` under torchrun (2 gloo ranks): the token store,
+    the results and the predictions equal a single process's, byte for byte, and both ranks trained
+    probe heads (3 heads: rank 0 one, rank 1 two)."""
     root = str(bench_root("cholec80"))
     out = {}
     for name, ranks in (("one", 1), ("two", 2)):
@@ -230,7 +231,7 @@ def test_two_processes_extract_and_evaluate_exactly_like_one(bench_root, tmp_pat
             ],
             ranks,
         )
-        feats = sorted((tmp_path / name / "cache").glob("*.pt"))
+        feats = sorted((tmp_path / name / "cache" / "tokens").rglob("shard-*"))
         videos = str(Path(root) / "videos")
         ex = ["--encoder", "random:vit_pico", "--frames", "4", "--size", "32", "--device", "cpu", "--batch-size", "3"]
         _run(["-m", "unisurg", "features", "extract", videos, *ex, "--out", str(tmp_path / name / "f.parquet")], ranks)
@@ -250,7 +251,7 @@ def test_two_processes_extract_and_evaluate_exactly_like_one(bench_root, tmp_pat
             ranks,
         )
         out[name] = {
-            "feats": [torch.load(f, weights_only=True) for f in feats],
+            "feats": {f.name: f.read_bytes() for f in feats},
             "result": json.loads((tmp_path / name / "r.json").read_text()),
             "preds": pq.read_table(tmp_path / name / "eval" / "predictions.parquet"),
             "pooled": pq.read_table(tmp_path / name / "f.parquet"),
@@ -258,16 +259,52 @@ def test_two_processes_extract_and_evaluate_exactly_like_one(bench_root, tmp_pat
             "npy": {p.name: p.read_bytes() for p in sorted((tmp_path / name / "npy").glob("*.npy"))},
         }
     one, two = out["one"], out["two"]
-    assert len(one["feats"]) == len(two["feats"]) == 1  # the encoder's cache file
-    for a, b in zip(one["feats"], two["feats"], strict=True):
-        assert a["key"] == b["key"] and torch.equal(a["features"], b["features"])
+    assert one["feats"] and one["feats"] == two["feats"]  # the encoder's token shards, byte for byte
     assert two["result"]["compute"] == {"device": "cpu", "precision": "float32", "ranks": 2}
+    assert two["result"]["models"]["rand"].pop("heads_per_rank") == [[1, 2]]  # every rank trained heads
     strip = lambda r: {k: v for k, v in r.items() if k not in ("machine", "compute")}  # noqa: E731
     assert strip(one["result"]) == strip(two["result"])
     assert one["preds"].equals(two["preds"])
     assert one["pooled"].equals(two["pooled"]) and one["index"].equals(two["index"])
     assert one["npy"] and one["npy"] == two["npy"]  # every video's token file, byte for byte
     assert len({r["video"] for r in one["index"].to_pylist()}) > 1  # both ranks had videos to embed
+
+
+@pytest.mark.slow
+def test_two_processes_encode_online_and_train_every_rank_like_one(bench_root, tmp_path):
+    """The paper's protocol (augmented clips encoded online every epoch) under torchrun: each rank encodes
+    its part of every batch, the tokens are gathered, each rank trains its share of the heads; the
+    results equal one process's."""
+    root = str(bench_root("cholec80"))
+    out = {}
+    for name, ranks in (("one", 1), ("two", 2)):
+        params = yaml.safe_load(_eval_params(tmp_path, name).read_text())
+        params["evaluate"].update(
+            protocol="surgmotion",
+            clip={"frames": 8, "size": 32},
+            probe={"lrs": [1e-3, 3e-3, 1e-2], "weight_decays": [0.01], "depth": 1, "num_heads": 2},
+            batch_size=4,
+        )
+        (tmp_path / f"{name}-online.yaml").write_text(yaml.safe_dump(params))
+        metrics = tmp_path / name / "online.json"
+        args = ["--benchmark", "cholec80", "--root", root, "--out", str(tmp_path / name / "online")]
+        _run(
+            [
+                str(ROOT / "stages" / "evaluate.py"),
+                "--params",
+                str(tmp_path / f"{name}-online.yaml"),
+                *args,
+                "--metrics",
+                str(metrics),
+            ],
+            ranks,
+        )
+        out[name] = json.loads(metrics.read_text())
+    one, two = out["one"], out["two"]
+    assert one["protocol"]["tokens"] == "online" and not list((tmp_path / "one" / "cache").glob("tokens/*"))
+    assert two["models"]["rand"].pop("heads_per_rank") == [[1, 2]]
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("machine", "compute")}  # noqa: E731
+    assert strip(one) == strip(two)
 
 
 @pytest.mark.slow

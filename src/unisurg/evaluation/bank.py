@@ -274,21 +274,24 @@ class StackedAdamW:
         self._opt.load_state_dict(state)
 
 
-def saved_per_token(depth: int, num_heads: int = 4, mlp_ratio: float = 4.0, dim: int = 64, tokens: int = 32) -> float:
+def saved_per_token(depth: int, num_heads: int = 4, mlp_ratio: float = 4.0, dim: int = 64, tokens: int = 40) -> float:
     """Elements the autograd graph keeps for backward per head, sample, token and channel in a bank
     step of attentive probes of ``depth`` (measured: one step of the real bank at a small size with
-    a saved-tensor hook; attention matrices (N x N) left out, as a GPU's memory-efficient attention
-    kernel keeps O(N) of them)."""
+    a saved-tensor hook; the heads' own weights left out (they are the states), and attention
+    matrices (N x N), as a GPU's memory-efficient attention kernel keeps O(N) of them)."""
     from .heads import AttentiveProbe
 
     torch.manual_seed(0)
     k, b = 2, 2
     bank = HeadBank([AttentiveProbe(dim, 3, num_heads, depth, mlp_ratio) for _ in range(k)], [{}] * k)
     seen: dict[int, int] = {}
+    weights = {p.untyped_storage().data_ptr() for p in [*bank.params.values(), *bank.buffers.values()]}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        if t.dim() < 2 or t.shape[-1] != tokens or t.shape[-2] != tokens:  # not an attention matrix
-            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes() // t.element_size()
+        ptr = t.untyped_storage().data_ptr()
+        attention = t.dim() >= 2 and t.shape[-1] == tokens and t.shape[-2] == tokens
+        if ptr not in weights and not attention:  # the weights are counted as states, not activations
+            seen[ptr] = t.untyped_storage().nbytes() // t.element_size()
         return t
 
     x = torch.randn(b, tokens, dim)
@@ -340,6 +343,13 @@ def bank_memory_table(tokens: int = 8192, heads: int = 20, depth: int = 4) -> st
                 m = bank_memory(dim, tokens, heads, depth, batch, chunk, per_token=per)
                 total = sum(m.values())
                 label = f"{chunk} (all)" if chunk == heads else str(chunk)
-                cells = (name, batch, label, f"{m['states']:.1f} GiB", f"{m['activations']:.1f} GiB", f"{total:.1f} GiB")
+                cells = (
+                    name,
+                    batch,
+                    label,
+                    f"{m['states']:.1f} GiB",
+                    f"{m['activations']:.1f} GiB",
+                    f"{total:.1f} GiB",
+                )
                 rows.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(rows)

@@ -58,7 +58,8 @@ from .tasks import Loss, Scored, Task, Truth, task_for
 from .tokens import cache_key, token_source
 
 NULL = "null"  # the model name of the null rows (a reserved evaluate.models name)
-PREDICT_BATCH = 256  # samples per prediction batch (halved while it does not fit in GPU memory)
+PREDICT_BATCH = 256  # at most this many samples per prediction batch (halved while it does not fit in GPU memory)
+PREDICT_BYTES = 64 * 2**20  # and at most this many bytes of float32 tokens (ViT-L at 64 x 256²: 2 samples)
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +306,7 @@ class Probing:
     resume: Path | None = None  # folder of the rounds' probe saves (None: no resume)
     exchange: Path | None = None  # folder for outputs kept on disk / published to the other ranks
     d: Dist = SINGLE
+    predict_batch: int = PREDICT_BATCH  # samples per prediction batch (bounded by token bytes: predict_batch())
 
     def folder(self, r: int, name: str, dense: bool) -> Path | None:
         """Where round r's ``name`` outputs of this rank go: published under torchrun, on disk for
@@ -313,15 +315,28 @@ class Probing:
             return None
         return self.exchange / f"round{r}" / name / f"rank{self.d.rank}"
 
-    def everyone(self, r: int, name: str, outputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    def everyone(
+        self, r: int, name: str, outputs: list[np.ndarray], main_only: bool = False
+    ) -> tuple[list[np.ndarray], list[int]]:
         """Every rank's head outputs of round r's ``name``, in head order, and how many each rank
-        produced (one process: its own)."""
+        produced (one process: its own). ``main_only``: the other ranks publish and do not wait (the
+        main rank removes the exchange folder once it has everything)."""
         if self.d.world == 1:
             return outputs, [len(outputs)]
         mine = self.exchange / f"round{r}" / name / f"rank{self.d.rank}"
         publish_heads(mine, outputs)
+        if main_only and not self.d.is_main:
+            return [], []
         parts = [collect_heads(mine.parent / f"rank{k}") for k in range(self.d.world)]
         return [o for part in parts for o in part], [len(part) for part in parts]
+
+
+def predict_batch(tokens: int, dim: int, encoder_batch: int | None = None) -> int:
+    """Samples per prediction batch: PREDICT_BATCH, fewer when their float32 tokens would pass
+    PREDICT_BYTES (memory must not grow with the benchmark), and no more than the encoder's batch when
+    the encoder runs on them."""
+    n = max(1, min(PREDICT_BATCH, PREDICT_BYTES // (tokens * dim * 4)))
+    return min(n, encoder_batch) if encoder_batch else n
 
 
 def _amp(protocol: Protocol) -> torch.dtype:
@@ -351,14 +366,13 @@ def train_round(setup: Setup, p: Probing, dense: tuple | None, split: Split, see
     val = va if len(va) else tr
     truth = data.truth(val, setup.protocol.sampling.label_fps, scale)
     val_out, shares = p.everyone(
-        r, "val", predict(bank, p.source, val, None, PREDICT_BATCH, amp, p.folder(r, "val", task.dense))
+        r, "val", predict(bank, p.source, val, None, p.predict_batch, amp, p.folder(r, "val", task.dense))
     )
     picked, chosen = pick_heads(task, hparams, val_out, truth, grid.seeds)
     # 3. the test output is the mean of the picked heads' raw outputs (logits, log-depth, ...)
     here = [k - mine.start for k in picked if k in mine]
-    outs, _ = p.everyone(
-        r, "test", predict(bank, p.source, te, here, PREDICT_BATCH, amp, p.folder(r, "test", task.dense))
-    )
+    test_out = predict(bank, p.source, te, here, p.predict_batch, amp, p.folder(r, "test", task.dense))
+    outs, _ = p.everyone(r, "test", test_out, main_only=True)
     if not d.is_main:
         return None
     mean_dir = None if p.exchange is None or not task.dense else p.exchange / f"round{r}" / "test-mean"
@@ -393,7 +407,8 @@ def evaluate_encoder(
     """One encoder on one benchmark: train, select and score (``probing``: its token source and where
     it runs; or its tokens (S, N, D) in memory). The Outcome on the main rank, None on the others."""
     if isinstance(probing, torch.Tensor):
-        probing = Probing(TensorTokens(probing, setup.device), probing.size(-1), patch, tubelet)
+        n = predict_batch(probing.size(1), probing.size(2))
+        probing = Probing(TensorTokens(probing, setup.device), probing.size(-1), patch, tubelet, predict_batch=n)
     s, frames = setup.protocol.sampling.size, setup.protocol.sampling.frames
     p = probing
     dense = ((frames // p.tubelet, s // p.patch, s // p.patch), p.patch) if setup.task.dense else None
@@ -569,9 +584,10 @@ def run_benchmark(
     exchange = cache_dir / "runs" / d.broadcast(uuid.uuid4().hex)
     outcomes: dict[str, Outcome] = {}
     for name, (model, wid) in encoders.items():
-        src, dim = token_source(model, wid, setup, media, cache_dir, batch_size, d, bf16, workers, decoder)
+        src, (n, dim) = token_source(model, wid, setup, media, cache_dir, batch_size, d, bf16, workers, decoder)
         resume = cache_dir / "probes" / f"{key}-{name}"
-        p = Probing(src, dim, model.patch_size, model.tubelet_size, resume, exchange / name, d)
+        pb = predict_batch(n, dim, batch_size if src.online else None)
+        p = Probing(src, dim, model.patch_size, model.tubelet_size, resume, exchange / name, d, pb)
         log.info(
             "%s / %s: %d samples (%d usable), tokens %s",
             bench.title,
@@ -588,6 +604,14 @@ def run_benchmark(
         return None
     outcomes[NULL] = evaluate_null(setup)
     # 4. paired differences on the same resampled test units
+    result = _result(bench, records, protocol, media, key, outcomes, setup, encoders)
+    table, dense = _predictions(setup, outcomes)
+    shutil.rmtree(exchange, ignore_errors=True)
+    return result, table, dense
+
+
+def _result(bench, records, protocol, media, key, outcomes, setup, encoders) -> dict:
+    """What a benchmark's results file records (before the machine and compute info are added)."""
     result = {
         "benchmark": bench.title,
         "name": bench.name,
@@ -607,9 +631,7 @@ def run_benchmark(
     for name, (_, wid) in encoders.items():
         result["models"][name] = {**outcomes[name].summary, "weights": wid, "paired": paired[name]}
     result["null"] = outcomes[NULL].summary
-    table, dense = _predictions(setup, outcomes)
-    shutil.rmtree(exchange, ignore_errors=True)
-    return result, table, dense
+    return result
 
 
 def _predictions(setup: Setup, outcomes: dict[str, Outcome]) -> tuple[pa.Table, list[np.ndarray] | None]:

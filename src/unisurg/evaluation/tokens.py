@@ -16,6 +16,7 @@ rank holds the whole batch for its share of the heads (:mod:`.parallel`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,7 +24,7 @@ import os
 import shutil
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -86,13 +87,22 @@ class TokenStore:
     def missing(self) -> list[int]:
         return [k for k in range(self.shards) if not self.whole(k)]
 
-    def write(self, k: int, tokens: torch.Tensor) -> None:
-        """Shard k's rows (len(span(k)), N, D), float16."""
+    @contextlib.contextmanager
+    def writer(self, k: int) -> Iterator[Callable[[torch.Tensor], None]]:
+        """Write shard k batch by batch: ``append(tokens (b, N, D))``; the shard (and its sidecar, last)
+        appear only when the block ends without an error, and only one batch is ever held."""
         data, meta = self._paths(k)
-        raw = tokens.to(torch.float16).contiguous().numpy().tobytes()
-        with atomic_path(data) as tmp:
-            tmp.write_bytes(raw)
-        atomic_write_text(meta, json.dumps({"rows": len(tokens), "shape": list(self.shape), "crc": zlib.crc32(raw)}))
+        state = {"rows": 0, "crc": 0}
+        with atomic_path(data) as tmp, open(tmp, "wb") as fh:
+
+            def append(tokens: torch.Tensor) -> None:
+                raw = tokens.to(torch.float16).contiguous().numpy().tobytes()
+                fh.write(raw)
+                state["crc"] = zlib.crc32(raw, state["crc"])
+                state["rows"] += len(tokens)
+
+            yield append
+        atomic_write_text(meta, json.dumps({"rows": state["rows"], "shape": list(self.shape), "crc": state["crc"]}))
 
     def wait(self, shards: Sequence[int], d: Dist) -> None:
         """Until every shard in ``shards`` is whole (other ranks write them); no collective, no timeout:
@@ -251,11 +261,9 @@ def extract(
     for k in todo:
         span = store.span(k)
         batches = [[(i, EVAL_DRAW) for i in span[b : b + batch]] for b in range(0, len(span), batch)]
-        parts = [
-            encode(model, item, device, amp, fitting).to(torch.float16).cpu()
-            for item in clip_loader(clips, batches, workers, device.type == "cuda")
-        ]
-        store.write(k, torch.cat(parts))
+        with store.writer(k) as append:
+            for item in clip_loader(clips, batches, workers, device.type == "cuda"):
+                append(encode(model, item, device, amp, fitting).to(torch.float16).cpu())
         log.info("tokens: shard %d of %d extracted (%d samples)", k + 1, store.shards, len(span))
     store.wait(range(store.shards), d)
 
@@ -271,8 +279,8 @@ def token_source(
     bf16: bool = True,
     workers: int = 0,
     decoder: str = "decord",
-) -> tuple[CachedTokens | OnlineTokens, int]:
-    """One encoder's token source on a benchmark (module docstring) and its token width."""
+) -> tuple[CachedTokens | OnlineTokens, tuple[int, int]]:
+    """One encoder's token source on a benchmark (module docstring) and its tokens' shape (N, D)."""
     protocol, task, dev = setup.protocol, setup.task, d.device
     s = protocol.sampling
     online = protocol.tokens == "online"
@@ -280,11 +288,11 @@ def token_source(
     shape = token_shape(model, s.frames, s.size, dev)
     if online:
         amp = (torch.float16 if protocol.probe.precision == "fp16" else torch.bfloat16) if bf16 else None
-        return OnlineTokens(model, clips, dev, workers, amp, d), shape[1]
+        return OnlineTokens(model, clips, dev, workers, amp, d), shape
     compute = {"compute": f"cuda-{'bf16' if bf16 else 'fp32'}"} if dev.type == "cuda" else {}
     key = cache_key(
         wid, setup.bench.name, media.plan.records, media.plan.samples, {**s.as_dict(), **compute, "decoder": decoder}
     )
     store = TokenStore(cache_dir / "tokens" / key[:32], len(media.plan.samples), shape, batch)
     extract(model, store, clips, batch, dev, torch.bfloat16 if bf16 else None, workers, d)
-    return CachedTokens(store, dev), shape[1]
+    return CachedTokens(store, dev), shape

@@ -44,18 +44,13 @@ def torchcodec_error() -> str | None:
     return None
 
 
-def reader_for(path: str | os.PathLike[str], decoder: str, num_threads: int = 1):
-    """A reader for ``path`` with ``decoder`` (module docstring)."""
+def reader_for(path: str | os.PathLike[str], decoder: str):
+    """A reader for ``path`` with ``decoder``: ``pyav`` or ``torchcodec[-cuda]`` (decord's reader and
+    ``auto``'s choice live in :func:`~unisurg.media.video.open_video`)."""
     if decoder not in DECODERS:
         raise ValueError(f"decoder {decoder!r}: expected one of {', '.join(DECODERS)}")
     if decoder == "pyav":
         return PyAVReader(path)
-    if decoder == "auto":
-        if torchcodec_error() is None:
-            return TorchCodecReader(path, "cpu")
-        from .video import VideoReader
-
-        return VideoReader(path, num_threads=num_threads)
     if decoder.startswith("torchcodec"):
         why = torchcodec_error()
         if why is not None:
@@ -64,7 +59,7 @@ def reader_for(path: str | os.PathLike[str], decoder: str, num_threads: int = 1)
                 "(make installs Debian's) or choose decoder: decord"
             )
         return TorchCodecReader(path, "cuda" if decoder.endswith("cuda") else "cpu")
-    raise AssertionError(decoder)
+    raise ValueError(f"decoder {decoder!r} is opened by unisurg.media.video.open_video")
 
 
 class PyAVReader:

@@ -156,9 +156,12 @@ def open_video(
 
         return FrameFolderReader(path, fps)  # type: ignore[return-value]
     if decoder != "decord":
-        from .decoders import reader_for
+        from .decoders import reader_for, torchcodec_error
 
-        return reader_for(path, decoder, num_threads)
+        if decoder == "auto":
+            decoder = "torchcodec" if torchcodec_error() is None else "decord"
+        if decoder != "decord":
+            return reader_for(path, decoder)
     return VideoReader(path, num_threads=num_threads)
 
 
