@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH so they run inside it.
 RUN := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 
-.PHONY: venv browser repro ablation seeds continued test test-fast test-gpu bench bench-gpu reliability-report clean-venv
+.PHONY: venv browser ffmpeg repro ablation seeds continued test test-fast test-gpu bench bench-gpu reliability-report clean-venv
 
 venv: $(STAMP)
 
@@ -50,11 +50,21 @@ browser:
 	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell >/dev/null) || \
 	  (echo "no Chromium: install chromium-headless-shell (Debian) or chromium for the report test" >&2; exit 1)
 
-test: $(STAMP) browser
+# torchcodec (evaluate.decoder: torchcodec | auto) loads the system's FFmpeg shared libraries: install
+# Debian's (FFmpeg 5.1) when none is found (needs root + apt; otherwise install FFmpeg 4-8 yourself).
+ffmpeg:
+	@ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so' || \
+	  (command -v apt-get >/dev/null && (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	     libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavfilter8 libavdevice59 >/dev/null 2>&1 || \
+	   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	     libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavfilter8 libavdevice59 >/dev/null))) || \
+	  (echo "no FFmpeg libraries: install FFmpeg 4-8's shared libraries for torchcodec (evaluate.decoder)" >&2; exit 1)
+
+test: $(STAMP) browser ffmpeg
 	$(RUN) python -m pytest
 
 # Everything except the end-to-end cases (a quick loop while developing).
-test-fast: $(STAMP)
+test-fast: $(STAMP) ffmpeg
 	$(RUN) python -m pytest -m "not slow"
 
 # The tests that need CUDA (each stage's device path on tiny models); elsewhere they report as skipped.
@@ -62,7 +72,7 @@ test-gpu: $(STAMP)
 	$(RUN) python -m pytest -m gpu -rs
 
 # Speed/memory benchmarks -> reports/perf.md (targets live here, never in unit tests).
-bench: $(STAMP)
+bench: $(STAMP) ffmpeg
 	$(RUN) python perf/bench_decode.py --out reports/perf_decode.json
 	$(RUN) python perf/bench_index.py --clips 15000000 --out reports/perf_index.json
 	$(RUN) python perf/bench_train.py --out reports/perf_train.json

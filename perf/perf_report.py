@@ -461,6 +461,17 @@ def gpu_section(inputs: dict, gpu: dict | None) -> list[str]:
         f"{d['speedup']}x.",
         "",
     ]
+    st = gpu.get("streaming")
+    if st and "samples_per_s" in st:
+        lines += [
+            f"Streaming evaluation under the paper's protocol ({st['arch']}, {'x'.join(map(str, st['clip']))}, "
+            f"{st['heads']} heads, augmented clips encoded online, fp16 bank): {st['samples']} labelled seconds "
+            f"(train, validation and test) in {st['seconds']} s, {st['samples_per_s']} samples/s, peak "
+            f"{st['peak_gpu_gb']} GiB of GPU memory.",
+            "",
+        ]
+    elif st:
+        lines += [f"Streaming evaluation: {st.get('skipped')}.", ""]
     return lines
 
 

@@ -30,6 +30,8 @@ def _check(result: dict, dry: bool) -> None:
     assert result["fsdp_giant"]["fits"] is True and result["fsdp_giant"]["step_s"] > 0
     assert result["extraction"]["clips_per_s"] > 0 and result["extraction"]["hours_per_100k_clips"] > 0
     assert result["distill"]["student"]["clips_per_s"] > 0
+    st = result["streaming"]  # the whole streaming evaluation under the paper's protocol ran
+    assert st["samples"] > 0 and st["samples_per_s"] > 0 and st["heads"] >= 1
 
 
 def test_bench_gpu_dry_run_exercises_every_section_and_renders(tmp_path, monkeypatch):

@@ -24,10 +24,9 @@ import torch
 from torch import nn
 
 from unisurg.benchmarks import get_benchmark
-from unisurg.benchmarks.phase import CHOLEC80_PHASES
 from unisurg.evaluation.harness import run_benchmark
 from unisurg.evaluation.protocols import SURGMOTION
-from unisurg.media.video import VideoWriter
+from unisurg.synth.layouts import write_cholec80_long
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEOS = (1, 2, 41, 42)  # under the authors' split: 1-2 train (2 carved for validation), 41-42 test
@@ -47,26 +46,11 @@ class PatchEncoder(nn.Module):
 
 
 def write_cholec80(root: Path, seconds: int, videos=VIDEOS, size: int = 64, corrupt: int | None = None) -> Path:
-    """A Cholec80 download in its real layout; phases change every seconds/7 s; the picture follows
-    the phase (and the time), so probes have something to learn. ``corrupt``: that video's data is
-    zeroed from its middle on (it opens, then stops decoding)."""
-    (root / "videos").mkdir(parents=True)
-    (root / "phase_annotations").mkdir()
-    n = seconds * 25
-    for v in videos:
-        phase = np.minimum(np.arange(n) * 7 // n, 6)
-        path = root / "videos" / f"video{v:02d}.mp4"
-        with VideoWriter(path, 25.0, size, size) as w:
-            for k in range(n):
-                img = np.zeros((size, size, 3), np.uint8)
-                img[..., 0] = 30 * phase[k]
-                img[:, (k // 5) % size, 1] = 255
-                img[(v * 7) % size, :, 2] = 200
-                w.write(img)
-        lines = ["Frame\tPhase"] + [f"{k}\t{CHOLEC80_PHASES[phase[k]]}" for k in range(n)]
-        (root / "phase_annotations" / f"video{v:02d}-phase.txt").write_text("\n".join(lines) + "\n")
-        if corrupt == v:
-            _zero_second_half(path)
+    """A Cholec80 download in its real layout (:func:`write_cholec80_long`); ``corrupt``: that video's data
+    is zeroed from its middle on (it opens, then stops decoding)."""
+    write_cholec80_long(root, seconds, tuple(videos), size)
+    if corrupt is not None:
+        _zero_second_half(root / "videos" / f"video{corrupt:02d}.mp4")
     return root
 
 
@@ -155,32 +139,6 @@ def test_memory_does_not_grow_with_the_benchmark_and_each_frame_is_decoded_once(
         assert np.isfinite(r["value"])
 
 
-def test_a_video_that_stops_decoding_part_way_skips_its_windows_and_the_run_goes_on(tmp_path, caplog, record):
-    root = write_cholec80(tmp_path / "c", 20, corrupt=42)
-    torch.manual_seed(0)
-    res, preds, _ = run_benchmark(
-        get_benchmark("cholec80"),
-        root,
-        {"patch": (PatchEncoder(64), "patch")},
-        small_surgmotion("cached"),
-        0,
-        tmp_path / "cache",
-        4,
-    )
-    skipped = res["skipped"]
-    assert 0 < skipped["samples"] < 20 and list(skipped["videos"]) == ["video42"]
-    assert "video42.mp4" in skipped["videos"]["video42"]
-    assert res["n_samples"] == 4 * 20 - skipped["samples"]
-    scored = [v for v, m in zip(preds.column("video").to_pylist(), preds.column("model").to_pylist()) if m == "patch"]
-    assert scored.count("video42") == 20 - skipped["samples"]  # its first seconds decoded and were scored
-    assert any("skipped" in r.message and "video42" in r.message for r in caplog.records)
-    record(
-        "evaluation",
-        "benchmark video that stops decoding half-way",
-        f"{skipped['samples']} of its windows skipped with the reason, counted in the results; the run went on",
-    )
-
-
 class Killed(Exception):
     """Stands for the process being killed mid-training."""
 
@@ -226,75 +184,3 @@ def test_a_killed_probe_training_resumes_from_its_last_save_without_redoing_batc
     assert len(trained) == total - 8  # the first 8 updates' batches were neither decoded nor encoded again
     assert res["models"] == ref["models"] and preds.equals(ref_preds)
     assert not (tmp_path / "killed" / "probes").exists() or not any((tmp_path / "killed" / "probes").rglob("*.pt"))
-
-
-def _cli(args: list[str]) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "unisurg", *args], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
-
-
-def _params(tmp: Path) -> Path:
-    import yaml
-
-    p = {
-        "evaluate": {
-            "device": "cpu",
-            "models": {"rand": "random:vit_pico"},
-            "clip": {"frames": 4, "fps": 4.0, "size": 32},
-            "probe": {"lrs": [1e-3], "epochs": 1, "min_steps": 4, "seeds": 1, "num_heads": 2},
-            "bootstrap": 20,
-            "workers": 0,
-            "cache_dir": str(tmp / "cache"),
-        }
-    }
-    (tmp / "params.yaml").write_text(yaml.safe_dump(p))
-    return tmp / "params.yaml"
-
-
-def test_a_rerun_keeps_finished_benchmarks_and_rebuilds_damaged_cache_entries(bench_root, tmp_path, record):
-    roots = {b: str(bench_root(b)) for b in ("cholec80", "autolaparo")}
-    params = _params(tmp_path)
-    args = [
-        "evaluate",
-        "--params",
-        str(params),
-        "--benchmark",
-        *roots,
-        "--out",
-        str(tmp_path / "out"),
-        "--metrics-dir",
-        str(tmp_path / "m"),
-    ]
-    benchmarks = {"evaluate": {**yaml_load(params)["evaluate"], "benchmarks": roots}}
-    params.write_text(__import__("yaml").safe_dump(benchmarks))
-    _cli(args)
-    first = {b: (tmp_path / "m" / f"{b}.json").read_bytes() for b in roots}
-    stamps = {b: (tmp_path / "m" / f"{b}.json").stat().st_mtime_ns for b in roots}
-    # a finished benchmark is not computed again: same inputs, same key
-    again = _cli(args)
-    assert again.stderr.count("not computed again") == 2
-    assert {b: (tmp_path / "m" / f"{b}.json").stat().st_mtime_ns for b in roots} == stamps
-    # damaged cache entries (a truncated token shard, a flipped byte in a frame store) are found and rebuilt
-    shard = next((tmp_path / "cache" / "tokens").rglob("shard-*.f16"))
-    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
-    store = next((tmp_path / "cache" / "frames").glob("*.u8"))
-    data = bytearray(store.read_bytes())
-    data[len(data) // 3] ^= 0xFF
-    store.write_bytes(bytes(data))
-    for b in roots:
-        (tmp_path / "m" / f"{b}.json").unlink()  # the results are gone: evaluate again from the cache
-    third = _cli(args)
-    assert "token shard" in third.stderr and "damaged" in third.stderr and "frame store" in third.stderr
-    assert {b: (tmp_path / "m" / f"{b}.json").read_bytes() for b in roots} == first
-    record(
-        "evaluation",
-        "truncated token shard / altered frame store in the cache",
-        "detected by size and checksum, logged, rebuilt; the results are those of a clean run",
-    )
-
-
-def yaml_load(path: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load(path.read_text())

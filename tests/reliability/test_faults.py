@@ -174,8 +174,8 @@ def test_kill_during_evaluation_reruns_to_the_same_results(world, bench_root, re
     _run([*args, *out_args(base / "e_full")])
     shutil.rmtree(base / "cache")
     out = base / "e_killed"
-    # kill once the first encoder's features are cached, before the results exist
-    assert _kill_when([*args, *out_args(out)], lambda: any((base / "cache").glob("*.pt")))
+    # kill once the first encoder's token shard is written, before the results exist
+    assert _kill_when([*args, *out_args(out)], lambda: any((base / "cache").rglob("shard-*.json")))
     assert not (out / "results.json").exists() and not (out / "predictions.parquet").exists()
     _run([*args, *out_args(out)])
     assert (out / "results.json").read_text() == (base / "e_full" / "results.json").read_text()

@@ -122,7 +122,6 @@ class PyAVReader:
         except (OSError, ValueError) as err:  # av.error.FFmpegError: the data stops decoding here
             self._iter = None
             return got, f"{self.path}: decoding fails at frame {self._next} ({err})"
-        self.frames_decoded += len(got)
         return got, None
 
     def get_frames(self, indices: np.ndarray | list[int], strict: bool = False) -> np.ndarray:
@@ -136,6 +135,7 @@ class PyAVReader:
                 raise VideoError(f"{self.path}: the stream ends before frame {min(set(wanted) - got.keys())}")
             last = got[max(got)]
             got = {k: got.get(k, last) for k in wanted}
+        self.frames_decoded += len(idx)
         return np.stack([got[int(i)] for i in idx])
 
     def decode_last(self) -> np.ndarray:

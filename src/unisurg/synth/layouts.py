@@ -185,6 +185,24 @@ def write_cholec80(root: Path, spec: SynthSpec, seed: int) -> None:
         )
 
 
+def write_cholec80_long(root: Path, seconds: int, videos: tuple[int, ...], size: int = 64) -> None:
+    """A Cholec80 download in its real layout with plain pictures that cost nothing to draw, for scale
+    tests and benches (any length, any video numbers): the phase changes every ``seconds`` / 7 s and
+    sets the red level, a green bar moves with time, a blue line marks the video."""
+    n = seconds * 25
+    phases = np.minimum(np.arange(n) * 7 // n, 6)
+    for v in videos:
+        with VideoWriter(root / "videos" / f"video{v:02d}.mp4", 25.0, size, size) as w:
+            for k in range(n):
+                img = np.zeros((size, size, 3), np.uint8)
+                img[..., 0] = 30 * phases[k]
+                img[:, (k // 5) % size, 1] = 255
+                img[(v * 7) % size, :, 2] = 200
+                w.write(img)
+        rows = "".join(f"{k}\t{phase.CHOLEC80_PHASES[phases[k]]}\n" for k in range(n))
+        write_text(root / "phase_annotations" / f"video{v:02d}-phase.txt", "Frame\tPhase\n" + rows)
+
+
 # --------------------------------------------------------------------------- 2. M2CAI16-workflow
 
 
