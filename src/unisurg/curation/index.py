@@ -514,7 +514,6 @@ def select_clips(clips: Path, where: str, out: Path) -> Path:
 def summarize(rows: list[dict], clip_counts: dict[str, dict[str, int]], leaks: list[dict] | None = None) -> dict:
     """curation.json: videos by status and reason, hours and clips by region and source (``clip_counts``:
     clips per group of each key, as :func:`write_clips` counts them)."""
-
     def group(key: str) -> dict:
         out: dict[str, dict] = {}
         for r in rows:
