@@ -177,3 +177,24 @@ def test_the_readmes_probe_memory_table_is_what_the_code_computes():
     # the activations scale with the tokens: elements kept per token do not depend on the count
     assert saved_per_token(4, tokens=40) == pytest.approx(saved_per_token(4, tokens=80), rel=0.04)
     assert saved_per_token(4) > saved_per_token(1) > 0  # self-attention blocks keep more
+
+
+def test_heads_with_big_attention_run_one_at_a_time_on_the_cpu_with_the_same_results(monkeypatch):
+    """Under the paper's protocol (8,192 tokens) vmap would materialise every head's N x N scores with the
+    math kernel; above a budget the CPU runs one head after another (memory-efficient kernel)."""
+    import unisurg.evaluation.bank as bank_module
+
+    heads = _heads("attentive_depth3", 3)
+    bank = HeadBank(heads, hparams=[{}] * 3)
+    x, y = torch.randn(2, 40, 16), torch.randint(0, 3, (2,))
+    assert not bank._big_cpu_attention(3, x)
+    vmapped, pred = bank.grads(class_loss, x, y), bank.predict(x)
+    monkeypatch.setattr(bank_module, "CPU_ATTENTION_BYTES", 0)
+    assert bank._big_cpu_attention(3, x)
+    for a, b in zip(vmapped, bank.grads(class_loss, x, y), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    np.testing.assert_allclose(bank.predict(x), pred, atol=1e-6, rtol=1e-5)
+    # 20 depth-4 heads over 8,192 tokens at batch 4 would need ~640 GiB of scores under vmap
+    big = HeadBank([AttentiveProbe(48, 7, num_heads=16, depth=4) for _ in range(2)], [{}] * 2)
+    monkeypatch.setattr(bank_module, "CPU_ATTENTION_BYTES", 2**30)
+    assert big._big_cpu_attention(20, torch.empty(4, 8192, 48))

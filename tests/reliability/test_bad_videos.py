@@ -207,23 +207,18 @@ def test_evaluation_frame_store_records_why_a_file_does_not_decode(zoo, tmp_path
     decoded and names the reason; nothing raises (the harness skips the affected windows)."""
     root, _ = zoo
     frames = np.arange(0, 60, 5)
-    text = build_store(
-        Record("t", "test", VideoSource(str(root / "text_file.mp4")), np.zeros(1)),
-        frames,
-        Geometry(32, 32),
-        tmp_path,
-        "a" * 40,
-        "decord",
+    text, cut = (
+        build_store(
+            Record(name, "test", VideoSource(str(root / name)), np.zeros(1)),
+            frames,
+            Geometry(32, 32),
+            tmp_path,
+            key * 40,
+            "decord",
+        )
+        for name, key in (("text_file.mp4", "a"), ("truncated_midstream.mp4", "b"))
     )
     assert text.missing == [(0, len(frames))] and "text_file.mp4" in text.error
-    cut = build_store(
-        Record("c", "test", VideoSource(str(root / "truncated_midstream.mp4")), np.zeros(1)),
-        frames,
-        Geometry(32, 32),
-        tmp_path,
-        "b" * 40,
-        "decord",
-    )
     assert cut.missing and cut.missing[-1][1] == len(frames) and "truncated_midstream.mp4" in cut.error
     record(
         "loaders",

@@ -1,6 +1,6 @@
 """Phase / step recognition benchmarks (temporal, one class per labelled instant).
 
-Each loader reads the dataset's published layout (see ``shared/reference/benchmarks.md``)
+Each loader reads the dataset's published layout (``unisurg benchmarks layout NAME`` prints it)
 and returns one :class:`Record` per video with its label timeline in seconds. Frame-indexed
 label files are all read by :func:`~.parsing.read_frame_labels`; a loader states their layout.
 """

@@ -43,6 +43,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 log = logging.getLogger(__name__)
 
+CPU_ATTENTION_BYTES = 2**30  # above this much of N x N attention scores, the CPU runs heads one at a time
+
 
 class Chunks:
     """How many heads (or samples) one forward takes: all at first, halved on a CUDA out-of-memory
@@ -105,6 +107,24 @@ class HeadBank:
         """x (B, ...) one batch for all heads -> outputs (K, B, *out) of every head."""
         return self._vmapped(self.params, self.buffers, x)
 
+    def _big_cpu_attention(self, k: int, x: torch.Tensor) -> bool:
+        """Whether k heads' self-attention on x (B, N, D) would materialise more than CPU_ATTENTION_BYTES
+        of N x N scores under vmap (the math kernel; e.g. 8,192 tokens under the paper's protocol)."""
+        blocks = getattr(getattr(self._base, "pooler", None), "blocks", ())
+        if x.device.type != "cpu" or not len(blocks) or x.dim() != 3:
+            return False
+        b, n = x.shape[:2]
+        return k * 2 * b * blocks[0].attn.num_heads * n * n * 4 > CPU_ATTENTION_BYTES
+
+    def _forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        """(k, B, *out) of the heads in ``params``: under vmap, or, where their attention would be too big
+        for the CPU's math kernel, one head after another with torch's memory-efficient CPU kernel."""
+        k = next(iter(params.values())).size(0)
+        if not self._big_cpu_attention(k, x):
+            return self._vmapped(params, buffers, x)
+        one = lambda d, j: {n: v[j] for n, v in d.items()}  # noqa: E731
+        return torch.stack([self._call(one(params, j), one(buffers, j), x) for j in range(k)])
+
     @torch.inference_mode()
     def predict(
         self,
@@ -126,7 +146,7 @@ class HeadBank:
             outs = []
             for i in range(0, x.size(0), b):
                 with _autocast(dev, amp):
-                    outs.append(self._vmapped(params, buffers, x[i : i + b].to(dev).float()).float())
+                    outs.append(self._forward(params, buffers, x[i : i + b].to(dev).float()).float())
             return torch.cat(outs, dim=1).cpu().numpy()  # metrics are computed on the CPU
 
         return chunks.run(min(batch, max(x.size(0), 1)), run)
@@ -142,9 +162,14 @@ class HeadBank:
     ) -> list[torch.Tensor]:
         """Gradients (K, *shape) of every head's loss on the shared batch x (B, ...) with targets y (B, ...):
         ``loss_fn(out (k, B, ...), y (k, B, ...)) -> (k,)``; each head's loss multiplied by ``scale[k]``
-        if given (:class:`HeadScaler`). Heads run ``chunks`` at a time (all at once on the CPU)."""
+        if given (:class:`HeadScaler`). On CUDA the heads run ``chunks`` at a time; on the CPU all at once,
+        or one at a time where their attention is too big for vmap (:meth:`_forward`)."""
         params = list(self.params.values())
-        if chunks is None or self.device.type != "cuda":
+        one_by_one = self._big_cpu_attention(len(self), x)
+        if one_by_one:
+            chunks = Chunks("probe heads")
+            chunks.size = 1
+        if chunks is None or (self.device.type != "cuda" and not one_by_one):
             out = self(x)  # (K, B, ...)
             loss = loss_fn(out, y.expand(len(self), *y.shape))
             # the heads' losses are independent: the gradient of their sum is each head's own
@@ -155,7 +180,7 @@ class HeadBank:
             for a in range(0, len(self), chunk):
                 sub = {k: v[a : a + chunk] for k, v in self.params.items()}
                 with _autocast(self.device, amp):
-                    out = self._vmapped(sub, {k: v[a : a + chunk] for k, v in self.buffers.items()}, x)
+                    out = self._forward(sub, {k: v[a : a + chunk] for k, v in self.buffers.items()}, x)
                     loss = loss_fn(out.float(), y.expand(out.size(0), *y.shape))
                 if scale is not None:
                     loss = loss * scale[a : a + chunk]

@@ -38,7 +38,7 @@ import numpy as np
 from ..benchmarks import FramesSource, ImageSource, Record
 from ..io import atomic_path, atomic_write_text
 from ..media.decoders import PyAVReader
-from ..media.video import VideoError, open_video
+from ..media.video import VideoError, VideoReader, open_video
 
 log = logging.getLogger(__name__)
 
@@ -215,11 +215,9 @@ class _Decoder:
             if isinstance(self._vr, PyAVReader):
                 got_by, why = self._vr.until_error(frames)
             else:
-                got = list(
-                    self._vr.get_frames(
-                        frames, strict=True, **({"fallback": False} if self.decoder == "decord" else {})
-                    )
-                )
+                # decord's own PyAV fallback decodes from the start at every call: decode on with ours instead
+                kw = {"fallback": False} if isinstance(self._vr, VideoReader) else {}
+                got = list(self._vr.get_frames(frames, strict=True, **kw))
                 self.decoded += len(got)
                 return got
         except VideoError as err:

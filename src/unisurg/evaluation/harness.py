@@ -263,7 +263,7 @@ class Round:
     test: np.ndarray  # test sample indices
     out: np.ndarray  # (n_test, ...) raw outputs, the mean over the heads the seeds' grids picked
     heads: list[dict]  # per seed: the picked head's hyperparameters and validation score
-    trained_by: list[int] = dataclasses.field(default_factory=lambda: [])  # heads each rank trained and predicted
+    trained_by: list[int] = dataclasses.field(default_factory=list)  # heads each rank trained and predicted
 
 
 @dataclass(frozen=True)

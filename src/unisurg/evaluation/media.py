@@ -108,7 +108,15 @@ def prepare_media(
         )
         for rid, n, error in loader:
             decoded += n
-            log.info("%s: %s decoded once (%d frames)%s", bench.title, rid, n, f"; {error}" if error else "")
+            log.debug("%s: %s decoded once (%d frames)%s", bench.title, rid, n, f"; {error}" if error else "")
+    log.info(
+        "%s: %d of %d records decoded into frame stores (%d frames), %d reused",
+        bench.title,
+        len(todo),
+        len(records),
+        decoded,
+        len(mine) - len(todo),
+    )
     stores = _wait_for_stores(directory, keys, d)
     usable, skipped = _usable(plan, stores, broken, records)
     return Media(plan, stores, usable, skipped, decoded, sum(len(f) for f in needed.values()))

@@ -62,7 +62,26 @@ def reader_for(path: str | os.PathLike[str], decoder: str):
     raise ValueError(f"decoder {decoder!r} is opened by unisurg.media.video.open_video")
 
 
-class PyAVReader:
+class _Indexed:
+    """What every reader reports once open: frame count ``_n``, rate ``_fps``, size ``_hw`` (H, W)."""
+
+    _n: int
+    _fps: float
+    _hw: tuple[int, int]
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def meta(self) -> VideoMeta:
+        return VideoMeta(num_frames=self._n, fps=self._fps, width=self._hw[1], height=self._hw[0])
+
+    def __len__(self) -> int:
+        return self._n
+
+
+class PyAVReader(_Indexed):
     """Frames by index with PyAV, decoding forward from where the last request stopped."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -83,17 +102,6 @@ class PyAVReader:
         self._container = None
         self._iter = None
         self._next = 0
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def meta(self) -> VideoMeta:
-        return VideoMeta(num_frames=self._n, fps=self._fps, width=self._hw[1], height=self._hw[0])
-
-    def __len__(self) -> int:
-        return self._n
 
     def _restart(self) -> None:
         import av
@@ -147,7 +155,7 @@ class PyAVReader:
         self._container = self._iter = None
 
 
-class TorchCodecReader:
+class TorchCodecReader(_Indexed):
     """Frames by index with torchcodec (exact seeks), on the CPU or a CUDA device (NVDEC)."""
 
     def __init__(self, path: str | os.PathLike[str], device: str = "cpu") -> None:
@@ -162,17 +170,6 @@ class TorchCodecReader:
             self._hw = (int(md.height or 0), int(md.width or 0))
         except Exception as err:  # torchcodec raises RuntimeError/ValueError with FFmpeg's message
             raise VideoError(f"{self.path}: cannot decode ({decoder_message(err)})") from None
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def meta(self) -> VideoMeta:
-        return VideoMeta(num_frames=self._n, fps=self._fps, width=self._hw[1], height=self._hw[0])
-
-    def __len__(self) -> int:
-        return self._n
 
     def get_frames(self, indices: np.ndarray | list[int], strict: bool = False) -> np.ndarray:
         idx = np.clip(np.asarray(indices, np.int64), 0, max(self._n - 1, 0))
