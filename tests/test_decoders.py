@@ -111,7 +111,8 @@ samples = make_samples(bench, recs)
 s = Sampling(frames=4, fps=5.0, size=32)
 out = {}
 for decoder, workers in (("decord", 0), ("torchcodec", 1)):  # torchcodec: built in a spawned worker
-    m = prepare_media(bench, recs, samples, s, 0, Path(sys.argv[2]) / decoder, workers=workers, decoder=decoder)
+    cache = Path(sys.argv[2]) / decoder
+    m = prepare_media(bench, recs, samples, s, 0, cache, workers=workers, decoder=decoder)
     out[decoder] = np.concatenate([m.stores[r].read(m.stores[r].frames) for r in sorted(m.stores)])
 print(json.dumps({"rows": len(out["decord"]), "diff": float(np.abs(out["decord"].astype(int) - out["torchcodec"]).mean())}))
 """
