@@ -6,8 +6,9 @@ afresh decodes every frame ~64 times. Instead every record's source (a video, an
 an image) is decoded once, in order, at the frames some window needs (:meth:`WindowPlan.needed`),
 resized to the protocol's storage geometry, and written as rows ``(n, H, W, 3)`` uint8 to
 ``<cache>/frames/<key>.u8`` with a JSON sidecar (``<key>.json``, written last: the entry is whole
-when it exists). The key hashes the source files (paths, sizes, modification times), the frames,
-the geometry and the decoder, so a regenerated file or other settings never reuse an entry.
+when it exists). The key hashes the source files (paths, sizes, modification times, a video's first
+and last MiB), the frames, the geometry and the decoder, so a regenerated file or other settings never
+reuse an entry.
 
 Reads use ``os.pread`` on the file, not a memory map: mapped pages count towards a process's
 resident memory until the kernel needs them back, which would make a long evaluation look like it
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 STORE_VERSION = 1
 CHUNK = 64  # rows decoded per call and covered by one checksum
+STAMP_BYTES = 2**20  # a video's first and last MiB are part of its stamp
 
 
 @dataclass(frozen=True)
@@ -78,15 +80,30 @@ class StoreMeta:
     version: int = STORE_VERSION
 
 
-def store_key(record: Record, frames: np.ndarray, geometry: Geometry, decoder: str) -> str:
-    """What an entry depends on: the source's files (path, size, mtime), the frames, geometry and decoder."""
-    src = record.source
-    paths = src.paths if isinstance(src, FramesSource) else (src.path,)
-    h = hashlib.sha256()
-    h.update(json.dumps([STORE_VERSION, dataclasses.asdict(geometry), decoder]).encode())
+def source_stamp(source) -> str:
+    """What a source's pixels are: every file's path, size and modification time, and for a video also a
+    hash of its first and last MiB (a replaced or partly copied file with the same name, size and time is
+    another entry); image sequences are stamped by their files' sizes and times only (thousands of files)."""
+    paths = source.paths if isinstance(source, FramesSource) else (source.path,)
+    parts = []
     for p in paths:
         st = os.stat(p)
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        parts.append(f"{p}|{st.st_size}|{st.st_mtime_ns}")
+    if not isinstance(source, FramesSource | ImageSource):
+        h = hashlib.sha256()
+        with open(source.path, "rb") as fh:
+            h.update(fh.read(STAMP_BYTES))
+            fh.seek(max(os.fstat(fh.fileno()).st_size - STAMP_BYTES, 0))
+            h.update(fh.read(STAMP_BYTES))
+        parts.append(h.hexdigest())
+    return "\n".join(parts)
+
+
+def store_key(record: Record, frames: np.ndarray, geometry: Geometry, decoder: str) -> str:
+    """What an entry depends on: the source (:func:`source_stamp`), the frames, geometry and decoder."""
+    h = hashlib.sha256()
+    h.update(json.dumps([STORE_VERSION, dataclasses.asdict(geometry), decoder]).encode())
+    h.update(source_stamp(record.source).encode())
     h.update(np.ascontiguousarray(frames, np.int64).tobytes())
     return h.hexdigest()
 

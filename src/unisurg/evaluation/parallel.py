@@ -3,8 +3,8 @@
 The probe grid is many independent heads (20 under the paper's protocol) trained on the same
 batches. The ranks split it *by heads*: rank r owns a contiguous share of the bank
 (:func:`head_share`) and trains it on every global batch. A head's gradient then comes from one
-rank, so no gradient is all-reduced: with ViT-L tokens the 20-head bank has ~0.9 G parameters, an
-all-reduce of which would move ~3.7 GB per 4-sample step, where gathering the batch's tokens moves
+rank, so no gradient is all-reduced: with ViT-L tokens the 20-head bank has ~1 G parameters, an
+all-reduce of which would move ~4 GB per 4-sample step, where gathering the batch's tokens moves
 64 MiB. What the ranks exchange instead:
 
 - online encoding: each rank encodes its contiguous share of a batch (:func:`share`) and the tokens

@@ -31,12 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..benchmarks import FramesSource, Record
+from ..benchmarks import Record
 from ..io import atomic_path, atomic_write_text
 from ..media.clips import normalize_batch
 from ..runtime import SINGLE, Dist, FittingBatch, to_device
 from .augment import erase
 from .clipdata import ClipSet, clip_loader
+from .framestore import source_stamp
 from .samples import Sample
 from .windows import EVAL_DRAW
 
@@ -213,17 +214,6 @@ class OnlineTokens:
 # --------------------------------------------------------------------------- one encoder's source
 
 
-def _source_stamp(source) -> str:
-    """Size and modification time of every file a sample's pixels come from: a regenerated or
-    replaced dataset file invalidates its cached tokens even when its name is unchanged."""
-    paths = source.paths if isinstance(source, FramesSource) else (source.path,)
-    parts = []
-    for p in paths:
-        st = os.stat(p)
-        parts.append(f"{st.st_size}:{st.st_mtime_ns}")
-    return ",".join(parts)
-
-
 def cache_key(encoder_id: str, benchmark: str, records: list[Record], samples: list[Sample], protocol: dict) -> str:
     """Tokens are reused only for the same encoder weights, protocol, samples and source files."""
     h = hashlib.sha256()
@@ -232,7 +222,7 @@ def cache_key(encoder_id: str, benchmark: str, records: list[Record], samples: l
     for s in samples:
         r = records[s.record]
         if s.record not in stamps:
-            stamps[s.record] = _source_stamp(r.source)
+            stamps[s.record] = source_stamp(r.source)
         h.update(f"{r.id}|{s.t_end}|{getattr(r.source, 'path', '')}|{stamps[s.record]}\n".encode())
     return h.hexdigest()
 
