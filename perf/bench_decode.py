@@ -234,8 +234,8 @@ def backends(clips: list[tuple[str, list[int]]], tmp: Path) -> dict:
         "decord": {"version": decord.__version__, "install": "pip wheel (requirements.lock), FFmpeg bundled"},
         "pyav": {"version": __import__("av").__version__, "install": "pip wheel (requirements.lock), FFmpeg bundled"},
         "torchcodec": {
-            "install": "pip wheel; needs FFmpeg 4-8 shared libraries from the system (apt install ffmpeg, "
-            "conda install ffmpeg): not installed by `make`",
+            "install": "pip wheel (requirements.lock) and FFmpeg 4-8 shared libraries from the system: "
+            "`make ffmpeg` installs Debian's (apt, needs root)",
             "loads": tc is None,
             **({"why_not": tc} if tc else {}),
         },
