@@ -112,8 +112,9 @@ def _resize_to(frames: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def clip_loader(clips: ClipSet, batches: Iterable[list[tuple[int, int]]], workers: int, pin: bool) -> DataLoader:
-    """Batches of ``clips`` in the given order (lists of (sample, draw)), decoded by ``workers``
-    processes (0: here) with two batches prefetched per worker, pinned for a GPU."""
+    """Batches of ``clips`` in the given order (lists of (sample, draw)), prepared by ``workers``
+    processes (0: here; read from the frame stores, resized, augmented) with two batches prefetched per
+    worker, pinned for a GPU."""
     return DataLoader(
         clips,
         batch_sampler=list(batches),

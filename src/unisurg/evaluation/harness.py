@@ -606,6 +606,8 @@ def run_benchmark(
     # 4. paired differences on the same resampled test units
     result = _result(bench, records, protocol, media, key, outcomes, setup, encoders)
     table, dense = _predictions(setup, outcomes)
+    # dense outputs are memory maps of files in the exchange folder: removing the folder unlinks the
+    # files, and the maps stay readable until they are dropped (POSIX), which is after they are written
     shutil.rmtree(exchange, ignore_errors=True)
     return result, table, dense
 

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -75,7 +74,7 @@ class TokenStore:
                 info["rows"] == len(self.span(k))
                 and tuple(info["shape"]) == self.shape
                 and data.stat().st_size == info["rows"] * self.row_bytes
-                and zlib.crc32(data.read_bytes()) == info["crc"]
+                and _crc(data) == info["crc"]
             )
         except (OSError, ValueError, KeyError, TypeError):
             ok = False
@@ -134,9 +133,14 @@ class TokenStore:
             os.close(fd)
         self._fds.clear()
 
-    def remove(self) -> None:
-        self.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+
+def _crc(path: Path, chunk: int = 16 * 2**20) -> int:
+    """CRC-32 of a file, read a chunk at a time."""
+    crc = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 # --------------------------------------------------------------------------- sources of tokens
@@ -153,17 +157,9 @@ def encode(
     x = normalize_batch(to_device(batch["clip"], device))  # (B, 3, T, S, S) float32
     if (batch["erase"][:, 0] >= 0).any():
         erase(x, batch["erase"], batch["key"])
-    ctx = torch.autocast("cuda", dtype=amp) if amp is not None and device.type == "cuda" else _null()
+    ctx = torch.autocast("cuda", dtype=amp) if amp is not None and device.type == "cuda" else contextlib.nullcontext()
     with torch.inference_mode(), ctx:
         return fitting(model, x)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class CachedTokens:
