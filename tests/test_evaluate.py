@@ -401,3 +401,25 @@ def test_selecting_on_test_is_an_explicit_labelled_switch(bench_root):
     (_, va, te), (_, va_t, te_t) = held_out.splits[0], on_test.splits[0]
     assert not set(va) & set(te) and np.array_equal(va_t, te_t) and np.array_equal(te, te_t)
     assert "TEST" in on_test.protocol.label and "TEST" not in held_out.protocol.label
+
+
+def test_an_evaluation_closes_the_files_it_opened(bench_root, tmp_path):
+    """Frame stores and token shards are read through file descriptors: a `--benchmark all` run over many
+    videos must not keep one per record and shard open after each benchmark."""
+    import os
+
+    def open_files() -> set[str]:
+        out = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                out.add(os.readlink(f"/proc/self/fd/{fd}"))
+            except FileNotFoundError:  # the descriptor listdir itself used, closed since
+                continue
+        return out
+
+    enc = {"rand": (create_model("vit_pico"), "rand")}
+    cache = tmp_path / "cache"
+    assert not any(str(cache) in f for f in open_files())
+    run_benchmark(get_benchmark("cholec80"), bench_root("cholec80"), enc, NO_BOOT, 0, cache, 8)
+    left = {f for f in open_files() if str(cache) in f}
+    assert not left, left

@@ -185,6 +185,11 @@ class FrameStore:
             start = stop
         return out
 
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
     def __getstate__(self) -> dict:  # sent to DataLoader workers without the parent's descriptor
         return {**self.__dict__, "_fd": None, "_pid": -1}
 

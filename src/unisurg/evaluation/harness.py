@@ -583,23 +583,15 @@ def run_benchmark(
     # 3. per encoder: its tokens (a store extracted once, or the encoder online), then the probe grid
     exchange = cache_dir / "runs" / d.broadcast(uuid.uuid4().hex)
     outcomes: dict[str, Outcome] = {}
-    for name, (model, wid) in encoders.items():
-        src, (n, dim) = token_source(model, wid, setup, media, cache_dir, batch_size, d, bf16, workers, decoder)
-        resume = cache_dir / "probes" / f"{key}-{name}"
-        pb = predict_batch(n, dim, batch_size if src.online else None)
-        p = Probing(src, dim, model.patch_size, model.tubelet_size, resume, exchange / name, d, pb)
-        log.info(
-            "%s / %s: %d samples (%d usable), tokens %s",
-            bench.title,
-            name,
-            len(samples),
-            int(media.usable.sum()),
-            "online" if src.online else "cached",
-        )
-        outcome = evaluate_encoder(setup, p)
-        if d.is_main:
-            outcomes[name] = outcome
-            shutil.rmtree(resume, ignore_errors=True)  # finished: its resume points have served
+    try:
+        for name, (model, wid) in encoders.items():
+            outcome = _encoder_outcome(
+                name, model, wid, setup, media, key, exchange, cache_dir, batch_size, d, bf16, workers, decoder
+            )
+            if d.is_main:
+                outcomes[name] = outcome
+    finally:
+        media.close()
     if not d.is_main:
         return None
     outcomes[NULL] = evaluate_null(setup)
@@ -610,6 +602,29 @@ def run_benchmark(
     # files, and the maps stay readable until they are dropped (POSIX), which is after they are written
     shutil.rmtree(exchange, ignore_errors=True)
     return result, table, dense
+
+
+def _encoder_outcome(name, model, wid, setup, media, key, exchange, cache_dir, batch_size, d, bf16, workers, decoder):
+    """One encoder on the benchmark: its token source, its probes, its outcome (main rank; None elsewhere)."""
+    src, (n, dim) = token_source(model, wid, setup, media, cache_dir, batch_size, d, bf16, workers, decoder)
+    resume = cache_dir / "probes" / f"{key}-{name}"
+    pb = predict_batch(n, dim, batch_size if src.online else None)
+    p = Probing(src, dim, model.patch_size, model.tubelet_size, resume, exchange / name, d, pb)
+    log.info(
+        "%s / %s: %d samples (%d usable), tokens %s",
+        setup.bench.title,
+        name,
+        len(setup.data.samples),
+        int(media.usable.sum()),
+        "online" if src.online else "cached",
+    )
+    try:
+        outcome = evaluate_encoder(setup, p)
+    finally:
+        src.close()
+    if d.is_main:
+        shutil.rmtree(resume, ignore_errors=True)  # finished: its resume points have served
+    return outcome
 
 
 def _result(bench, records, protocol, media, key, outcomes, setup, encoders) -> dict:

@@ -41,6 +41,11 @@ class Media:
     decoded: int  # frames the readers returned while building stores in this process (0: all reused)
     needed: int  # distinct frames the windows read
 
+    def close(self) -> None:
+        """Close the stores' files in this process (one descriptor per record otherwise stays open)."""
+        for store in self.stores.values():
+            store.close()
+
 
 def geometry(sampling: Sampling) -> Geometry:
     """How the stores keep frames: ``source_width`` wide with the source's aspect (the authors'

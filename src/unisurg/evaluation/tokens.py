@@ -84,9 +84,6 @@ class TokenStore:
             data.unlink(missing_ok=True)
         return ok
 
-    def missing(self) -> list[int]:
-        return [k for k in range(self.shards) if not self.whole(k)]
-
     @contextlib.contextmanager
     def writer(self, k: int) -> Iterator[Callable[[torch.Tensor], None]]:
         """Write shard k batch by batch: ``append(tokens (b, N, D))``; the shard (and its sidecar, last)
@@ -129,6 +126,7 @@ class TokenStore:
         return torch.from_numpy(out)
 
     def close(self) -> None:
+        """Close the shards this process opened (a long ``--benchmark all`` run would run out of descriptors)."""
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
@@ -174,6 +172,9 @@ class CachedTokens:
         for idx in batches:
             yield to_device(self.store.read(idx), self.device).float()
 
+    def close(self) -> None:
+        self.store.close()
+
 
 class OnlineTokens:
     """Tokens computed by ``model`` on each batch of clips (training draws of ``epoch`` are augmented).
@@ -194,6 +195,9 @@ class OnlineTokens:
     ) -> None:
         self.model, self.clips, self.device, self.workers, self.amp, self.d = model, clips, device, workers, amp, d
         self.fitting = FittingBatch()
+
+    def close(self) -> None:
+        """Nothing of its own to close: the frame stores belong to the benchmark's media."""
 
     def batches(self, batches: Sequence[np.ndarray], epoch: int | None = None) -> Iterator[torch.Tensor]:
         from .parallel import gather_tokens, share
