@@ -114,7 +114,8 @@ for decoder, workers in (("decord", 0), ("torchcodec", 1)):  # torchcodec: built
     cache = Path(sys.argv[2]) / decoder
     m = prepare_media(bench, recs, samples, s, 0, cache, workers=workers, decoder=decoder)
     out[decoder] = np.concatenate([m.stores[r].read(m.stores[r].frames) for r in sorted(m.stores)])
-print(json.dumps({"rows": len(out["decord"]), "diff": float(np.abs(out["decord"].astype(int) - out["torchcodec"]).mean())}))
+diff = float(np.abs(out["decord"].astype(int) - out["torchcodec"]).mean())
+print(json.dumps({"rows": len(out["decord"]), "diff": diff}))
 """
 
 

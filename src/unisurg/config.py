@@ -151,6 +151,21 @@ class DiversityParams(Strict):
     gamma: float = Field(1.0, gt=0)
 
 
+class DiagnosticsParams(Strict):
+    """Learning diagnostics in log.csv (:mod:`unisurg.training.diagnostics`); no benchmark = off."""
+
+    benchmark: str | None = Field(None, description="phase benchmark whose train/val clips the probe reads")
+    root: str | None = Field(None, description="its dataset root (the same one evaluate.benchmarks names)")
+    every: int = Field(100, ge=1, description="steps between diagnostics (and step 0, and the last step)")
+    per_video: int = Field(20, ge=1, description="labelled instants probed per video, evenly spaced")
+
+    @model_validator(mode="after")
+    def _root_with_benchmark(self) -> DiagnosticsParams:
+        if self.benchmark is not None and self.root is None:
+            raise ValueError("pretrain.diagnostics.benchmark needs pretrain.diagnostics.root")
+        return self
+
+
 class PretrainParams(Strict):
     device: str = DEVICE
     bf16: bool = BF16
@@ -168,6 +183,7 @@ class PretrainParams(Strict):
     )
     activation_checkpointing: bool = False
     probe_every: int = Field(100, ge=0, description="steps between region-probe evaluations; 0 = off")
+    diagnostics: DiagnosticsParams = DiagnosticsParams()
     arch: str = "vit_micro"
     predictor: PredictorParams = PredictorParams()
     clip: ClipParams = ClipParams()

@@ -179,6 +179,7 @@ def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> s
         lines += distill_section(results, x)
     if x.ablation:
         lines += ablation_section(results, x)
+    lines += learning_section(x.learning)
     lines += seeds_section(results, x)
     lines += continued_section(results, x)
     if curation:
@@ -245,6 +246,7 @@ class Extras:
     seeds: dict[str, list[dict]] = field(default_factory=dict)  # seed run -> its results (`make seeds`)
     continued: dict | None = None  # `make continued`: {"experiment": its grid entry, "results": [...]}
     seed: int = 0  # the main pipeline's base.seed
+    learning: list[dict] = field(default_factory=list)  # data/pretrain/log.csv rows (:func:`load_log`)
 
 
 # The paper's ablation order; other variants follow alphabetically.
@@ -848,12 +850,74 @@ def provenance_section(p: dict, machine: list[str] | None = None) -> list[str]:
     return lines
 
 
-def _read_log(path: Path) -> tuple[list[float], list[float]]:
+def load_log(path: Path) -> list[dict]:
+    """A training log's rows ([] when there is none yet)."""
     if not path.exists():
-        return [], []
+        return []
     with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+        return list(csv.DictReader(fh))
+
+
+def _read_log(path: Path) -> tuple[list[float], list[float]]:
+    rows = [r for r in load_log(path) if r.get("loss")]  # the step-0 row has diagnostics, no loss
     return [float(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
+
+
+LEARNING_COLUMNS = ("probe_online", "probe_ema", "pooled_rank", "pooled_var", "drift_online", "drift_ema")
+
+
+def learning_rows(rows: list[dict]) -> list[dict]:
+    """The diagnostic rows of a pretraining log, each with ``pred``, ``copy_mean`` and ``copy_nearest``
+    averaged over the logged steps since the previous diagnostic row (one batch alone is noisy)."""
+    out, window = [], []
+    for r in rows:
+        if r.get("pred") and r.get("copy_mean"):
+            window.append(r)
+        if r.get("probe_online") or r.get("pooled_rank"):
+            means = {k: sum(float(w[k]) for w in window) / len(window) if window else None for k in COPY_COLUMNS}
+            out.append({"step": int(r["step"]), **{k: r.get(k, "") for k in LEARNING_COLUMNS}, **means})
+            window = []
+    return out
+
+
+COPY_COLUMNS = ("pred", "copy_mean", "copy_nearest")
+
+
+def learning_section(rows: list[dict]) -> list[str]:
+    """Learning diagnostics of the pretraining run (:mod:`unisurg.training.diagnostics`)."""
+    diag = learning_rows(rows)
+    if not diag:
+        return []
+    lines = [
+        "",
+        "## Does pretraining learn?",
+        "",
+        "Learning diagnostics of the pretraining run (`data/pretrain/log.csv`). Probe: ridge regression on "
+        "mean-pooled features, fitted on a phase benchmark's training clips, balanced accuracy on its "
+        "validation clips (never test; chance = 1 / number of phases). Pooled rank and variance are taken "
+        "across the probe clips (EMA encoder). Drift is ‖θ − θ₀‖ / ‖θ₀‖. The prediction loss and what "
+        "copying would score on the same targets (the clip's mean teacher token; the nearest visible "
+        "teacher token) are averaged over the logged steps since the previous row.",
+        "",
+        "| step | probe online | probe EMA | pooled rank | pooled var | drift online | drift EMA "
+        "| pred loss | copy: clip mean | copy: nearest visible |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in diag:
+        cells = [r[k] or "–" for k in LEARNING_COLUMNS] + [
+            f"{r[k]:.4f}" if r[k] is not None else "–" for k in COPY_COLUMNS
+        ]
+        lines.append(f"| {r['step']} | " + " | ".join(cells) + " |")
+    first, last = diag[0], diag[-1]
+    if first["probe_ema"] and last["probe_ema"] and first is not last:
+        a, b = float(first["probe_ema"]), float(last["probe_ema"])
+        word = "above" if b > a else "not above"
+        lines += [
+            "",
+            f"The EMA encoder's validation probe ends {word} its step-{first['step']} score ({b:.3f} vs {a:.3f}); "
+            "one validation split, no confidence interval: a difference of a few clips is noise.",
+        ]
+    return lines
 
 
 def _png(fig) -> str:
@@ -904,6 +968,16 @@ def plots(
         fig.tight_layout()
         out.append(Figure("Training curves", _png(fig)))
         plt.close(fig)
+    diag = learning_rows(load_log(logs["pretrain"])) if "pretrain" in logs else []
+    if diag:
+        out.append(
+            Figure(
+                "Learning diagnostics: validation probe and prediction loss against copying",
+                _png(learning_plot(plt, diag)),
+                before="Does pretraining learn?",
+            )
+        )
+        plt.close("all")
     for m, base in (baselines or {}).items():
         fig = paired_plot(plt, results, m, base)
         if fig is not None:
@@ -923,6 +997,32 @@ def plots(
         out.append(Figure("Curated hours per region and per source", _png(fig)))
         plt.close(fig)
     return out
+
+
+def learning_plot(plt, diag: list[dict]):
+    """Left: the phase probe's validation balanced accuracy against step, online and EMA encoder.
+    Right: the prediction loss beside the two copy baselines (window means, :func:`learning_rows`)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
+    for k, label in (("probe_online", "online encoder"), ("probe_ema", "EMA encoder")):
+        pts = [(r["step"], float(r[k])) for r in diag if r[k]]
+        if pts:
+            left.plot(*zip(*pts), "o-", label=label)
+    left.set_xlabel("step")
+    left.set_ylabel("phase probe (val, balanced acc.)")
+    left.legend(fontsize=8)
+    for k, label in (
+        ("pred", "prediction"),
+        ("copy_mean", "copy: clip mean"),
+        ("copy_nearest", "copy: nearest visible"),
+    ):
+        pts = [(r["step"], r[k]) for r in diag if r[k] is not None]
+        if pts:
+            right.plot(*zip(*pts), "o-", label=label)
+    right.set_xlabel("step")
+    right.set_ylabel("latent L1 at the targets")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def family_plot(plt, results: list[dict], models: list[str]):

@@ -22,7 +22,7 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ..io import read_json
-    from ..report import Extras, build_report, load_ablation, load_continued, provenance
+    from ..report import Extras, build_report, load_ablation, load_continued, load_log, provenance
 
     p = stage_params(args)
     r = p.report
@@ -42,6 +42,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         seeds=load_ablation(Path(args.seeds_dir)),
         continued=load_continued(Path(args.continued_dir)),
         seed=p.base.seed,
+        learning=load_log(logs["pretrain"]),
     )
     info = build_report(Path(args.metrics_dir), Path(args.out), logs, extras, r.title)
     log.info("report: %d benchmarks, models %s -> %s", info["benchmarks"], info["models"], args.out)

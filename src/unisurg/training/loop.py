@@ -102,6 +102,12 @@ class Task:
     def after_update(self, step: int) -> None:
         """Runs after each optimizer step (the EMA teacher follows the student here)."""
 
+    def initial(self) -> dict[str, str]:
+        """Log fields of the initial weights, before the first step (the ``step 0`` row; {}: no such row).
+
+        Called on every rank, as :meth:`telemetry`."""
+        return {}
+
     def telemetry(self, done: int, logged: bool) -> dict[str, str]:
         """Log fields beyond step/loss/parts/lr/seconds after ``done`` steps, when ``logged`` (a row is written).
 
@@ -188,6 +194,10 @@ class Trainer:
         bar = tqdm(total=self.steps, initial=start, desc=self.name, disable=not progress, mininterval=2.0)
         self.model.train()
         fit = Fit()
+        if start == 0:  # the initial weights, where the task measures them
+            first = task.initial()
+            if first and steplog is not None:
+                steplog.write({**dict.fromkeys(task.fields, ""), "step": 0, **first})
         t0 = time.perf_counter()
         for step, batch in enumerate(loader, start=start):
             # 1. learning rate: a function of the step alone, so a resumed run needs no scheduler state

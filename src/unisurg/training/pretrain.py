@@ -36,9 +36,12 @@ import csv
 import logging
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 
+from ..benchmarks import get_benchmark
 from ..config import PretrainParams
 from ..io import write_json
 from ..media.clips import Augment, ClipTable, StepBatchSampler, normalize_batch
@@ -46,6 +49,7 @@ from ..media.motion import framediff_saliency, normalize_saliency
 from ..models import Predictor, VisionTransformer, create_model
 from ..models.checkpoint import count_params, encoder_payload, save_checkpoint
 from ..runtime import Dist, distributed
+from .diagnostics import Diagnostics, copy_losses, probe_set
 from .ema import MomentumSchedule, ema_update
 from .initial import InitialWeights, apply_initial, load_initial
 from .loop import Fit, Task, Trainer, param_groups, seed_everything
@@ -71,6 +75,9 @@ LOG_FIELDS = [
     "feat_std",
     "eff_rank",
     "probe_region_acc",
+    "copy_mean",
+    "copy_nearest",
+    *Diagnostics.fields,
     "seconds",
 ]
 
@@ -189,9 +196,11 @@ class Pretraining(Task):
         sharded: bool,
         probe: RegionProbe | None,
         anchor: Anchor | None = None,
+        diagnostics: Diagnostics | None = None,
     ) -> None:
         self.p, self.model, self.target, self.table, self.sample_ids = p, model, target, table, sample_ids
         self.d, self.sharded, self.probe, self.anchor, self.seed = d, sharded, probe, anchor, seed
+        self.diagnostics = diagnostics
         if anchor is not None:
             self.fields = [*LOG_FIELDS[:5], "self_distill", *LOG_FIELDS[5:]]
         self.tubelet, self.patch = model.encoder.tubelet_size, model.encoder.patch_size
@@ -202,6 +211,7 @@ class Pretraining(Task):
         # DDP all-reduces gradients through the JEPA's single forward; FSDP and one process call the model
         self.forward = nn.parallel.DistributedDataParallel(model) if d.world > 1 and not sharded else model
         self.mom, self.feats, self.tokens_seen, self.mask_ratio = float("nan"), None, 0, float("nan")
+        self.copy: tuple[float, float] | None = None  # (clip-mean, nearest-visible) copy losses of the last step
 
     def step(self, step: int, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         p, grid = self.p, self.grid
@@ -246,6 +256,12 @@ class Pretraining(Task):
             self.feats = outs[0][1]  # pixel objective: the first generator's context tokens (B, K_c, D)
         self.tokens_seen += x.size(0) * self.d.world * n_tokens
         loss, parts = step_losses(p, outs, masks, h, x, m_hat, grid, self.tubelet, self.patch, affinity_keep)
+        if h is not None:  # what copying would score on the same targets, with the same weights
+            copies = [
+                copy_losses(h, c, t, grid, motion_weights(m_hat, t, p.motion.loss_alpha) if m_hat is not None else None)
+                for c, t in masks
+            ]
+            self.copy = tuple(float(np.mean(v)) for v in zip(*copies))
         if self.anchor is not None:
             sd = self.anchor.loss(x, masks, outs)
             loss, parts = loss + self.anchor.weight * sd, {**parts, "self_distill": sd.item()}
@@ -255,19 +271,39 @@ class Pretraining(Task):
         if self.target is not None:
             ema_update(self.target, self.model.encoder, self.mom)
 
+    def initial(self) -> dict[str, str]:
+        return self._diagnostics(0)
+
     def telemetry(self, done: int, logged: bool) -> dict[str, str]:
         acc = ""
         if self.probe is not None and self.probe.usable and (done % self.p.probe_every == 0 or done == self.p.steps):
             acc = f"{self._probe():.4f}"
+        diag = self._diagnostics(done)
         if not logged:
             return {}
+        copy_mean, copy_nearest = (f"{v:.6f}" for v in self.copy) if self.copy is not None else ("", "")
         return {
             "momentum": f"{self.mom:.6f}",
             "mask_ratio": f"{self.mask_ratio:.4f}",
             "feat_std": f"{feature_std(self.feats):.5f}",
             "eff_rank": f"{effective_rank(self.feats):.3f}",
             "probe_region_acc": acc,
+            "copy_mean": copy_mean,
+            "copy_nearest": copy_nearest,
+            **dict.fromkeys(Diagnostics.fields, ""),
+            **diag,
         }
+
+    def _diagnostics(self, done: int) -> dict[str, str]:
+        """The learning diagnostics when due ({} otherwise); every rank runs them under FSDP (collectives)."""
+        if self.diagnostics is None or not self.diagnostics.due(done):
+            return {}
+        if self.sharded:
+            self.model.unshard()
+        row = self.diagnostics.row()
+        if self.sharded:
+            self.model.reshard()
+        return row
 
     def _probe(self) -> float:
         """Region-probe accuracy of the encoder that would be exported (the EMA target when there is one)."""
@@ -339,7 +375,8 @@ def train_jepa(
         bf16=p.bf16,
     )
 
-    # 2. resume from checkpoint.pt, whatever launch wrote it
+    # 2. resume from checkpoint.pt, whatever launch wrote it (θ₀ of the diagnostics taken before)
+    diagnostics = _diagnostics(p, clips, encoder, target, d, sharded) if anchor is None else None
     start = trainer.resume()
 
     # 3. data: this rank's slice of each step's global batch, from the resumed step on
@@ -362,12 +399,26 @@ def train_jepa(
     # 4. the loop
     if anchor is not None:
         anchor.teacher.to(d.device)
-    task = Pretraining(p, model, target, table, sample_ids, seed, d, sharded, probe, anchor)
+    task = Pretraining(p, model, target, table, sample_ids, seed, d, sharded, probe, anchor, diagnostics)
     fit = trainer.fit(task, loader, start, progress)
 
     # 5. outputs: the exported encoder used downstream, and the run's metrics
     extra = {"teacher": anchor.record} if anchor is not None else {}
     return _export(out / export_name, p, model, target, d, fit, task.tokens_seen, init, extra)
+
+
+def _diagnostics(
+    p: PretrainParams, clips: Path, encoder: nn.Module, target: nn.Module | None, d: Dist, sharded: bool
+) -> Diagnostics | None:
+    """The run's learning diagnostics (None when off, and on the ranks that do not log them)."""
+    dg = p.diagnostics
+    if dg.benchmark is None or not (d.is_main or sharded):
+        return None
+    # probe clips at the pretraining clips' rate: the curated clips' frame step (native frames)
+    step = float(np.median(pq.read_table(clips, columns=["frame_step"]).column(0).to_numpy()))
+    probe = probe_set(get_benchmark(dg.benchmark), dg.root, p.clip.frames, p.clip.size, step, dg.per_video)
+    total = (lambda v: d.mean(v) * d.world) if sharded else None  # FSDP: each rank holds a shard
+    return Diagnostics(probe, encoder, target, dg.every, p.steps, d.device, total)
 
 
 def _place(model: JEPA, target: VisionTransformer | None, d: Dist, parallel: str) -> bool:

@@ -7,7 +7,8 @@
   (dimensional collapse);
 - ``RegionProbe``: a cheap periodic probe — closed-form ridge regression from mean-pooled
   encoder features to the anatomical region of held-out clips of the curated index (a label
-  curation gives for free), fitted on some videos, scored on others.
+  curation gives for free), fitted on some videos, scored on others. Colour alone separates
+  regions in the built-in corpus: :mod:`.diagnostics` probes surgical phase instead.
 """
 
 from __future__ import annotations
@@ -73,10 +74,15 @@ class RegionProbe:
             .numpy()
         )
         encoder.train(was_training)
-        mu, sd = feats[self.fit].mean(0), feats[self.fit].std(0) + 1e-6
-        x = (feats - mu) / sd
         y = np.eye(len(self.classes))[self.y]
-        xf, yf = x[self.fit], y[self.fit]
-        w = np.linalg.solve(xf.T @ xf + lam * np.eye(x.shape[1]), xf.T @ yf)
-        pred = (x[~self.fit] @ w).argmax(1)
+        pred = ridge_scores(feats[self.fit], y[self.fit], feats[~self.fit], lam).argmax(1)
         return float(np.mean(pred == self.y[~self.fit]))
+
+
+def ridge_scores(x_fit: np.ndarray, y_fit: np.ndarray, x: np.ndarray, lam: float = 1.0) -> np.ndarray:
+    """Ridge regression fitted on (x_fit (n, D), one-hot y_fit (n, C)), features standardised with the
+    fitted rows' statistics -> scores (m, C) of ``x`` (m, D)."""
+    mu, sd = x_fit.mean(0), x_fit.std(0) + 1e-6
+    xf, xs = (x_fit - mu) / sd, (x - mu) / sd
+    w = np.linalg.solve(xf.T @ xf + lam * np.eye(xf.shape[1]), xf.T @ y_fit)
+    return xs @ w
