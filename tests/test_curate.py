@@ -195,12 +195,6 @@ def test_motion_scores_and_balancing_weights(curated):
         assert np.allclose(w, 1.0 / counts[src]), src
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="StepBatchSampler draws each batch without replacement (rng.choice(replace=False) when the "
-    "table holds more clips than a batch), which pulls draws toward uniform over clips: the source "
-    "with fewer clips is under-drawn on small tables (reported; src/unisurg/media/clips.py unchanged)",
-)
 def test_the_training_sampler_draws_every_source_equally_often(curated):
     from unisurg.media.clips import StepBatchSampler
 

@@ -237,7 +237,10 @@ class StepBatchSampler:
     def batch(self, step: int) -> list[int]:
         """The global batch of ``step`` (clip indices)."""
         rng = np.random.default_rng((self.seed, step))
-        return rng.choice(len(self.p), size=self.batch_size, replace=len(self.p) < self.batch_size, p=self.p).tolist()
+        # with replacement: each draw follows the weights exactly. Without it (numpy draws the batch's
+        # clips one after another, renormalising), the draws drift toward uniform over clips, and a
+        # source with few clips got less than its share (the bias `balance: source` exists to remove)
+        return rng.choice(len(self.p), size=self.batch_size, replace=True, p=self.p).tolist()
 
     def local_slice(self) -> slice:
         per = self.batch_size // self.world
