@@ -100,7 +100,7 @@ def test_diagnostics_need_a_root():
 
 def test_a_run_logs_its_diagnostics_and_trains_the_same_weights(clips, bench_root, tmp_path):
     diag = {"benchmark": "cholec80", "root": str(bench_root("cholec80")), "every": 2, "per_video": 3}
-    run_pretrain(clips, tmp_path / "on", pretrain_params(4, diagnostics=diag), seed=0, progress=False)
+    m = run_pretrain(clips, tmp_path / "on", pretrain_params(4, diagnostics=diag), seed=0, progress=False)
     run_pretrain(clips, tmp_path / "off", pretrain_params(4), seed=0, progress=False)
     a, b = load_checkpoint(tmp_path / "on" / "checkpoint.pt"), load_checkpoint(tmp_path / "off" / "checkpoint.pt")
     for key in ("encoder", "target_encoder", "predictor"):
@@ -116,6 +116,7 @@ def test_a_run_logs_its_diagnostics_and_trains_the_same_weights(clips, bench_roo
     assert rows[1]["probe_online"] == "" and rows[3]["drift_online"] == ""  # off cadence
     assert float(rows[4]["drift_online"]) > float(rows[4]["drift_ema"]) > 0  # the EMA trails the online encoder
     assert all(float(r["copy_mean"]) > 0 and float(r["copy_nearest"]) > 0 for r in rows[1:])
+    assert m["probe_ema_step0"] == float(zero["probe_ema"]) and m["final_drift_ema"] == float(rows[4]["drift_ema"])
     lines = learning_section(rows)
     assert lines[1] == "## Does pretraining learn?" and sum(line.startswith("| 4 |") for line in lines) == 1
     window = learning_rows(rows)[1]  # step 2: the mean of steps 1 and 2

@@ -358,3 +358,14 @@ def test_full_unisurg_step_reaches_every_parameter():
     # mask token 0 and 1 are both used (one per generator); every parameter gets a gradient
     missing = [n for n, q in model.named_parameters() if q.grad is None]
     assert not missing, missing
+
+
+def test_batch_scoped_diversity_sees_clips_collapsing_together_and_spares_clip_constant_features():
+    g = torch.Generator().manual_seed(0)
+    B, K, D = 6, 10, 32
+    same = torch.randn(1, K, D, generator=g).expand(B, K, D)  # every clip identical, tokens varied
+    assert diversity_loss(same, scope="batch")[0] > 0.95  # no spread across clips: the hinge is near gamma
+    assert diversity_loss(same, scope="batch")[0] > 2 * diversity_loss(same, scope="clip")[0]
+    constant = torch.randn(B, 1, D, generator=g).expand(B, K, D)  # distinct clips, each one constant
+    assert diversity_loss(constant, scope="clip")[0] > 0.95  # the per-clip term penalises what a probe reads
+    assert diversity_loss(constant, scope="batch")[0] < 0.5 * diversity_loss(constant, scope="clip")[0]

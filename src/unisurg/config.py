@@ -149,6 +149,9 @@ class DiversityParams(Strict):
     weight: float = Field(0.1, ge=0)
     cov_weight: float = Field(0.04, ge=0)
     gamma: float = Field(1.0, gt=0)
+    scope: Literal["clip", "batch"] = Field(
+        "clip", description="variance/covariance over each clip's tokens, or across the batch's pooled clips"
+    )
 
 
 class DiagnosticsParams(Strict):

@@ -124,8 +124,16 @@ def affinity_loss(
 # --------------------------------------------------------------------------- diversity
 
 
-def diversity_loss(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+def diversity_loss(
+    z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4, scope: str = "clip"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """VICReg-style variance and covariance terms over the token axis of each clip, scale-free.
+
+    ``scope="batch"``: over the clips of the batch instead (VICReg's own axis): each clip's tokens
+    are mean-pooled, the pooled vectors standardised over their features, and the terms taken across
+    the B clips. It guards against different clips collapsing onto one another, which the per-clip
+    terms cannot see, and does not penalise a feature that is constant within a clip (what a
+    pooled probe reads). It needs B > 1 clips per process.
 
     z (B, K, D): the encoder's context tokens *before* its final LayerNorm. Each token is first
     standardised over its features (layer norm without affine: (z − mean_d) / std_d), so the
@@ -136,7 +144,10 @@ def diversity_loss(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> tu
     variance = mean_d relu(γ − sqrt(Var_k u_kd + ε)); covariance = Σ_{d≠e} C_de² / D, u the
     standardised tokens.
     """
-    u = F.layer_norm(z.float(), (z.size(-1),))
+    if scope == "batch":
+        u = F.layer_norm(z.float().mean(dim=1), (z.size(-1),))[None]  # (1, B, D): the clips as one set
+    else:
+        u = F.layer_norm(z.float(), (z.size(-1),))  # (B, K, D)
     uc = u - u.mean(dim=1, keepdim=True)
     var = uc.pow(2).sum(dim=1) / max(u.size(1) - 1, 1)  # (B, D), unbiased over tokens
     var_term = F.relu(gamma - torch.sqrt(var + eps)).mean()

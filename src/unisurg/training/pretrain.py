@@ -130,7 +130,7 @@ def step_losses(
             sp, tm = affinity_loss(z, ht, tgt, grid, p.affinity.tau, keep)
             aff_l.append(0.5 * (sp + tm))
         if p.diversity.weight:
-            var, cov = diversity_loss(pre, p.diversity.gamma)
+            var, cov = diversity_loss(pre, p.diversity.gamma, scope=p.diversity.scope)
             div_l.append(var + p.diversity.cov_weight * cov)
     pred = torch.stack(pred_l).mean()
     aff = torch.stack(aff_l).mean() if aff_l else torch.zeros(())
@@ -466,7 +466,8 @@ def _export(
     if init is not None:  # only then: an encoder.pt of a run from random weights is unchanged
         meta["init"] = init.record
     save_checkpoint(path, encoder_payload(encoder, p.arch, state=exported, **meta, **extra))
-    row = _last_row(out / "log.csv")
+    rows = _rows(out / "log.csv")
+    row = rows[-1] if rows else {}
     metrics = {
         "final_loss": round(fit.loss, 6),
         "steps": p.steps,
@@ -476,12 +477,23 @@ def _export(
         "final_feat_std": float(row.get("feat_std") or "nan"),
         "final_probe_region_acc": float(row["probe_region_acc"]) if row.get("probe_region_acc") else None,
         "tokens_per_second": round(tokens / fit.seconds, 1) if fit.seconds > 0 and tokens else None,
+        **_diagnostics_summary(rows),
     }
     write_json(out / "metrics.json", metrics)
     return metrics
 
 
-def _last_row(path: Path) -> dict:
+def _rows(path: Path) -> list[dict]:
     with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return rows[-1] if rows else {}
+        return list(csv.DictReader(fh))
+
+
+def _diagnostics_summary(rows: list[dict]) -> dict:
+    """The learning diagnostics at the first and last steps they ran ({} when they did not)."""
+    diag = [r for r in rows if r.get("pooled_rank")]
+    if not diag:
+        return {}
+    first, last = diag[0], diag[-1]
+    num = lambda v: float(v) if v else None  # noqa: E731
+    out = {f"{k}_step{first['step']}": num(first[k]) for k in ("probe_online", "probe_ema", "pooled_rank")}
+    return {**out, **{f"final_{k}": num(last[k]) for k in Diagnostics.fields}}
