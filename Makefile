@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH so they run inside it.
 RUN := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 
-.PHONY: venv browser ffmpeg repro ablation seeds continued test test-fast test-gpu bench bench-gpu reliability-report clean-venv
+.PHONY: venv browser ffmpeg repro ablation recipe seeds continued test test-fast test-gpu bench bench-gpu reliability-report clean-venv
 
 venv: $(STAMP)
 
@@ -27,6 +27,12 @@ ablation: $(STAMP)
 	$(RUN) dvc repro ablation/dvc.yaml:evaluate
 	$(RUN) unisurg ablation collect
 	$(RUN) dvc repro
+
+# Recipe candidates (ablation/params.yaml `recipe`): pretrain each, then tabulate their learning
+# diagnostics on validation clips beside the main run's in reports/recipe.md (~10 min a candidate).
+recipe: $(STAMP)
+	$(RUN) dvc repro ablation/dvc.yaml:recipe
+	$(RUN) unisurg ablation collect-recipe
 
 # The pretraining-seed spread (ablation/dvc.yaml seed_* stages): the main recipe under base.seed 1 and 2,
 # with its random baseline, on every benchmark; versioned in reports/seeds/ (~55 min on 2 cores).

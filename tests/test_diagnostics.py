@@ -121,3 +121,57 @@ def test_a_run_logs_its_diagnostics_and_trains_the_same_weights(clips, bench_roo
     assert lines[1] == "## Does pretraining learn?" and sum(line.startswith("| 4 |") for line in lines) == 1
     window = learning_rows(rows)[1]  # step 2: the mean of steps 1 and 2
     assert window["pred"] == pytest.approx((float(rows[1]["pred"]) + float(rows[2]["pred"])) / 2)
+
+
+def test_the_recipe_table_reads_each_runs_log_and_names_the_runs_not_made(tmp_path):
+    from unisurg.report import write_recipe
+
+    fields = [
+        "step",
+        "loss",
+        "pred",
+        "copy_mean",
+        "copy_nearest",
+        "probe_online",
+        "probe_ema",
+        "pooled_rank",
+        "pooled_var",
+        "drift_online",
+        "drift_ema",
+    ]
+    rows = [
+        {
+            "step": 0,
+            "probe_online": 0.2,
+            "probe_ema": 0.25,
+            "pooled_rank": 9.0,
+            "pooled_var": 0.1,
+            "drift_online": 0.0,
+            "drift_ema": 0.0,
+        },
+        *({"step": s, "loss": 1.0, "pred": 0.5, "copy_mean": 0.8, "copy_nearest": 0.6} for s in range(5, 100, 5)),
+        {
+            "step": 100,
+            "loss": 1.0,
+            "pred": 0.3,
+            "copy_mean": 0.8,
+            "copy_nearest": 0.6,
+            "probe_online": 0.4,
+            "probe_ema": 0.45,
+            "pooled_rank": 7.5,
+            "pooled_var": 0.2,
+            "drift_online": 0.3,
+            "drift_ema": 0.2,
+        },
+    ]
+    main = tmp_path / "log.csv"
+    with open(main, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "recipe.md"
+    write_recipe({"main": main, "cand": tmp_path / "none.csv"}, {"cand": "--set x=1"}, out, "a CPU")
+    text = out.read_text()
+    # the last 20 logged steps: 19 rows of pred 0.5 and one of 0.3
+    assert "| main | (params.yaml) | 0.25 | 0.45 | 0.4 | 7.5 | 0.2 | 0.4900 | 0.8000 | 0.6000 |" in text
+    assert "| cand | `--set x=1` | not run |" in text and "Written on: a CPU." in text

@@ -883,6 +883,41 @@ def learning_rows(rows: list[dict]) -> list[dict]:
 COPY_COLUMNS = ("pred", "copy_mean", "copy_nearest")
 
 
+def write_recipe(logs: dict[str, Path], switches: dict[str, str], out: Path, machine: str) -> None:
+    """reports/recipe.md: the learning diagnostics of the main run and of each recipe candidate (its
+    pretraining log), side by side; candidates not run yet are listed as such."""
+    lines = [
+        "# Recipe candidates: learning diagnostics on validation clips",
+        "",
+        "Each candidate is the main `params.yaml` with one switch (`ablation/params.yaml` `recipe`), pretrained "
+        "on the same clips with the same seed (`make recipe`). They are compared on the learning diagnostics "
+        "(README, *Learning diagnostics*): the phase probe's balanced accuracy on a benchmark's *validation* "
+        "clips (never test), the pooled rank across those clips, the drift from the initial weights, and the "
+        "prediction loss beside copying, as means over the last 20 logged steps. One seed, and the probe scores "
+        "a few dozen validation clips: a difference of a few points is noise, not a choice.",
+        "",
+        f"Written on: {machine}.",
+        "",
+        "| run | switch | probe EMA, step 0 | probe EMA, last | probe online, last | pooled rank, last "
+        "| drift EMA, last | pred loss | copy: clip mean | copy: nearest |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, path in logs.items():
+        switch = f"`{switches[name]}`" if name in switches else "(params.yaml)"
+        diag = learning_rows(load_log(path))
+        if not diag:
+            lines.append(f"| {name} | {switch} | not run | | | | | | | |")
+            continue
+        first, last = diag[0], diag[-1]
+        tail = [r for r in load_log(path) if r.get("pred") and r.get("copy_mean")][
+            -20:
+        ]  # last 100 steps at log_every 5
+        means = [f"{sum(float(r[k]) for r in tail) / len(tail):.4f}" if tail else "–" for k in COPY_COLUMNS]
+        cells = [first["probe_ema"], last["probe_ema"], last["probe_online"], last["pooled_rank"], last["drift_ema"]]
+        lines.append(f"| {name} | {switch} | " + " | ".join(c or "–" for c in cells) + " | " + " | ".join(means) + " |")
+    atomic_write_text(out, "\n".join(lines) + "\n")
+
+
 def learning_section(rows: list[dict]) -> list[str]:
     """Learning diagnostics of the pretraining run (:mod:`unisurg.training.diagnostics`)."""
     diag = learning_rows(rows)

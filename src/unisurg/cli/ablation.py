@@ -4,16 +4,19 @@ the report reads them. A tool: ``make ablation``, ``make seeds`` and ``make cont
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .common import Command, log
+from .evaluate import machine_info
 
 
 def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "action",
-        choices=["collect", "collect-seeds", "collect-continued"],
-        help="the variants' results, the seeds', or the continued-pretraining experiment's",
+        choices=["collect", "collect-seeds", "collect-continued", "collect-recipe"],
+        help="the variants' results, the seeds', the continued-pretraining experiment's, or the recipe "
+        "candidates' learning diagnostics (-> reports/recipe.md)",
     )
     sp.add_argument("--grid", default="ablation/params.yaml", help="the grid (its variants or seeds are collected)")
     sp.add_argument("--results", default="data/ablation", help="where ablation/dvc.yaml wrote <variant>/results")
@@ -22,8 +25,17 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
 
 def cmd_ablation(args: argparse.Namespace) -> int:
     from ..config import load_yaml
-    from ..report import collect_ablation, collect_continued
+    from ..report import collect_ablation, collect_continued, write_recipe
 
+    if args.action == "collect-recipe":
+        out = Path(args.out or "reports/recipe.md")
+        grid = load_yaml(args.grid).get("recipe", {})
+        logs = {"main": Path("data/pretrain/log.csv")}
+        logs |= {name: Path(args.results) / "recipe" / name / "log.csv" for name in grid}
+        cpu = machine_info()["cpu"]  # `make recipe` pretrains the candidates and writes the table on one machine
+        write_recipe(logs, {name: v["set"] for name, v in grid.items()}, out, f"{cpu}, {os.cpu_count()} cores")
+        log.info("ablation: learning diagnostics of the main run and %d recipe candidates -> %s", len(grid), out)
+        return 0
     if args.action == "collect-continued":
         out = Path(args.out or "reports/continued")
         n = collect_continued(Path(args.results) / "continued", load_yaml(args.grid)["continued"], out)
