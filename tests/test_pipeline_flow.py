@@ -150,12 +150,14 @@ def test_ablation_grid_feeds_the_report(project):
     grid["variants"] = {k: grid["variants"][k] for k in ("pixel", "vjepa")}
     grid["benchmarks"] = "cholec80 kvasirseg"
     grid["seeds"] = {"seed1": 1}
+    grid["recipe"] = {"diversity_batch": grid["recipe"]["diversity_batch"]}
     grid["continued"].update(steps=2, benchmarks="cholec80 kvasirseg")  # one of the region, one not
     (project / "ablation" / "params.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
     run([sys.executable, "-m", "dvc", "repro"], project)  # the main pipeline (no-op if already run)
     out = run([sys.executable, "-m", "dvc", "repro", "ablation/dvc.yaml"], project).stdout
     assert "evaluate@pixel" in out and "pretrain@vjepa" in out and "seed_evaluate@seed1" in out
     assert "continued_further" in out and "continued_self" in out and "continued_evaluate" in out
+    assert "recipe@diversity_batch" in out
     assert "Running stage 'synth'" not in out  # the grid reuses the main pipeline's corpus and index
     run([sys.executable, "-m", "unisurg.cli", "ablation", "collect"], project)
     assert sorted(p.name for p in (project / "reports" / "ablation").glob("*/*.json")) == [
@@ -171,6 +173,13 @@ def test_ablation_grid_feeds_the_report(project):
         "cholec80.json",
         "kvasirseg.json",
     ]
+    run([sys.executable, "-m", "unisurg.cli", "ablation", "collect-recipe"], project)
+    recipe = (project / "reports" / "recipe.md").read_text()
+    assert (
+        "| main | (params.yaml) | " in recipe
+        and "| diversity_batch | `--set pretrain.diversity.scope=batch` | " in recipe
+    )
+    assert "not run" not in recipe  # both runs logged their diagnostics
     out = run([sys.executable, "-m", "dvc", "repro"], project).stdout
     assert "Running stage 'report'" in out and "Running stage 'evaluate" not in out  # only the report reruns
     md = (project / "reports" / "benchmark.md").read_text()
