@@ -864,6 +864,8 @@ def _read_log(path: Path) -> tuple[list[float], list[float]]:
 
 
 LEARNING_COLUMNS = ("probe_online", "probe_ema", "pooled_rank", "pooled_var", "drift_online", "drift_ema")
+COPY_COLUMNS = ("pred", "copy_mean", "copy_nearest")
+RECIPE_TAIL = 20  # logged steps the recipe table averages the losses over (100 steps at log_every 5)
 
 
 def learning_rows(rows: list[dict]) -> list[dict]:
@@ -880,9 +882,6 @@ def learning_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-COPY_COLUMNS = ("pred", "copy_mean", "copy_nearest")
-
-
 def write_recipe(logs: dict[str, Path], switches: dict[str, str], out: Path, machine: str) -> None:
     """reports/recipe.md: the learning diagnostics of the main run and of each recipe candidate (its
     pretraining log), side by side; candidates not run yet are listed as such."""
@@ -893,8 +892,8 @@ def write_recipe(logs: dict[str, Path], switches: dict[str, str], out: Path, mac
         "on the same clips with the same seed (`make recipe`). They are compared on the learning diagnostics "
         "(README, *Learning diagnostics*): the phase probe's balanced accuracy on a benchmark's *validation* "
         "clips (never test), the pooled rank across those clips, the drift from the initial weights, and the "
-        "prediction loss beside copying, as means over the last 20 logged steps. One seed, and the probe scores "
-        "a few dozen validation clips: a difference of a few points is noise, not a choice.",
+        f"prediction loss beside copying, as means over the last {RECIPE_TAIL} logged steps. One seed, and the "
+        "probe scores a few dozen validation clips: a difference of a few points is noise, not a choice.",
         "",
         f"Written on: {machine}.",
         "",
@@ -904,14 +903,13 @@ def write_recipe(logs: dict[str, Path], switches: dict[str, str], out: Path, mac
     ]
     for name, path in logs.items():
         switch = f"`{switches[name]}`" if name in switches else "(params.yaml)"
-        diag = learning_rows(load_log(path))
+        rows = load_log(path)
+        diag = learning_rows(rows)
         if not diag:
             lines.append(f"| {name} | {switch} | not run | | | | | | | |")
             continue
         first, last = diag[0], diag[-1]
-        tail = [r for r in load_log(path) if r.get("pred") and r.get("copy_mean")][
-            -20:
-        ]  # last 100 steps at log_every 5
+        tail = [r for r in rows if r.get("pred") and r.get("copy_mean")][-RECIPE_TAIL:]
         means = [f"{sum(float(r[k]) for r in tail) / len(tail):.4f}" if tail else "–" for k in COPY_COLUMNS]
         cells = [first["probe_ema"], last["probe_ema"], last["probe_online"], last["pooled_rank"], last["drift_ema"]]
         lines.append(f"| {name} | {switch} | " + " | ".join(c or "–" for c in cells) + " | " + " | ".join(means) + " |")
