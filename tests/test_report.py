@@ -285,3 +285,94 @@ def test_continued_section_splits_the_region_from_the_others_with_paired_counts(
     # self_distilled − further elsewhere: better on both, neither separated (CIs reach below 0)
     assert "| self_distilled − further | other regions | 2 of 2 | 0 | 0 | - | 0.5 | 0 | 0 |" in md
     assert "| Pitvis | other | accuracy ↑ | 0.600 [0.590, 0.610] | 0.400 [0.390, 0.410] | 0.500 [0.490, 0.510] |" in md
+
+
+def test_pooled_seed_test_averages_each_benchmarks_paired_difference_over_seeds_then_counts_signs():
+    from unisurg.report import pooled_over_seeds, pooled_section, seeds_section
+
+    vs = ("unisurg", "random_init")
+
+    def run(*diffs: float) -> list[dict]:
+        # benchmark i: unisurg - random_init = diffs[i]; the last benchmark's metric is ↓ (lower is better)
+        rs = []
+        for i, d in enumerate(diffs):
+            higher = i < len(diffs) - 1
+            rs.append(_result(f"b{i}", {"unisurg": 0.5 + d, "random_init": 0.5}, higher, paired={vs: (d, d, d)}))
+        return rs
+
+    runs = {
+        "seed 0 (main)": run(0.2, -0.05, 0.05, 0.1),
+        "seed1": run(0.1, 0.05, -0.05, 0.1),
+        "seed2": run(0.0, 0.03, -0.06, 0.1),
+    }
+    t = pooled_over_seeds(runs, *vs)
+    assert t.seeds == 3 and list(t.gains) == ["B0", "B1", "B2", "B3"]
+    assert abs(t.gains["B0"] - 0.1) < 1e-12 and abs(t.gains["B1"] - 0.01) < 1e-12
+    assert abs(t.gains["B2"] + 0.02) < 1e-12  # a mean below 0: a loss, though one seed was better
+    assert abs(t.gains["B3"] + 0.1) < 1e-12  # ↓ metric: a higher value is worse, the sign flips
+    assert (t.wins, t.losses) == (2, 2) and t.p == 1.0
+    md = "\n".join(pooled_section(runs, *vs))
+    assert "better on 2, worse on 2 (0 ties): p = 1, so pooled over seeds unisurg does not beat" in md
+    # six benchmarks, each better on average: p = 2 / 2^6 = 0.03125 < 0.05
+    six = {n: run(0.1, 0.1, 0.1, 0.1, 0.1, -0.1) for n in ("a", "b", "c")}
+    assert pooled_over_seeds(six, *vs).p == 0.03125
+    assert "p = 0.0312, so pooled over seeds unisurg beats random_init at p < 0.05" in "\n".join(
+        pooled_section(six, *vs)
+    )
+    # a benchmark without a paired difference in one run is left out, not counted as a tie
+    gap = {"a": run(0.1, 0.1), "b": run(0.1, 0.1)}
+    del gap["b"][1]["models"]["unisurg"]["paired"]
+    assert list(pooled_over_seeds(gap, *vs).gains) == ["B0"]
+    # the seeds section carries the pooled test and each seed's learning diagnostic
+    x = Extras(
+        baselines={"unisurg": "random_init"},
+        seeds={"seed1": runs["seed1"], "seed2": runs["seed2"]},
+        seeds_pretrain={"seed1": {"probe_ema_step0": 0.3, "final_probe_ema": 0.4}, "seed2": {"probe_ema_step0": 0.3}},
+    )
+    md = "\n".join(seeds_section(runs["seed 0 (main)"], x))
+    assert "**Pooled paired test over 3 seeds × 4 benchmarks.**" in md
+    assert "above its step-0 score in 1 of 1 runs" in md and "| seed1 | 0.3000 | 0.4000 |" in md
+
+
+def test_ablation_variants_are_compared_with_the_full_recipe_in_paired_terms():
+    from unisurg.report import ablation_section
+
+    main = [_result("cholec80", {"unisurg": 0.6, "student": 0.5}, null=0.1)]
+    pair = ("no_motion", "full")
+    abl = {
+        "no_motion": [
+            _result("cholec80", {"no_motion": 0.5, "full": 0.6}, null=0.1, paired={pair: (-0.1, -0.15, -0.05)})
+        ],
+        "pixel": [_result("cholec80", {"pixel": 0.4}, null=0.1)],  # evaluated alone (before the grid was paired)
+    }
+    md = "\n".join(ablation_section(main, Extras(ablation=abl)))
+    assert "| full recipe − motion-guided prediction | 0 of 1 | 1 | 0 | - | 1 | 0 | 1 |" in md
+    assert "| full recipe − motion-guided prediction | -0.100 [-0.150, -0.050] |" in md
+    assert "| pixel reconstruction (VideoMAE-style) | 0.400" in md  # its score, and no paired row
+    assert "| pixel reconstruction (VideoMAE-style) | n/a |" not in md
+
+
+def test_random_teacher_control_compares_the_student_with_one_distilled_from_noise(tmp_path):
+    from unisurg.cli import main as cli_main
+    from unisurg.report import random_teacher_section
+
+    pairs = {("student", "random_teacher"): (0.1, 0.05, 0.15), ("random_teacher", "random_student"): (0.05, -0.01, 0.1)}
+    values = {"student": 0.6, "random_teacher": 0.5, "random_student": 0.45}
+    rs = [_result("cholec80", values, null=0.3, paired=pairs)]
+    x = Extras(baselines={"student": "random_student"}, random_teacher=rs)
+    md = "\n".join(random_teacher_section(x))
+    assert "| student − random_teacher | 1 of 1 | 0 | 0 | - | 1 | 1 | 0 |" in md
+    assert "| random_teacher − random_student | 1 of 1 | 0 | 0 | - | 1 | 0 | 0 |" in md
+    assert "| Cholec80 | accuracy ↑ | 0.100 [0.050, 0.150] | 0.050 [-0.010, 0.100] |" in md
+    assert random_teacher_section(Extras()) == []
+    # `unisurg ablation collect` versions the control's results beside the variants'
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("variants:\n  vjepa:\n    set: ''\n")
+    write_json(tmp_path / "data" / "vjepa" / "results" / "cholec80.json", rs[0])
+    write_json(tmp_path / "data" / "random_teacher" / "results" / "cholec80.json", rs[0])
+    out = tmp_path / "reports" / "ablation"
+    args = ["ablation", "collect", "--grid", str(grid), "--results", str(tmp_path / "data"), "--out", str(out)]
+    assert cli_main(args) == 0
+    assert (tmp_path / "reports" / "random_teacher" / "cholec80.json").read_text() == (
+        tmp_path / "data" / "random_teacher" / "results" / "cholec80.json"
+    ).read_text()

@@ -177,6 +177,7 @@ def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> s
     lines += relaxed_section(results, models)
     if x.distill and x.teacher in models and x.student in models:
         lines += distill_section(results, x)
+    lines += random_teacher_section(x)
     if x.ablation:
         lines += ablation_section(results, x)
     lines += learning_section(x.learning)
@@ -247,17 +248,20 @@ class Extras:
     continued: dict | None = None  # `make continued`: {"experiment": its grid entry, "results": [...]}
     seed: int = 0  # the main pipeline's base.seed
     learning: list[dict] = field(default_factory=list)  # data/pretrain/log.csv rows (:func:`load_log`)
+    seeds_pretrain: dict[str, dict] = field(default_factory=dict)  # seed run -> its pretraining metrics.json
+    random_teacher: list[dict] = field(default_factory=list)  # `make ablation`: the random-teacher student's results
 
 
 # The paper's ablation order; other variants follow alphabetically.
-ABLATION_ORDER = ("pixel", "vjepa", "motion", "affinity", "diversity")
+ABLATION_ORDER = ("pixel", "vjepa", "no_motion", "no_affinity", "no_diversity")
 ABLATION_LABELS = {
     "pixel": "pixel reconstruction (VideoMAE-style)",
     "vjepa": "V-JEPA (latent prediction only)",
-    "motion": "V-JEPA + motion-guided prediction",
-    "affinity": "V-JEPA + affinity self-distillation",
-    "diversity": "V-JEPA + feature diversity",
+    "no_motion": "full recipe − motion-guided prediction",
+    "no_affinity": "full recipe − affinity self-distillation",
+    "no_diversity": "full recipe − feature diversity",
 }
+FULL = "full"  # the main pipeline's encoder as each ablation run names it (ablation/dvc.yaml evaluate)
 
 
 def load_ablation(ablation_dir: Path) -> dict[str, list[dict]]:
@@ -293,22 +297,49 @@ def collect_ablation(results_root: Path, variants: list[str], dest: Path) -> int
     return n
 
 
+def collect_results(src: Path, dest: Path) -> int:
+    """Replace ``dest`` with a copy of ``src/*.json`` (one evaluate run's results) -> files copied."""
+    import shutil
+
+    if not src.is_dir():
+        raise FileNotFoundError(f"no results under {src}: run `make ablation` (dvc repro ablation/dvc.yaml) first")
+    if dest.is_dir():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    files = sorted(src.glob("*.json"))
+    for f in files:
+        shutil.copyfile(f, dest / f.name)
+    return len(files)
+
+
+def collect_seed_metrics(results_root: Path, seeds: list[str], dest: Path) -> None:
+    """Copy each seed run's pretraining ``metrics.json`` (its learning diagnostics) to ``dest/<seed>.pretrain.json``."""
+    import shutil
+
+    for old in dest.glob("*.pretrain.json"):
+        old.unlink()
+    for name in seeds:
+        src = results_root / name / "metrics.json"
+        if src.is_file():
+            shutil.copyfile(src, dest / f"{name}.pretrain.json")
+
+
+def load_seed_metrics(folder: Path) -> dict[str, dict]:
+    """``collect_seed_metrics``'s files -> {seed run: its pretraining metrics}."""
+    if not folder.is_dir():
+        return {}
+    return {f.name.removesuffix(".pretrain.json"): read_json(f) for f in sorted(folder.glob("*.pretrain.json"))}
+
+
 def collect_continued(results_root: Path, experiment: dict, dest: Path) -> int:
     """Copy the continued-pretraining experiment's ``<results_root>/results/*.json`` to ``dest/results/``
     and its description (``ablation/params.yaml``'s ``continued``) to ``dest/experiment.json`` -> files copied."""
-    import shutil
-
     src = results_root / "results"
     if not src.is_dir():
         raise FileNotFoundError(f"no results under {src}: run `make continued` (dvc repro ablation/dvc.yaml) first")
-    if dest.is_dir():
-        shutil.rmtree(dest)
-    (dest / "results").mkdir(parents=True)
-    files = sorted(src.glob("*.json"))
-    for f in files:
-        shutil.copyfile(f, dest / "results" / f.name)
+    n = collect_results(src, dest / "results")
     write_json(dest / "experiment.json", experiment)
-    return len(files)
+    return n
 
 
 def load_continued(folder: Path) -> dict | None:
@@ -364,8 +395,8 @@ def ablation_section(results: list[dict], x: Extras) -> list[str]:
     ]
     rows: list[tuple[str, dict[str, tuple]]] = []
     for variant, rs in x.ablation.items():
-        # an ablation result holds one model: the variant's encoder
-        cells = {r["name"]: _primary(r, next(iter(r["models"]))) for r in rs if r["models"]}
+        # an ablation result holds the variant's encoder (named after it) and, since the grid pairs them, the full one
+        cells = {r["name"]: _primary(r, _variant_model(r, variant)) for r in rs if r["models"]}
         rows.append((ABLATION_LABELS.get(variant, variant), cells))
     for model, label in ((x.teacher, "full UniSurg (main pipeline)"), (x.student, "distilled student (main pipeline)")):
         cells = {n: _primary(by_name[n], model) for n in heads if n in by_name and model in by_name[n]["models"]}
@@ -373,6 +404,40 @@ def ablation_section(results: list[dict], x: Extras) -> list[str]:
             rows.append((f"{label}: {model}", cells))
     for label, cells in rows:
         lines.append(f"| {label} | " + " | ".join(fmt(*cells[n]) if n in cells else "n/a" for n in heads) + " |")
+    return lines + _ablation_paired(x.ablation, heads)
+
+
+def _variant_model(r: dict, variant: str) -> str:
+    """The model of an ablation result that is the variant (results before the grid was paired hold it alone)."""
+    return variant if variant in r["models"] else next(iter(r["models"]))
+
+
+def _ablation_paired(ablation: dict[str, list[dict]], heads: dict[str, dict]) -> list[str]:
+    """Each variant against the full recipe evaluated in the same run (same test units, same bootstrap
+    resamples): the paired difference per benchmark, and the counts of :func:`baseline_section`."""
+    paired_runs = {v: rs for v, rs in ablation.items() if any(FULL in r["models"] for r in rs)}
+    if not paired_runs:
+        return []
+    lines = [
+        "",
+        f"Each variant − the full recipe ({FULL}: the main pipeline's encoder, evaluated in the variant's run on the "
+        "same test units): paired difference in the primary metric with its 95% bootstrap CI (for ↓ metrics a "
+        "negative difference is better). A variant *worse* than the full recipe means the switched-off part helped.",
+        "",
+        "| variant − full | better on (counted) | worse on | ties | not counted (better, at or below null) "
+        "| sign test p | separated wins | separated losses |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v, rs in paired_runs.items():
+        t = tally([r for r in rs if FULL in r["models"]], _variant_model(rs[0], v), FULL)
+        if t.rows:
+            lines.append(f"| {ABLATION_LABELS.get(v, v)} | {t.cells} |")
+    lines += ["", "| variant − full | " + " | ".join(h["benchmark"] for h in heads.values()) + " |"]
+    lines.append("|---|" + "---|" * len(heads))
+    for v, rs in paired_runs.items():
+        by = {r["name"]: r for r in rs}
+        cells = [paired_cell(by[n], _variant_model(by[n], v), FULL) if n in by else "n/a" for n in heads]
+        lines.append(f"| {ABLATION_LABELS.get(v, v)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -392,14 +457,13 @@ def _probe_signature(r: dict, model: str) -> tuple:
 def _protocol_mismatches(ablation: dict[str, list[dict]], main: dict[str, dict], model: str) -> list[str]:
     """Benchmarks on which an ablation variant's protocol differs from the main pipeline's ``model``."""
     out = []
-    for rs in ablation.values():
+    for variant, rs in ablation.items():
         for r in rs:
             ref = main.get(r["name"])
             if not r["models"] or ref is None or model not in ref["models"]:
                 continue
-            if (
-                _probe_signature(r, next(iter(r["models"]))) != _probe_signature(ref, model)
-                and r["benchmark"] not in out
+            if _probe_signature(r, _variant_model(r, variant)) != _probe_signature(ref, model) and (
+                r["benchmark"] not in out
             ):
                 out.append(r["benchmark"])
     return out
@@ -633,7 +697,92 @@ def seeds_section(results: list[dict], x: Extras) -> list[str]:
         lines.append(
             f"| {r['benchmark']} | {r['metric']} {arrow} | {cells[0]} | {cells[1]} | {better_in} of {len(runs)} |"
         )
-    return lines
+    return lines + pooled_section(runs, m, base) + seed_learning_lines(x)
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """The pooled paired test over seeds x benchmarks (:func:`pooled_over_seeds`)."""
+
+    gains: dict[str, float]  # benchmark -> mean over seeds of the paired difference, signed so > 0 = m better
+    seeds: int  # runs each mean is taken over
+
+    @property
+    def wins(self) -> int:
+        return sum(g > 0 for g in self.gains.values())
+
+    @property
+    def losses(self) -> int:
+        return sum(g < 0 for g in self.gains.values())
+
+    @property
+    def p(self) -> float:
+        from .evaluation.stats import sign_test
+
+        return sign_test(self.wins, self.losses)
+
+
+def pooled_over_seeds(runs: dict[str, list[dict]], m: str, base: str) -> Pooled:
+    """Per benchmark, the mean over seed runs of the paired difference m − base each run recorded (each run
+    pairs m with the baseline of its own seed), signed so that > 0 means m is better; benchmarks missing a
+    paired difference in any run are left out. The sign test over those means is the pooled test."""
+    by_run = [{r["name"]: r for r in rs} for rs in runs.values()]
+    names = [r["name"] for r in next(iter(runs.values()), [])]
+    gains: dict[str, float] = {}
+    for name in names:
+        ds = [paired(run[name], m, base) if name in run else None for run in by_run]
+        if any(d is None or d.get("diff") is None for d in ds):
+            continue
+        sign = 1.0 if by_run[0][name]["higher_is_better"] else -1.0
+        gains[by_run[0][name]["benchmark"]] = sign * sum(d["diff"] for d in ds) / len(ds)
+    return Pooled(gains, len(by_run))
+
+
+def pooled_section(runs: dict[str, list[dict]], m: str, base: str) -> list[str]:
+    t = pooled_over_seeds(runs, m, base)
+    if not t.gains:
+        return []
+    verdict_word = "beats" if t.p < 0.05 and t.wins > t.losses else "does not beat"
+    return [
+        "",
+        f"**Pooled paired test over {t.seeds} seeds × {len(t.gains)} benchmarks.** Per benchmark, the paired "
+        f"difference {m} − {base} of each run (each seed against the random baseline of the same seed, on the "
+        "same test units) is averaged over the seeds; the exact two-sided sign test then asks whether those means "
+        f"favour {m} on more benchmarks than chance would. {m} is better on {t.wins}, worse on {t.losses} "
+        f"({len(t.gains) - t.wins - t.losses} ties): p = {t.p:.3g}, so pooled over seeds {m} {verdict_word} "
+        f"{base} at p < 0.05. The test weighs each benchmark once, however large its difference.",
+        "",
+        f"| benchmark | mean paired gain of {m} over {base} (> 0: better) |",
+        "|---|---|",
+        *(f"| {b} | {g:+.4f} |" for b, g in t.gains.items()),
+    ]
+
+
+def seed_learning_lines(x: Extras) -> list[str]:
+    """The EMA encoder's validation probe at step 0 and at the last step, per seed run (its metrics.json)."""
+    runs = {f"seed {x.seed} (main)": _final_probe(x.learning), **x.seeds_pretrain}
+    rows = [(n, d.get("probe_ema_step0"), d.get("final_probe_ema")) for n, d in runs.items() if d]
+    rows = [(n, a, b) for n, a, b in rows if a is not None and b is not None]
+    if not rows:
+        return []
+    above = sum(float(b) > float(a) for _, a, b in rows)
+    return [
+        "",
+        f"Learning diagnostic per seed: the EMA encoder's phase probe on validation clips (never test) at step 0 "
+        f"and at the last step; above its step-0 score in {above} of {len(rows)} runs.",
+        "",
+        "| run | probe EMA, step 0 | probe EMA, last |",
+        "|---|---|---|",
+        *(f"| {n} | {float(a):.4f} | {float(b):.4f} |" for n, a, b in rows),
+    ]
+
+
+def _final_probe(rows: list[dict]) -> dict:
+    """The main run's step-0 and last EMA probe scores from its log (as a seed run's metrics.json names them)."""
+    diag = [r for r in learning_rows(rows) if r["probe_ema"]]
+    if len(diag) < 2:
+        return {}
+    return {"probe_ema_step0": diag[0]["probe_ema"], "final_probe_ema": diag[-1]["probe_ema"]}
 
 
 def _has(by_name: dict[str, dict], bench: str, model: str) -> bool:
@@ -669,6 +818,51 @@ def distill_section(results: list[dict], x: Extras) -> list[str]:
             f"speed-up {d['student_clips_per_s'] / d['teacher_clips_per_s']:.2f}x; "
             f"parameters {d['teacher_params'] / d['student_params']:.1f}x fewer.",
         ]
+    return lines
+
+
+RANDOM_TEACHER = "random_teacher"  # the student distilled from a random teacher, as ablation/dvc.yaml names it
+
+
+def random_teacher_section(x: Extras) -> list[str]:
+    """`make ablation`'s random-teacher control: the main student, the student distilled from an untrained
+    teacher and the untrained student, evaluated in one run, compared in paired terms."""
+    rs, student, untrained = x.random_teacher, x.student, x.baselines.get(x.student, "random_student")
+    if not rs or not any(RANDOM_TEACHER in r["models"] for r in rs):
+        return []
+    lines = [
+        "",
+        "### Is it the teacher? A random-teacher control",
+        "",
+        f"`make ablation`: `{RANDOM_TEACHER}` is the student's architecture distilled with the same recipe from "
+        "an *untrained* teacher of the pretrained teacher's architecture (ablation/params.yaml `random_teacher`). "
+        "A student distilled from a random teacher is already better than an untrained one (Sarfi et al., "
+        f"*Random teachers are good teachers*), so {student} beating {untrained} alone says nothing about what the "
+        f"teacher learned; {student} − {RANDOM_TEACHER} does. The three were evaluated in one run "
+        "(same test units, paired 95% bootstrap CIs).",
+        "",
+        *protocol_lines(rs),
+        "",
+        "| comparison | better on (counted) | worse on | ties | not counted (better, at or below null) "
+        "| sign test p | separated wins | separated losses |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    pairs = ((student, RANDOM_TEACHER), (RANDOM_TEACHER, untrained), (student, untrained))
+    for m, base in pairs:
+        t = tally(rs, m, base)
+        if t.rows:
+            lines.append(f"| {m} − {base} | {t.cells} |")
+    lines += [
+        "",
+        f"| benchmark | metric | {student} − {RANDOM_TEACHER} | {RANDOM_TEACHER} − {untrained} |",
+        "|---|---|---|---|",
+    ]
+    for r in rs:
+        arrow = "↑" if r["higher_is_better"] else "↓"
+        lines.append(
+            f"| {r['benchmark']} | {r['metric']} {arrow} | {paired_cell(r, student, RANDOM_TEACHER)} "
+            f"| {paired_cell(r, RANDOM_TEACHER, untrained)} |"
+        )
     return lines
 
 

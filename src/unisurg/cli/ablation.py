@@ -15,8 +15,9 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "action",
         choices=["collect", "collect-seeds", "collect-continued", "collect-recipe"],
-        help="the variants' results, the seeds', the continued-pretraining experiment's, or the recipe "
-        "candidates' learning diagnostics (-> reports/recipe.md)",
+        help="the variants' results (and the random-teacher control's), the seeds' (and their pretraining "
+        "metrics), the continued-pretraining experiment's, or the recipe candidates' learning diagnostics "
+        "(-> reports/recipe.md)",
     )
     sp.add_argument("--grid", default="ablation/params.yaml", help="the grid (its variants or seeds are collected)")
     sp.add_argument("--results", default="data/ablation", help="where ablation/dvc.yaml wrote <variant>/results")
@@ -25,7 +26,7 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
 
 def cmd_ablation(args: argparse.Namespace) -> int:
     from ..config import load_yaml
-    from ..report import collect_ablation, collect_continued, write_recipe
+    from ..report import collect_ablation, collect_continued, collect_results, collect_seed_metrics, write_recipe
 
     if args.action == "collect-recipe":
         out = Path(args.out or "reports/recipe.md")
@@ -48,6 +49,15 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     out = Path(args.out or ("reports/seeds" if seeds else "reports/ablation"))
     n = collect_ablation(results, names, out)
     log.info("ablation: %d result files of %d %s -> %s", n, len(names), group, out)
+    if seeds:
+        collect_seed_metrics(results, names, out)
+    else:
+        # the random-teacher control (stages random_teacher_*), when it ran
+        teacher = Path(args.results) / "random_teacher" / "results"
+        if teacher.is_dir():
+            dest = out.parent / "random_teacher"  # beside reports/ablation
+            n = collect_results(teacher, dest)
+            log.info("ablation: %d result files of the random-teacher control -> %s", n, dest)
     return 0
 
 

@@ -17,12 +17,24 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--ablation-dir", default="reports/ablation", help="results of `make ablation` (optional)")
     sp.add_argument("--seeds-dir", default="reports/seeds", help="results of `make seeds` (optional)")
     sp.add_argument("--continued-dir", default="reports/continued", help="results of `make continued` (optional)")
+    sp.add_argument(
+        "--random-teacher-dir", default="reports/random_teacher", help="the random-teacher control (optional)"
+    )
     sp.add_argument("--out", default="reports", help="output folder")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ..io import read_json
-    from ..report import Extras, build_report, load_ablation, load_continued, load_log, provenance
+    from ..report import (
+        Extras,
+        build_report,
+        load_ablation,
+        load_continued,
+        load_log,
+        load_results,
+        load_seed_metrics,
+        provenance,
+    )
 
     p = stage_params(args)
     r = p.report
@@ -43,6 +55,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         continued=load_continued(Path(args.continued_dir)),
         seed=p.base.seed,
         learning=load_log(logs["pretrain"]),
+        seeds_pretrain=load_seed_metrics(Path(args.seeds_dir)),
+        random_teacher=load_results(Path(args.random_teacher_dir)) if Path(args.random_teacher_dir).is_dir() else [],
     )
     info = build_report(Path(args.metrics_dir), Path(args.out), logs, extras, r.title)
     log.info("report: %d benchmarks, models %s -> %s", info["benchmarks"], info["models"], args.out)
