@@ -147,17 +147,19 @@ def test_pipeline_flow_under_a_real_prefect_server(project, prefect_server):
 def test_ablation_grid_feeds_the_report(project):
     # a two-variant, two-benchmark grid on the tiny project (the real one: `make ablation`)
     grid = yaml.safe_load((ROOT / "ablation" / "params.yaml").read_text())
-    grid["variants"] = {k: grid["variants"][k] for k in ("pixel", "vjepa")}
+    grid["variants"] = {k: grid["variants"][k] for k in ("pixel", "no_motion")}
     grid["benchmarks"] = "cholec80 kvasirseg"
     grid["seeds"] = {"seed1": 1}
-    grid["recipe"] = {"diversity_batch": grid["recipe"]["diversity_batch"]}
+    grid["recipe"] = {"diversity_clip": grid["recipe"]["diversity_clip"]}
+    grid["random_teacher"]["benchmarks"] = "cholec80 kvasirseg"
     grid["continued"].update(steps=2, benchmarks="cholec80 kvasirseg")  # one of the region, one not
     (project / "ablation" / "params.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
     run([sys.executable, "-m", "dvc", "repro"], project)  # the main pipeline (no-op if already run)
     out = run([sys.executable, "-m", "dvc", "repro", "ablation/dvc.yaml"], project).stdout
-    assert "evaluate@pixel" in out and "pretrain@vjepa" in out and "seed_evaluate@seed1" in out
+    assert "evaluate@pixel" in out and "pretrain@no_motion" in out and "seed_evaluate@seed1" in out
+    assert "random_teacher_distill" in out and "random_teacher_evaluate" in out
     assert "continued_further" in out and "continued_self" in out and "continued_evaluate" in out
-    assert "recipe@diversity_batch" in out
+    assert "recipe@diversity_clip" in out
     assert "Running stage 'synth'" not in out  # the grid reuses the main pipeline's corpus and index
     run([sys.executable, "-m", "unisurg.cli", "ablation", "collect"], project)
     assert sorted(p.name for p in (project / "reports" / "ablation").glob("*/*.json")) == [
@@ -166,8 +168,11 @@ def test_ablation_grid_feeds_the_report(project):
         "kvasirseg.json",
         "kvasirseg.json",
     ]
+    teacher = sorted(p.name for p in (project / "reports" / "random_teacher").glob("*.json"))
+    assert teacher == ["cholec80.json", "kvasirseg.json"]
     run([sys.executable, "-m", "unisurg.cli", "ablation", "collect-seeds"], project)
     assert len(list((project / "reports" / "seeds" / "seed1").glob("*.json"))) == 17  # every benchmark
+    assert (project / "reports" / "seeds" / "seed1.pretrain.json").is_file()  # its learning diagnostics
     run([sys.executable, "-m", "unisurg.cli", "ablation", "collect-continued"], project)
     assert sorted(p.name for p in (project / "reports" / "continued" / "results").glob("*.json")) == [
         "cholec80.json",
@@ -177,14 +182,17 @@ def test_ablation_grid_feeds_the_report(project):
     recipe = (project / "reports" / "recipe.md").read_text()
     assert (
         "| main | (params.yaml) | " in recipe
-        and "| diversity_batch | `--set pretrain.diversity.scope=batch` | " in recipe
+        and "| diversity_clip | `--set pretrain.diversity.scope=clip` | " in recipe
     )
     assert "not run" not in recipe  # both runs logged their diagnostics
     out = run([sys.executable, "-m", "dvc", "repro"], project).stdout
     assert "Running stage 'report'" in out and "Running stage 'evaluate" not in out  # only the report reruns
     md = (project / "reports" / "benchmark.md").read_text()
     assert "## Ablation" in md and "## Pretraining seeds" in md and "seed 0 (main): " in md and "seed1: " in md
-    assert "| pixel reconstruction (VideoMAE-style) |" in md and "| V-JEPA (latent prediction only) |" in md
+    assert "| pixel reconstruction (VideoMAE-style) |" in md and "| full recipe − motion-guided prediction |" in md
+    # each variant paired with the full recipe, the random-teacher control, and the pooled seed test
+    assert "Each variant − the full recipe" in md and "### Is it the teacher? A random-teacher control" in md
+    assert "| student − random_teacher |" in md and "**Pooled paired test over 2 seeds × " in md
     # the further-pretrained and self-distilled encoders next to the start, region and others apart
     assert "## Continued pretraining on one region (gallbladder)" in md
     assert "| further − unisurg | gallbladder |" in md and "| self_distilled − further | other regions |" in md
