@@ -27,6 +27,8 @@ ENTRY = {
     "evaluate": ["unisurg.benchmarks", "unisurg.evaluation.encoders", "unisurg.evaluation.harness", "unisurg.io"],
     "report": ["unisurg.report", "unisurg.io"],
 }
+# stage scripts that only ablation/dvc.yaml runs
+EXTRA_ENTRY = {"export": ["unisurg.export", "unisurg.evaluation.protocols"]}
 
 
 @functools.cache
@@ -36,7 +38,7 @@ def _imported_files(stage: str) -> frozenset[str]:
     code = (
         "import importlib, json, runpy, sys\n"
         f"runpy.run_path('stages/{stage}.py', run_name='imports only')\n"
-        f"for m in {ENTRY[stage]!r}: importlib.import_module(m)\n"
+        f"for m in {(ENTRY | EXTRA_ENTRY)[stage]!r}: importlib.import_module(m)\n"
         "print(json.dumps([getattr(m, '__file__', None) for n, m in sys.modules.items() "
         "if n == 'unisurg' or n.startswith('unisurg.')]))"
     )
@@ -96,3 +98,32 @@ def test_stage_code_deps_are_packages(stage):
     code = [d for d in _deps(stage) if d.startswith("src/")]
     single = [d for d in code if not (ROOT / d).is_dir() and d not in TOP_LEVEL and not d.startswith(CLI)]
     assert not single, f"stage {stage}: list the package folder instead of {single}"
+
+
+# ablation/dvc.yaml runs the same stage scripts (and stages/export.py): its stages must list the code
+# those load, as the main pipeline's do
+ABLATION_ENTRY = {
+    "python stages/pretrain.py": "pretrain",
+    "python stages/distill.py": "distill",
+    "python stages/evaluate.py": "evaluate",
+    "python stages/export.py": "export",
+}
+
+
+def _ablation_stages() -> dict[str, dict]:
+    stages = yaml.safe_load((ROOT / "ablation" / "dvc.yaml").read_text())["stages"]
+    return {name: spec.get("do", spec) for name, spec in stages.items()}
+
+
+@pytest.mark.parametrize("name", sorted(_ablation_stages()))
+def test_ablation_stage_deps_cover_the_code_its_commands_load(name):
+    spec = _ablation_stages()[name]
+    cmd, deps = " ".join(spec["cmd"].split()), [str(d) for d in spec["deps"]]
+    loaded: set[str] = set()
+    for call, stage in ABLATION_ENTRY.items():
+        if call in cmd:
+            loaded |= _imported_files(stage)
+    assert loaded, f"ablation stage {name}: runs no stage script this test knows"
+    assert "src/unisurg" not in deps, f"ablation stage {name}: list the code it loads, not the whole package"
+    missing = sorted(f for f in loaded if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps))
+    assert not missing, f"ablation stage {name}: add to deps in ablation/dvc.yaml: {missing}"
