@@ -365,6 +365,12 @@ def test_random_teacher_control_compares_the_student_with_one_distilled_from_noi
     assert "| random_teacher − random_student | 1 of 1 | 0 | 0 | - | 1 | 0 | 0 |" in md
     assert "| Cholec80 | accuracy ↑ | 0.100 [0.050, 0.150] | 0.050 [-0.010, 0.100] |" in md
     assert random_teacher_section(Extras()) == []
+    # the provenance names the machine behind each section's results
+    from unisurg.report import other_machines
+
+    rs[0]["machine"] = {"cpu": "Some Xeon", "cores": 2, "torch": "2.x", "numpy": "2.y"}
+    assert other_machines(x) == {"random-teacher control": ["Some Xeon, 2 cores, no accelerator; torch 2.x, numpy 2.y"]}
+    assert other_machines(Extras()) == {}
     # `unisurg ablation collect` versions the control's results beside the variants'
     grid = tmp_path / "grid.yaml"
     grid.write_text("variants:\n  vjepa:\n    set: ''\n")

@@ -204,7 +204,7 @@ def markdown(results: list[dict], models: list[str], x: Extras, title: str) -> s
         for src, g in curation["by_source"].items():
             lines.append(f"| {src} | {g['videos']} | {g['clips']} | {g['hours']} |")
     if x.provenance:
-        lines += provenance_section(x.provenance, machines(results))
+        lines += provenance_section(x.provenance, machines(results), other_machines(x))
     return "\n".join(lines) + "\n"
 
 
@@ -1029,7 +1029,21 @@ def machines(results: list[dict]) -> list[str]:
     return seen
 
 
-def provenance_section(p: dict, machine: list[str] | None = None) -> list[str]:
+def other_machines(x: Extras) -> dict[str, list[str]]:
+    """The machines that evaluated each extra section's results (their results record them)."""
+    groups = {
+        "ablation grid": [r for rs in x.ablation.values() for r in rs],
+        "seed runs": [r for rs in x.seeds.values() for r in rs],
+        "random-teacher control": x.random_teacher,
+        "continued pretraining": (x.continued or {}).get("results", []),
+    }
+    return {label: machines(rs) for label, rs in groups.items() if machines(rs)}
+
+
+def provenance_section(
+    p: dict, machine: list[str] | None = None, others: dict[str, list[str]] | None = None
+) -> list[str]:
+    """``others``: the machines behind the other sections' results (ablation, seeds, ...), by section."""
     lines = [
         "",
         "## Provenance",
@@ -1038,6 +1052,7 @@ def provenance_section(p: dict, machine: list[str] | None = None) -> list[str]:
         f"- parameters: {p['params']} (md5 {p['params_md5']})",
     ]
     lines += [f"- evaluated on: {m}" for m in machine or []]
+    lines += [f"- {label} evaluated on: {m}" for label, ms in (others or {}).items() for m in ms]
     if p["outs"]:
         lines += ["", "| stage output (dvc.lock) | md5 |", "|---|---|"]
         lines += [f"| {path} | {md5} |" for path, md5 in p["outs"].items()]
