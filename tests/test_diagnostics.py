@@ -175,3 +175,20 @@ def test_the_recipe_table_reads_each_runs_log_and_names_the_runs_not_made(tmp_pa
     # the last 20 logged steps: 19 rows of pred 0.5 and one of 0.3
     assert "| main | (params.yaml) | 0.25 | 0.45 | 0.4 | 7.5 | 0.2 | 0.4900 | 0.8000 | 0.6000 |" in text
     assert "| cand | `--set x=1` | not run |" in text and "Written on: a CPU." in text
+
+
+def test_the_report_reads_the_diagnostics_copying_and_cross_clip_collapse():
+    from unisurg.report import learning_reading
+
+    def row(step: int, var: str, pred: float | None, copy: float | None) -> dict:
+        return {"step": step, "pooled_var": var, "pred": pred, "copy_mean": copy, "probe_ema": "0.3"}
+
+    # the predictor 3% below copying, the pooled variance down to a fifth: both read as the reason
+    lines = "\n".join(learning_reading([row(0, "0.2", None, None), row(100, "0.04", 0.97, 1.0)]))
+    assert "3% below what copying the clip's mean teacher token scores (0.9700 vs 1.0000)" in lines
+    assert "adds little beyond the clip's average" in lines
+    assert "ends at 20% of its step-0 value (0.0400 vs 0.2000): clips move toward one another" in lines
+    # a predictor well below copying and a spread that survives read the other way
+    lines = "\n".join(learning_reading([row(0, "0.2", None, None), row(100, "0.15", 0.5, 1.0)]))
+    assert "50% below" in lines and "uses the context beyond the average" in lines and "keep their spread" in lines
+    assert learning_reading([row(0, "", None, None)]) == []  # nothing to read

@@ -1159,7 +1159,31 @@ def learning_section(rows: list[dict]) -> list[str]:
             f"The EMA encoder's validation probe ends {word} its step-{first['step']} score ({b:.3f} vs {a:.3f}); "
             "one validation split, no confidence interval: a difference of a few clips is noise.",
         ]
-    return lines
+    return lines + learning_reading(diag)
+
+
+def learning_reading(diag: list[dict]) -> list[str]:
+    """What the diagnostics say about why the encoder learns little, computed from the rows: does the
+    predictor beat copying, and how much of the pooled features' spread across clips survives."""
+    out = []
+    last = diag[-1]
+    if last["pred"] is not None and last["copy_mean"]:
+        gain = 1 - last["pred"] / last["copy_mean"]
+        out.append(
+            f"- Over the last logged steps the prediction loss is {abs(gain):.0%} "
+            f"{'below' if gain > 0 else 'above'} what copying the clip's mean teacher token scores "
+            f"({last['pred']:.4f} vs {last['copy_mean']:.4f}): the predictor "
+            + ("adds little beyond the clip's average." if gain < 0.1 else "uses the context beyond the average.")
+        )
+    first = diag[0]
+    if first["pooled_var"] and last["pooled_var"] and float(first["pooled_var"]) > 0:
+        kept = float(last["pooled_var"]) / float(first["pooled_var"])
+        out.append(
+            f"- The pooled features' variance across the probe clips ends at {kept:.0%} of its step-"
+            f"{first['step']} value ({float(last['pooled_var']):.4f} vs {float(first['pooled_var']):.4f}): clips "
+            + ("move toward one another (cross-clip collapse)." if kept < 0.5 else "keep their spread.")
+        )
+    return ["", "Reading the diagnostics:", "", *out] if out else []
 
 
 def _png(fig) -> str:
