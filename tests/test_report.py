@@ -285,6 +285,13 @@ def test_continued_section_splits_the_region_from_the_others_with_paired_counts(
     # self_distilled − further elsewhere: better on both, neither separated (CIs reach below 0)
     assert "| self_distilled − further | other regions | 2 of 2 | 0 | 0 | - | 0.5 | 0 | 0 |" in md
     assert "| Pitvis | other | accuracy ↑ | 0.600 [0.590, 0.610] | 0.400 [0.390, 0.410] | 0.500 [0.490, 0.510] |" in md
+    assert "From an earlier main encoder" not in md
+    # started from a main checkpoint the pipeline has since replaced (the two dvc.locks say so): marked
+    prov = {"continued_start": "aaaa1111", "main_checkpoint": "bbbb2222"}
+    md = "\n".join(continued_section(c["results"], Extras(continued=c, provenance=prov)))
+    assert "**From an earlier main encoder:**" in md and "aaaa1111" in md and "bbbb2222" in md
+    prov["main_checkpoint"] = "aaaa1111"
+    assert "From an earlier" not in "\n".join(continued_section(c["results"], Extras(continued=c, provenance=prov)))
 
 
 def test_pooled_seed_test_averages_each_benchmarks_paired_difference_over_seeds_then_counts_signs():

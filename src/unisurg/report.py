@@ -601,6 +601,13 @@ def continued_section(results: list[dict], x: Extras) -> list[str]:
     ]
     if {(r.get("protocol") or {}).get("label") for r in rs} != main_label:
         lines.append("**Another protocol than the main table's: compare within this section only.**")
+    ran, now = (x.provenance or {}).get("continued_start"), (x.provenance or {}).get("main_checkpoint")
+    if ran and now and ran != now:
+        lines.append(
+            f"**From an earlier main encoder:** the experiment started from a checkpoint ({CHECKPOINT} "
+            f"{ran[:8]}) that the main pipeline has since replaced ({now[:8]}), so `{start}` here is not the main "
+            "table's encoder: compare within this section only; `make continued` reruns it."
+        )
     lines += [
         "",
         "| comparison | benchmarks | better on (counted) | worse on | ties | not counted (better, at or below null) "
@@ -956,7 +963,13 @@ def provenance(root: Path, params_path: Path) -> dict:
         "seeds_corpus": stage_corpora(root / "ablation" / "dvc.lock", "seed_evaluate@"),
         "seeds_recipe": recipe_changes(root / "ablation" / "dvc.lock", "seed_pretrain@", params_path),
         "ablation_recipe": recipe_changes(root / "ablation" / "dvc.lock", "pretrain@", params_path),
+        # the main checkpoint the continued-pretraining experiment started from, and the current one
+        "continued_start": corpus_md5(root / "ablation" / "dvc.lock", CHECKPOINT, stages="continued_further"),
+        "main_checkpoint": corpus_md5(lock, CHECKPOINT),
     }
+
+
+CHECKPOINT = "data/pretrain/checkpoint.pt"
 
 
 def corpus_md5(lock: Path, path: str = "data/synth", stages: str = "") -> str | None:
