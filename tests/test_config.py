@@ -257,9 +257,10 @@ def test_every_ablation_variant_is_a_valid_configuration_of_what_it_claims():
         got[name] = (p.objective, p.motion.enabled, p.affinity.weight > 0, p.diversity.weight > 0)
     assert got["pixel"][0] == "pixel"
     assert got["vjepa"] == ("latent", False, False, False)
-    assert got["motion"] == ("latent", True, False, False)
-    assert got["affinity"] == ("latent", False, True, False)
-    assert got["diversity"] == ("latent", False, False, True)
+    # the full recipe with one addition switched off
+    assert got["no_motion"] == ("latent", False, True, True)
+    assert got["no_affinity"] == ("latent", True, False, True)
+    assert got["no_diversity"] == ("latent", True, True, False)
     from unisurg.benchmarks import get_benchmark
 
     for b in grid["benchmarks"].split():

@@ -38,7 +38,8 @@ def tiny_params() -> dict:
     return p
 
 
-# What a clone contains that the pipelines need (reports/ablation, seeds, continued: the report stage's inputs).
+# What a clone contains that the pipelines need (reports/ablation, seeds, continued, random_teacher: the
+# report stage's inputs).
 PROJECT_FILES = (
     "src",
     "stages",
@@ -49,6 +50,7 @@ PROJECT_FILES = (
     "reports/ablation",
     "reports/seeds",
     "reports/continued",
+    "reports/random_teacher",
 )
 
 
@@ -57,7 +59,8 @@ def copy_project(dest: Path) -> Path:
         src = ROOT / item
         (dest / item).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
-    for grid in ("ablation", "seeds", "continued"):  # results of the repository's own grid, seeds, experiment
+    # results of the repository's own grid, seeds, experiments
+    for grid in ("ablation", "seeds", "continued", "random_teacher"):
         for stale in (dest / "reports" / grid).iterdir():
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     return dest
